@@ -1,0 +1,1 @@
+"""The pdd-edge command line (installed as `pdd_edge.cli`). Thin: parse, call the library, print."""

@@ -1,0 +1,51 @@
+"""`pdd-edge evaluate`: top-1/top-5 of a checkpoint on a dataset's validation split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pdd_edge.cli import options as o
+from pdd_edge.cli._common import command, out
+from pdd_edge.cli.app import app
+from pdd_edge.cli.training import data_config, norm_override
+from pdd_edge.errors import PddError, require_torch
+
+
+@command(app, "evaluate")
+def evaluate_command(
+    path: Annotated[Optional[Path], typer.Argument(help="A checkpoint (.pt/.pth/.th); or give it with --weights.")] = None,
+    *,
+    weights: Annotated[Optional[Path], typer.Option(help="The checkpoint to evaluate (same as PATH).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Zoo model, for third-party weights only.")] = None,
+    dataset: o.Dataset = "digits",
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
+    input_size: o.InputSize = None,
+    mean: o.Mean = None,
+    std: o.Std = None,
+    batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 500,
+    json_out: o.Json = False,
+) -> None:
+    """Measure top-1/top-5 on the validation split."""
+    if (path is None) == (weights is None):
+        raise PddError("give the model to evaluate once: as PATH or as --weights PATH")
+    path = path or weights
+    require_torch("pdd-edge evaluate")
+    from pdd_edge.stages.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(path, data_config(dataset, data_dir, download, input_size), model_name=model,
+                                 norm=norm_override(mean, std), batch_size=batch_size)
+    print_result(result, json_out)
+
+
+def print_result(result: dict, json_out: bool) -> None:
+    if json_out:
+        out.print_json(json.dumps(result))
+        return
+    kind = "masked " if result.get("masked") else ("pruned " if result.get("pruned") else "")
+    out.print(f"{result['path']}: {kind}{result['model']} on {result['dataset']} val ({result['count']} images): "
+              f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}")

@@ -1,0 +1,137 @@
+"""`pdd-edge train` and `pdd-edge distill`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from pdd_edge.cli import options as o
+from pdd_edge.cli._common import command, err, out, parse_floats, parse_ints
+from pdd_edge.cli.app import app
+from pdd_edge.errors import require_torch
+
+
+def data_config(dataset: str, data_dir: Optional[Path], download: bool, input_size: Optional[int]):
+    from pdd_edge.stages.common import DataConfig
+
+    return DataConfig(name=dataset.lower(), data_dir=str(data_dir) if data_dir else None, download=download,
+                      input_size=input_size)
+
+
+def norm_override(mean: Optional[str], std: Optional[str], what: str = ""):
+    from pdd_edge.stages.common import NormOverride
+
+    return NormOverride(mean=parse_floats(mean, f"--{what}mean", 3), std=parse_floats(std, f"--{what}std", 3))
+
+
+def optim_overrides(lr, batch_size, weight_decay, milestones, seed) -> dict[str, Any]:
+    return {"lr": lr, "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed,
+            "milestones": parse_ints(milestones, "--milestones")}
+
+
+def print_fit_summary(result, best_path: Path, json_out: bool) -> None:
+    best = result.best
+    summary = {"checkpoint": str(best_path), "best_epoch": best.get("epoch"), "val_top1": best.get("val_top1"),
+               "val_top5": best.get("val_top5")}
+    for key in ("kept_pct", "masked_macs", "masked_params", "macs_reduction_pct"):
+        if key in best:
+            summary[key] = best[key]
+    if json_out:
+        out.print_json(json.dumps(summary))
+    else:
+        line = f"best epoch {summary['best_epoch']}: val top-1 {summary['val_top1']:.2f}%"
+        if "masked_macs" in summary:
+            line += (f", kept {summary['kept_pct']:.1f}% of channels, masked MACs {summary['masked_macs']:,}"
+                     f" (-{summary['macs_reduction_pct']:.1f}%)")
+        out.print(line)
+        out.print(f"checkpoint: {best_path}")
+
+
+@command(app, "train")
+def train_command(
+    *,
+    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model to train (see `pdd-edge models`).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (best validation epoch).")],
+    dataset: o.Dataset = "digits",
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
+    input_size: o.InputSize = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 200,
+    lr: o.Lr = None,
+    batch_size: o.BatchSize = None,
+    weight_decay: o.WeightDecay = None,
+    milestones: o.Milestones = None,
+    seed: o.Seed = 0,
+    mean: o.Mean = None,
+    std: o.Std = None,
+    resume: o.Resume = False,
+    json_out: o.Json = False,
+) -> None:
+    """Train a zoo model with plain cross-entropy (how a teacher is made when none is given)."""
+    require_torch("pdd-edge train")
+    from pdd_edge.stages import train
+
+    cfg = train.TrainConfig(
+        model=model,
+        data=data_config(dataset, data_dir, download, input_size),
+        optim=train.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed)),
+        norm=norm_override(mean, std),
+    )
+    result = train.run(cfg, out_path, resume=resume)
+    print_fit_summary(result, out_path, json_out)
+
+
+@command(app, "distill")
+def distill_command(
+    *,
+    student: Annotated[str, typer.Option("--student", "-s", help="Zoo model of the student.")],
+    teacher_weights: Annotated[Path, typer.Option(help="Teacher checkpoint (pdd-edge's, or a third-party state dict with --teacher).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: best.pt, last.pt, history.json.")],
+    teacher: Annotated[Optional[str], typer.Option("--teacher", "-t", help="Zoo model of the teacher (needed for third-party weights).")] = None,
+    dataset: o.Dataset = "digits",
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
+    input_size: o.InputSize = None,
+    epochs: Annotated[int, typer.Option(help="Distillation epochs (paper: 50).")] = 50,
+    lr: o.Lr = None,
+    batch_size: o.BatchSize = None,
+    weight_decay: o.WeightDecay = None,
+    milestones: o.Milestones = None,
+    seed: o.Seed = 0,
+    alpha: Annotated[float, typer.Option(help="Weight of the cross-entropy term; 1 - alpha weighs KD.")] = 0.6,
+    temperature: Annotated[float, typer.Option("--temperature", "-T", help="KD softmax temperature.")] = 3.0,
+    masks: Annotated[bool, typer.Option("--masks/--no-masks", help="Learn PDD masks, or run the same KD without them (the unpruned baseline).")] = True,
+    mask_init: Annotated[Optional[str], typer.Option(help="normal: N(0, 0.001^2) as in the paper; open: all gates open (default with --student-weights).")] = None,
+    student_weights: Annotated[Optional[Path], typer.Option(help="Start from a pretrained student checkpoint.")] = None,
+    mean: o.Mean = None,
+    std: o.Std = None,
+    teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,
+    teacher_std: Annotated[Optional[str], typer.Option(help="Teacher normalisation std (third-party teachers).")] = None,
+    resume: o.Resume = False,
+    json_out: o.Json = False,
+) -> None:
+    """PDD: distill a student from a teacher while learning which channels to keep."""
+    require_torch("pdd-edge distill")
+    from pdd_edge.stages import distill
+
+    cfg = distill.DistillConfig(
+        student=student,
+        teacher=teacher,
+        teacher_weights=str(teacher_weights),
+        data=data_config(dataset, data_dir, download, input_size),
+        optim=distill.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed)),
+        student_weights=str(student_weights) if student_weights else None,
+        masks=masks,
+        mask_init=mask_init,
+        alpha=alpha,
+        temperature=temperature,
+        norm=norm_override(mean, std),
+        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"),
+    )
+    result = distill.run(cfg, out_dir, resume=resume)
+    print_fit_summary(result, out_dir / "best.pt", json_out)
+    if not json_out:
+        err.print("next: pdd-edge prune " + str(out_dir / "best.pt") + " --out pruned.pt")

@@ -1,0 +1,232 @@
+"""Self-describing checkpoints, and loading third-party ones safely.
+
+A pdd-edge checkpoint is a plain dict of tensors, strings and numbers (so `torch.load(...,
+weights_only=True)` reads it and no code in a file can run):
+
+    format, format_version        "pdd-edge.checkpoint", 1
+    model, arch                   zoo name and builder arguments {"num_classes", "keep"}
+    preprocess                    {"mean", "std", "input_size"} the model was trained with
+    classes, dataset              label names and the dataset they come from
+    state_dict                    weights (mask logits excluded)
+    masks                         {mask point: logits} or None
+    metrics                       the numbers that chose this checkpoint (e.g. best val top-1)
+    record                        free-form provenance (stage, epoch, pruning report, ...)
+
+`keep` is the channel plan of a pruned network, so a pruned checkpoint rebuilds itself with no
+hand-typed channel lists. Third-party files (a bare state dict, `{"state_dict": ...}`, keys with
+DataParallel's `module.` prefix) load when the caller names the zoo model.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from pdd_edge import zoo
+from pdd_edge.errors import PddError
+from pdd_edge.fileio import atomic_path
+from pdd_edge.nn.masks import get_masks, load_mask_logits, mask_logits
+from pdd_edge.preprocess import Preprocess
+
+FORMAT = "pdd-edge.checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CheckpointInfo:
+    """Everything about a loaded model except its weights."""
+
+    model: str
+    num_classes: int
+    keep: dict[str, list[int]] | None
+    preprocess: Preprocess | None  # None: a third-party file that does not say
+    classes: list[str] | None = None
+    dataset: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+    masked: bool = False
+    third_party: bool = False
+    path: str = ""
+
+    @property
+    def pruned(self) -> bool:
+        return zoo.is_pruned(self.model, self.keep)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel / DataParallel wrappers."""
+    return getattr(model, "module", model)
+
+
+def checkpoint_dict(
+    model: nn.Module,
+    *,
+    model_name: str,
+    preprocess: Preprocess,
+    classes: list[str] | None = None,
+    dataset: str | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    model = unwrap(model)
+    masks = mask_logits(model)
+    mask_keys = {f"{name}.logits" for name in masks}
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in mask_keys}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model_name,
+        "arch": model.arch_args(),  # type: ignore[operator]
+        "preprocess": preprocess.to_dict(),
+        "classes": list(classes) if classes is not None else None,
+        "dataset": dataset,
+        "state_dict": state,
+        "masks": masks or None,
+        "metrics": dict(metrics or {}),
+        "record": dict(record or {}),
+    }
+
+
+def save(path: str | Path, ckpt: Mapping[str, Any]) -> Path:
+    with atomic_path(path) as tmp:
+        torch.save(dict(ckpt), tmp)
+    return Path(path)
+
+
+def read(path: str | Path, what: str = "checkpoint") -> Any:
+    """`torch.load` with weights_only=True, turning every failure into one readable line."""
+    p = Path(path)
+    if not p.exists():
+        raise PddError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise PddError(f"{what} {p} is not a file")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise PddError(
+                f"{what} {p} contains Python objects that are not loaded for safety (weights_only=True); "
+                "re-save it as a plain state dict of tensors"
+            ) from None
+        raise PddError(f"{what} {p} is not a readable PyTorch checkpoint (corrupt or truncated?)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError, IndexError):
+        raise PddError(f"{what} {p} is not a readable PyTorch checkpoint (corrupt or truncated?)") from None
+
+
+def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def _third_party_state(raw: Any, path: Path) -> dict[str, torch.Tensor]:
+    state = raw
+    if isinstance(raw, Mapping):
+        for key in ("state_dict", "model_state_dict", "model", "net"):
+            if isinstance(raw.get(key), Mapping):
+                state = raw[key]
+                break
+    if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PddError(f"{path} holds no state dict of tensors; expected a pdd-edge checkpoint or a model's state dict")
+    return _strip_prefix(state)
+
+
+def _fit_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str, path: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        raise PddError(f"{path} does not fit model {name}: " + ", ".join(parts) + "; is it a checkpoint of another architecture?")
+    model.load_state_dict(state, strict=True)
+
+
+def load(
+    path: str | Path,
+    *,
+    model_name: str | None = None,
+    num_classes: int | None = None,
+    with_masks: bool = True,
+) -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild the model stored in `path` (eval mode, CPU) and describe it.
+
+    `model_name` is required for third-party files and must agree with a pdd-edge checkpoint.
+    `with_masks=False` drops stored masks (the dense student they were trained on).
+    """
+    p = Path(path)
+    raw = read(p)
+    if isinstance(raw, Mapping) and raw.get("format") == FORMAT:
+        return _load_own(raw, p, model_name, with_masks)
+    if model_name is None:
+        raise PddError(f"{p} is not a pdd-edge checkpoint; pass --model NAME to load it as a state dict of a zoo model")
+    spec = zoo.spec(model_name)
+    state = _third_party_state(raw, p)
+    head = state.get(spec.classifier_key)
+    inferred = int(head.shape[0]) if head is not None and head.dim() == 2 else None
+    if num_classes is not None and inferred is not None and inferred != num_classes:
+        raise PddError(f"{p} has a {inferred}-class head but {num_classes} classes were expected")
+    classes = inferred or num_classes or 10
+    model = zoo.build(spec.name, num_classes=classes)
+    _fit_state(model, state, spec.name, p)
+    model.eval()
+    info = CheckpointInfo(model=spec.name, num_classes=classes, keep=None, preprocess=None, third_party=True, path=str(p))
+    if isinstance(raw, Mapping):
+        info.metrics = {k: float(v) for k, v in raw.items() if k in ("best_prec1", "best_acc", "acc") and isinstance(v, (int, float))}
+    return model, info
+
+
+def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, with_masks: bool) -> tuple[nn.Module, CheckpointInfo]:
+    version = raw.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise PddError(f"{p} has checkpoint format version {version}; this pdd-edge reads up to {FORMAT_VERSION}: upgrade pdd-edge")
+    try:
+        name = str(raw["model"])
+        arch = dict(raw["arch"])
+        num_classes = int(arch["num_classes"])
+        keep = arch.get("keep")
+        state = raw["state_dict"]
+        preprocess = Preprocess.from_dict(raw["preprocess"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PddError(f"{p} is a damaged pdd-edge checkpoint (missing or malformed field {exc})") from None
+    if model_name is not None and zoo.spec(model_name).name != zoo.spec(name).name:
+        raise PddError(f"{p} holds a {name}, not a {model_name}; drop --model (pdd-edge checkpoints describe themselves)")
+    model = zoo.build(name, num_classes=num_classes, keep=keep)
+    _fit_state(model, state, name, p)
+    masks = raw.get("masks")
+    if with_masks and masks:
+        try:
+            load_mask_logits(model, masks)
+        except KeyError as exc:
+            raise PddError(f"{p}: {exc.args[0]}") from None
+    model.eval()
+    info = CheckpointInfo(
+        model=name,
+        num_classes=num_classes,
+        keep={k: list(v) for k, v in keep.items()} if keep else None,
+        preprocess=preprocess,
+        classes=raw.get("classes"),
+        dataset=raw.get("dataset"),
+        metrics=dict(raw.get("metrics") or {}),
+        record=dict(raw.get("record") or {}),
+        masked=bool(get_masks(model)),
+        path=str(p),
+    )
+    return model, info

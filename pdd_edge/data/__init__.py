@@ -1,0 +1,41 @@
+"""Datasets: `digits` (built in), `cifar10`, `cifar100` and `imagefolder`.
+
+Every dataset yields float RGB images in [0, 1] at its input size and integer labels; the
+normalisation belongs to each *model* (a teacher is fed with its own mean/std), so it is
+applied in the training step, not here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pdd_edge.data.base import Dataset
+from pdd_edge.errors import PddError
+
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    input_size: int | None = None,
+) -> Dataset:
+    """Load a dataset by name; every failure is a `PddError` that says how to fix it."""
+    key = name.lower()
+    if key == "digits":
+        from pdd_edge.data.digits import load_digits
+
+        return load_digits(input_size=input_size or 32)
+    if key in ("cifar10", "cifar100"):
+        from pdd_edge.data.cifar import load_cifar
+
+        return load_cifar(key, data_dir=data_dir, download=download, input_size=input_size or 32)
+    if key == "imagefolder":
+        from pdd_edge.data.imagefolder import load_imagefolder
+
+        if data_dir is None:
+            raise PddError("imagefolder needs --data-dir pointing at a folder with train/ and val/ subfolders")
+        return load_imagefolder(data_dir, input_size=input_size or 32)
+    raise PddError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")

@@ -1,0 +1,125 @@
+"""`imagefolder`: a user's own `train/<class>/*` and `val/<class>/*` images.
+
+Images are resized to `input_size` x `input_size`. A folder that fits in `MEMORY_LIMIT_BYTES` at
+that size is decoded once into memory (the fast path, same batched augmentation as CIFAR);
+a larger one streams through a DataLoader with worker processes.
+Default normalisation is ImageNet's mean/std; override it with `--mean/--std`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from pdd_edge.data.base import Augment, Dataset, TensorSource, epoch_generator, shard_order
+from pdd_edge.errors import PddError
+from pdd_edge.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+MEMORY_LIMIT_BYTES = 2 * 1024**3
+
+
+def _folder(root: Path, split: str):
+    from torchvision.datasets import ImageFolder
+
+    path = root / split
+    if not path.is_dir():
+        raise PddError(f"imagefolder: {path} is missing; --data-dir must hold train/<class>/ and val/<class>/ folders")
+    try:
+        return ImageFolder(str(path))
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise PddError(f"imagefolder: no images found under {path} ({exc})") from None
+
+
+def _load_image(path: str, size: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.functional import pil_to_tensor
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+            return pil_to_tensor(img)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise PddError(f"imagefolder: cannot read image {path} ({exc}); remove or replace it") from None
+
+
+def _to_memory(folder, size: int, what: str) -> TensorSource:
+    from rich.progress import Progress
+
+    n = len(folder.samples)
+    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"decoding {what} images", total=n)
+        for i, (path, _) in enumerate(folder.samples):
+            images[i] = _load_image(path, size)
+            progress.advance(task)
+    return TensorSource(images, torch.tensor(folder.targets, dtype=torch.long))
+
+
+class StreamSource:
+    """Decodes images on the fly in DataLoader workers; for folders too large for memory."""
+
+    def __init__(self, folder, size: int, workers: int | None = None) -> None:
+        self.samples = list(folder.samples)
+        self.size = size
+        self.workers = min(4, os.cpu_count() or 1) if workers is None else workers
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def batches(self, batch_size: int, *, shuffle: bool, augment: Augment | None, seed: int, epoch: int,
+                rank: int = 0, world: int = 1, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        from torch.utils.data import DataLoader
+
+        from pdd_edge.data.base import random_crop_flip
+
+        g = epoch_generator(seed, epoch)
+        order = shard_order(len(self), shuffle, g, rank, world).tolist()
+        subset = _Indexed([self.samples[i] for i in order], self.size)
+        loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=self.workers, drop_last=drop_last)
+        for x, y in loader:
+            x = x.float().div_(255.0)
+            if augment is not None:
+                x = random_crop_flip(x, augment, g)
+            yield x, y
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, samples, size: int) -> None:
+        self.samples, self.size = samples, size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        return _load_image(path, self.size), label
+
+
+def load_imagefolder(data_dir: str | Path, *, input_size: int = 32, memory_limit: int = MEMORY_LIMIT_BYTES) -> Dataset:
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise PddError(f"imagefolder: data dir {root} does not exist")
+    train, val = _folder(root, "train"), _folder(root, "val")
+    if train.classes != val.classes:
+        only_train = sorted(set(train.classes) - set(val.classes))[:3]
+        only_val = sorted(set(val.classes) - set(train.classes))[:3]
+        raise PddError(
+            f"imagefolder: train/ and val/ have different classes (only in train: {only_train}, only in val: {only_val})"
+        )
+    per_image = 3 * input_size * input_size
+    in_memory = (len(train.samples) + len(val.samples)) * per_image <= memory_limit
+    if in_memory:
+        train_src, val_src = _to_memory(train, input_size, "train"), _to_memory(val, input_size, "val")
+    else:
+        train_src, val_src = StreamSource(train, input_size), StreamSource(val, input_size)
+    return Dataset(
+        name="imagefolder",
+        train=train_src,
+        val=val_src,
+        classes=list(train.classes),
+        preprocess=Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(input_size, input_size)),
+        augment=Augment(pad=input_size // 8, hflip=True),
+    )

@@ -1,0 +1,1 @@
+"""Building blocks of PDD: differentiable channel masks and the distillation loss."""

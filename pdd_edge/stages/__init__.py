@@ -1,0 +1,1 @@
+"""One module per stage of the chain. Stages talk through files, never through live objects."""

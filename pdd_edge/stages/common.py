@@ -1,0 +1,76 @@
+"""Pieces several training stages share: dataset options, preprocessing resolution, model checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from pdd_edge import checkpoint as ckpt_io
+from pdd_edge.checkpoint import CheckpointInfo
+from pdd_edge.data import load_dataset
+from pdd_edge.data.base import Dataset
+from pdd_edge.errors import PddError
+from pdd_edge.nn.masks import kept_fraction, mask_points, open_counts
+from pdd_edge.preprocess import Preprocess
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    input_size: int | None = None
+
+    def load(self) -> Dataset:
+        return load_dataset(self.name, data_dir=self.data_dir, download=self.download, input_size=self.input_size)
+
+
+@dataclass(frozen=True)
+class NormOverride:
+    """`--mean/--std` from the command line (None: keep what the checkpoint or dataset says)."""
+
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+def resolve_preprocess(dataset: Dataset, info: CheckpointInfo | None, override: NormOverride) -> Preprocess:
+    """Command-line override > the checkpoint's own record > the dataset's default."""
+    base = info.preprocess if info is not None and info.preprocess is not None else dataset.preprocess
+    pre = base.with_overrides(mean=override.mean, std=override.std)
+    if pre.input_size != dataset.input_hw:
+        raise PddError(
+            f"the model expects {pre.input_size[0]}x{pre.input_size[1]} inputs but the dataset gives "
+            f"{dataset.input_hw[0]}x{dataset.input_hw[1]}; pass --input-size {pre.input_size[0]}"
+        )
+    return pre
+
+
+def check_classes(info: CheckpointInfo, dataset: Dataset, role: str) -> None:
+    if info.num_classes != dataset.num_classes:
+        raise PddError(
+            f"the {role} ({info.path}) predicts {info.num_classes} classes but {dataset.name} has "
+            f"{dataset.num_classes}; use a {role} trained on this dataset"
+        )
+
+
+def load_model(path: str, model_name: str | None, dataset: Dataset, role: str) -> tuple[nn.Module, CheckpointInfo]:
+    model, info = ckpt_io.load(path, model_name=model_name)
+    check_classes(info, dataset, role)
+    return model, info
+
+
+def mask_stats(model: nn.Module, input_hw: tuple[int, int], dense_macs: int) -> dict[str, Any]:
+    """Kept channels and MACs/params of the masked network (only open channels counted)."""
+    cost = model.cost(open_counts(model), input_hw).as_ints()  # type: ignore[operator]
+    return {
+        "kept_pct": 100.0 * kept_fraction(model),
+        "masked_macs": cost["macs"],
+        "masked_params": cost["params"],
+        "macs_reduction_pct": 100.0 * (1 - cost["macs"] / dense_macs),
+    }
+
+
+def dense_cost(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
+    return model.cost(mask_points(model), input_hw).as_ints()  # type: ignore[operator]

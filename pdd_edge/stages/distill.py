@@ -1,0 +1,117 @@
+"""`distill`: the PDD stage. A student learns per-channel masks while it is distilled.
+
+The student (optionally from pretrained weights) gets a `ChannelMask` at every mask point; the
+masks are ordinary parameters in the same SGD optimiser as the weights, with the same weight
+decay, and are driven by the distillation loss alone (pure PDD). The checkpoint of the epoch with
+the best validation top-1, masks included, is kept. `masks=False` runs the same KD without
+masks: the unpruned student the paper compares against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import zoo
+from pdd_edge.config import config_hash
+from pdd_edge.errors import PddError
+from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+from pdd_edge.nn.masks import attach_masks
+from pdd_edge.stages.common import DataConfig, NormOverride, dense_cost, load_model, mask_stats, resolve_preprocess
+from pdd_edge.training.loop import Fit, FitResult, OptimConfig, TrainFiles, scaled_milestones
+from pdd_edge.training.tasks import DistillTask
+
+# PDD reference recipe for CIFAR-10 (PDD_METHOD.md): 50 epochs, lr 0.01 (x0.1 at 20 and 40).
+DEFAULT_EPOCHS = 50
+DEFAULT_LR = 0.01
+DEFAULT_WEIGHT_DECAY = 5e-3
+DEFAULT_BATCH = 256
+MILESTONES = (0.4, 0.8)
+
+
+def default_optim(epochs: int = DEFAULT_EPOCHS, **overrides: Any) -> OptimConfig:
+    base = dict(epochs=epochs, lr=DEFAULT_LR, batch_size=DEFAULT_BATCH, weight_decay=DEFAULT_WEIGHT_DECAY,
+                milestones=scaled_milestones(epochs, MILESTONES))
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return OptimConfig(**base)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    student: str
+    teacher_weights: str
+    teacher: str | None = None  # zoo name, needed only for third-party teacher files
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=default_optim)
+    student_weights: str | None = None
+    masks: bool = True
+    mask_init: str | None = None  # None: "normal", or "open" when starting from student weights
+    alpha: float = DEFAULT_ALPHA
+    temperature: float = DEFAULT_TEMPERATURE
+    norm: NormOverride = field(default_factory=NormOverride)
+    teacher_norm: NormOverride = field(default_factory=NormOverride)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise PddError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not self.temperature > 0:
+            raise PddError(f"temperature must be positive, got {self.temperature}")
+        if self.mask_init not in (None, "normal", "open"):
+            raise PddError(f"mask init must be 'normal' or 'open', got {self.mask_init!r}")
+
+
+def run(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) -> FitResult:
+    spec = zoo.spec(cfg.student)
+    data = cfg.data.load()
+    teacher, t_info = load_model(cfg.teacher_weights, cfg.teacher, data, "teacher")
+    t_pre = resolve_preprocess(data, t_info, cfg.teacher_norm)
+
+    torch.manual_seed(cfg.optim.seed)
+    s_info = None
+    if cfg.student_weights:
+        student, s_info = load_model(cfg.student_weights, cfg.student, data, "student")
+        if zoo.spec(s_info.model).name != spec.name:
+            raise PddError(f"--student-weights holds a {s_info.model}, not a {spec.name}")
+        if s_info.masked:
+            raise PddError(f"{cfg.student_weights} already has masks; prune it first (`pdd-edge prune`) or start from its dense weights")
+    else:
+        student = zoo.build(spec.name, num_classes=data.num_classes)
+    s_pre = resolve_preprocess(data, s_info, cfg.norm)
+    if cfg.masks:
+        init = cfg.mask_init or ("open" if cfg.student_weights else "normal")
+        attach_masks(student, init)
+    input_hw = data.input_hw
+    dense = dense_cost(student, input_hw)
+
+    def stats(m) -> dict[str, Any]:
+        return mask_stats(m, input_hw, dense["macs"]) if cfg.masks else {}
+
+    def make_checkpoint(m, best) -> dict[str, Any]:
+        return ckpt_io.checkpoint_dict(
+            m, model_name=spec.name, preprocess=s_pre, classes=data.classes, dataset=data.name,
+            metrics={k: best[k] for k in ("val_top1", "val_top5", "epoch", "kept_pct", "masked_macs",
+                                          "masked_params", "macs_reduction_pct") if k in best},
+            record={"stage": "distill", "config_hash": config_hash(cfg), "teacher": t_info.model,
+                    "teacher_weights": str(cfg.teacher_weights), "dense_macs": dense["macs"],
+                    "dense_params": dense["params"], "alpha": cfg.alpha, "temperature": cfg.temperature},
+        )
+
+    task = DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature)
+    title = f"distill {spec.name}" + ("" if cfg.masks else " (no masks)")
+    return Fit(
+        title=title,
+        model=student,
+        task=task,
+        data=data,
+        cfg=cfg.optim,
+        files=TrainFiles.in_dir(out_dir),
+        make_checkpoint=make_checkpoint,
+        preprocess=s_pre,
+        config_hash=config_hash(cfg),
+        epoch_stats=stats,
+        resume=resume,
+    ).run()

@@ -1,0 +1,1 @@
+"""The training engine shared by `train`, `distill` and `finetune`."""

@@ -1,0 +1,211 @@
+"""The epoch loop shared by `train`, `distill` and `finetune`.
+
+SGD with momentum and a step schedule; after every epoch it evaluates, keeps the checkpoint
+of the best validation top-1 (`best.pt`), and writes the full training state (`last.pt`: model
+with masks, optimizer, scheduler, RNG, history) so that an interrupted run resumes from its
+last finished epoch and ends exactly where an uninterrupted run with the same seed ends.
+
+Data order and augmentation are drawn from (seed, epoch), and the global RNG (dropout) is
+restored on resume, which is what makes resumed runs bit-identical on CPU.
+
+Ready for torchrun: under an initialised process group the model is wrapped in DDP, each rank
+trains on its shard, metrics are summed across ranks, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from pdd_edge import checkpoint as ckpt_io
+from pdd_edge.data.base import Dataset
+from pdd_edge.errors import PddError
+from pdd_edge.fileio import write_json
+from pdd_edge.preprocess import Preprocess
+from pdd_edge.training.distributed import all_reduce_sum, dist_info, wrap
+from pdd_edge.training.evaluate import evaluate, topk_correct
+from pdd_edge.training.progress import EpochProgress
+
+Task = Callable[[nn.Module, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+    milestones: tuple[int, ...]  # epochs at which lr is multiplied by gamma
+    momentum: float = 0.9
+    gamma: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise PddError(f"epochs must be at least 1, got {self.epochs}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise PddError(f"learning rate must be a positive number, got {self.lr}")
+        if self.batch_size < 1:
+            raise PddError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.weight_decay < 0:
+            raise PddError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
+            raise PddError(f"milestones must be increasing positive epochs, got {self.milestones}")
+
+
+def scaled_milestones(epochs: int, fractions: Iterable[float]) -> tuple[int, ...]:
+    """The paper's schedule stretched to `epochs` (e.g. 20 and 40 of 50 -> 0.4 and 0.8)."""
+    return tuple(sorted({max(1, round(epochs * f)) for f in fractions if round(epochs * f) < epochs}))
+
+
+@dataclass(frozen=True)
+class TrainFiles:
+    best: Path  # self-describing checkpoint of the best validation epoch
+    last: Path  # resume state after the last finished epoch
+    history: Path  # per-epoch records (JSON)
+
+    @classmethod
+    def in_dir(cls, folder: str | Path) -> "TrainFiles":
+        d = Path(folder)
+        return cls(d / "best.pt", d / "last.pt", d / "history.json")
+
+    @classmethod
+    def beside(cls, path: str | Path) -> "TrainFiles":
+        p = Path(path)
+        stem = p.name[: -len(p.suffix)] if p.suffix else p.name
+        return cls(p, p.with_name(f"{stem}.last.pt"), p.with_name(f"{stem}.history.json"))
+
+
+@dataclass
+class FitResult:
+    best: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+@dataclass
+class Fit:
+    """One training run. `epoch_stats(model)` adds per-epoch numbers (kept channels, masked MACs);
+    `make_checkpoint(model, record)` returns the self-describing checkpoint dict for `best.pt`."""
+
+    title: str
+    model: nn.Module
+    task: Task
+    data: Dataset
+    cfg: OptimConfig
+    files: TrainFiles
+    make_checkpoint: Callable[[nn.Module, Mapping[str, Any]], dict[str, Any]]
+    preprocess: Preprocess
+    config_hash: str
+    epoch_stats: Callable[[nn.Module], dict[str, Any]] | None = None
+    resume: bool = False
+    eval_batch_size: int = 500
+
+    def run(self) -> FitResult:
+        info = dist_info()
+        cfg = self.cfg
+        model = self.model
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
+        history: list[dict[str, Any]] = []
+        best: dict[str, Any] = {}
+        start = 0
+        if self.resume and self.files.last.exists():
+            start, history, best = self._restore(model, optimizer, scheduler)
+        ddp_model = wrap(model, info)
+        n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / cfg.batch_size)
+
+        with EpochProgress(self.title, cfg.epochs, enabled=info.is_main) as progress:
+            if start:
+                progress.note(f"resuming {self.title} after epoch {start}/{cfg.epochs} from {self.files.last}")
+            for epoch in range(start, cfg.epochs):
+                t0 = time.perf_counter()
+                progress.begin_epoch(epoch + 1, n_batches)
+                train_stats = self._train_epoch(ddp_model, optimizer, epoch, info, progress)
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+                val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info)
+                record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats,
+                                          "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]}
+                if self.epoch_stats is not None:
+                    record.update(self.epoch_stats(model))
+                record["seconds"] = time.perf_counter() - t0
+                record["best"] = not best or record["val_top1"] > best["val_top1"]
+                if record["best"]:
+                    best = {k: v for k, v in record.items() if k != "best"}
+                history.append(record)
+                if info.is_main:
+                    # best.pt before last.pt: a crash in between re-runs this epoch, which rewrites both.
+                    if record["best"]:
+                        ckpt_io.save(self.files.best, self.make_checkpoint(model, best))
+                    self._save_state(model, optimizer, scheduler, epoch + 1, history, best)
+                    write_json(self.files.history, {"title": self.title, "config_hash": self.config_hash, "epochs": history})
+                progress.end_epoch(record)
+        return FitResult(best=best, history=history, resumed_from=start)
+
+    def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, info, progress) -> dict[str, float]:
+        model.train()
+        sums: dict[str, float] = {}
+        seen, correct = 0, 0
+        for x, y in self.data.train.batches(self.cfg.batch_size, shuffle=True, augment=self.data.augment,
+                                            seed=self.cfg.seed, epoch=epoch, rank=info.rank, world=info.world):
+            out = self.task(model, x, y)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise PddError(f"{self.title}: loss became {float(loss)} in epoch {epoch + 1}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = len(y)
+            for k, v in out.items():
+                if k != "output":
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+            correct += topk_correct(out["output"].detach(), y, 1)
+            seen += n
+            progress.step(float(loss.detach()))
+        keys = sorted(sums)
+        totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [correct, seen], dtype=torch.float64), info).tolist()
+        n_total = max(totals[-1], 1.0)
+        stats = {k: totals[i] / n_total for i, k in enumerate(keys)}
+        stats["train_top1"] = 100.0 * totals[-2] / n_total
+        return stats
+
+    def _save_state(self, model, optimizer, scheduler, epochs_done: int, history, best) -> None:
+        state = {
+            "kind": "pdd-edge.train-state",
+            "config_hash": self.config_hash,
+            "epoch": epochs_done,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+            "best": best,
+        }
+        ckpt_io.save(self.files.last, state)
+
+    def _restore(self, model, optimizer, scheduler) -> tuple[int, list, dict]:
+        state = ckpt_io.read(self.files.last, "training state")
+        if not isinstance(state, dict) or state.get("kind") != "pdd-edge.train-state":
+            raise PddError(f"{self.files.last} is not a pdd-edge training state; delete it or drop --resume")
+        if state.get("config_hash") != self.config_hash:
+            raise PddError(
+                f"{self.files.last} was written with different options; re-run with the same options, "
+                "or without --resume to start over"
+            )
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise PddError(f"{self.files.last} does not match this model ({exc}); drop --resume to start over") from None
+        torch.set_rng_state(state["torch_rng"])
+        if state["best"] and not self.files.best.exists():
+            raise PddError(f"{self.files.best} is missing although {self.files.last} exists; drop --resume to start over")
+        return int(state["epoch"]), list(state["history"]), dict(state["best"])

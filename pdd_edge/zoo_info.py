@@ -1,0 +1,21 @@
+"""Numbers about zoo models for listing (`pdd-edge models`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pdd_edge import zoo
+from pdd_edge.errors import require_torch
+
+DEFAULT_INPUT = (32, 32)
+
+
+def zoo_table(num_classes: int = 10) -> list[dict[str, Any]]:
+    require_torch("pdd-edge models")
+    rows = []
+    for name, spec in zoo.MODELS.items():
+        model = zoo.build(name, num_classes=num_classes)
+        cost = model.cost(model.mask_points(), DEFAULT_INPUT).as_ints()
+        rows.append({"name": name, "family": spec.family, "params": cost["params"], "macs": cost["macs"],
+                     "input_size": list(DEFAULT_INPUT), "num_classes": num_classes, "description": spec.description})
+    return rows
