@@ -143,7 +143,8 @@ def _third_party_state(raw: Any, path: Path) -> dict[str, torch.Tensor]:
 
 def _fit_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str, path: Path) -> None:
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
+    # BN's step counter is absent from checkpoints of older PyTorch versions; BatchNorm fills it in.
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or wrong:

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from pdd_edge.data.base import Augment, Dataset, TensorSource, epoch_generator, shard_order
+from pdd_edge.data.base import Augment, Dataset, Source, TensorSource, epoch_generator, shard_order
 from pdd_edge.errors import PddError
 from pdd_edge.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
@@ -45,17 +45,36 @@ def _load_image(path: str, size: int) -> torch.Tensor:
         raise PddError(f"imagefolder: cannot read image {path} ({exc}); remove or replace it") from None
 
 
-def _to_memory(folder, size: int, what: str) -> TensorSource:
-    from rich.progress import Progress
+class MemorySource:
+    """Decodes the whole split into memory the first time it is iterated (evaluation never
+    pays for decoding the training split), then serves batches from the tensor."""
 
-    n = len(folder.samples)
-    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"decoding {what} images", total=n)
-        for i, (path, _) in enumerate(folder.samples):
-            images[i] = _load_image(path, size)
-            progress.advance(task)
-    return TensorSource(images, torch.tensor(folder.targets, dtype=torch.long))
+    def __init__(self, folder, size: int, what: str) -> None:
+        self.samples = list(folder.samples)
+        self.size = size
+        self.what = what
+        self._tensor: TensorSource | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def decoded(self) -> TensorSource:
+        if self._tensor is None:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            console = Console(stderr=True)
+            images = torch.empty((len(self.samples), 3, self.size, self.size), dtype=torch.uint8)
+            with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+                task = progress.add_task(f"decoding {self.what} images", total=len(self.samples))
+                for i, (path, _) in enumerate(self.samples):
+                    images[i] = _load_image(path, self.size)
+                    progress.advance(task)
+            self._tensor = TensorSource(images, torch.tensor([t for _, t in self.samples], dtype=torch.long))
+        return self._tensor
+
+    def batches(self, batch_size: int, **kwargs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.decoded().batches(batch_size, **kwargs)
 
 
 class StreamSource:
@@ -111,8 +130,10 @@ def load_imagefolder(data_dir: str | Path, *, input_size: int = 32, memory_limit
         )
     per_image = 3 * input_size * input_size
     in_memory = (len(train.samples) + len(val.samples)) * per_image <= memory_limit
+    train_src: Source
+    val_src: Source
     if in_memory:
-        train_src, val_src = _to_memory(train, input_size, "train"), _to_memory(val, input_size, "val")
+        train_src, val_src = MemorySource(train, input_size, "train"), MemorySource(val, input_size, "val")
     else:
         train_src, val_src = StreamSource(train, input_size), StreamSource(val, input_size)
     return Dataset(

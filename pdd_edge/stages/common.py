@@ -7,7 +7,6 @@ from typing import Any
 
 from torch import nn
 
-from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.checkpoint import CheckpointInfo
 from pdd_edge.data import load_dataset
 from pdd_edge.data.base import Dataset
@@ -55,10 +54,6 @@ def check_classes(info: CheckpointInfo, dataset: Dataset, role: str) -> None:
         )
 
 
-def load_model(path: str, model_name: str | None, dataset: Dataset, role: str) -> tuple[nn.Module, CheckpointInfo]:
-    model, info = ckpt_io.load(path, model_name=model_name)
-    check_classes(info, dataset, role)
-    return model, info
 
 
 def mask_stats(model: nn.Module, input_hw: tuple[int, int], dense_macs: int) -> dict[str, Any]:

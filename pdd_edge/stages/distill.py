@@ -21,7 +21,7 @@ from pdd_edge.config import config_hash
 from pdd_edge.errors import PddError
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.nn.masks import attach_masks
-from pdd_edge.stages.common import DataConfig, NormOverride, dense_cost, load_model, mask_stats, resolve_preprocess
+from pdd_edge.stages.common import DataConfig, NormOverride, check_classes, dense_cost, mask_stats, resolve_preprocess
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, TrainFiles, scaled_milestones
 from pdd_edge.training.tasks import DistillTask
 
@@ -66,18 +66,19 @@ class DistillConfig:
 
 def run(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) -> FitResult:
     spec = zoo.spec(cfg.student)
-    data = cfg.data.load()
-    teacher, t_info = load_model(cfg.teacher_weights, cfg.teacher, data, "teacher")
-    t_pre = resolve_preprocess(data, t_info, cfg.teacher_norm)
-
-    torch.manual_seed(cfg.optim.seed)
+    # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
+    teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher)
     s_info = None
     if cfg.student_weights:
-        student, s_info = load_model(cfg.student_weights, cfg.student, data, "student")
-        if zoo.spec(s_info.model).name != spec.name:
-            raise PddError(f"--student-weights holds a {s_info.model}, not a {spec.name}")
+        student, s_info = ckpt_io.load(cfg.student_weights, model_name=cfg.student)
         if s_info.masked:
             raise PddError(f"{cfg.student_weights} already has masks; prune it first (`pdd-edge prune`) or start from its dense weights")
+    data = cfg.data.load()
+    check_classes(t_info, data, "teacher")
+    t_pre = resolve_preprocess(data, t_info, cfg.teacher_norm)
+    torch.manual_seed(cfg.optim.seed)
+    if s_info is not None:
+        check_classes(s_info, data, "student")
     else:
         student = zoo.build(spec.name, num_classes=data.num_classes)
     s_pre = resolve_preprocess(data, s_info, cfg.norm)

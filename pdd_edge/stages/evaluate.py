@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pdd_edge.stages.common import DataConfig, NormOverride, load_model, resolve_preprocess
+from pdd_edge import checkpoint as ckpt_io
+from pdd_edge.stages.common import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.training.evaluate import evaluate
 
 
 def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: str | None = None,
                         norm: NormOverride = NormOverride(), batch_size: int = 500) -> dict[str, Any]:
+    model, info = ckpt_io.load(path, model_name=model_name)  # before the data: fail fast on a bad file
     data = data_cfg.load()
-    model, info = load_model(str(path), model_name, data, "model")
+    check_classes(info, data, "model")
     pre = resolve_preprocess(data, info, norm)
     metrics = evaluate(model, data.val, pre, batch_size=batch_size)
     return {

@@ -54,6 +54,7 @@ class EpochProgress:
                 TimeRemainingColumn(),
                 console=self.console,
                 transient=True,
+                disable=not self.console.is_terminal,  # no bar redraws in CI logs; epoch lines still print
             )
             self._progress.__enter__()
         return self

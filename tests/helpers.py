@@ -1,0 +1,25 @@
+"""Small builders shared by tests (no fixtures here: plain functions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pdd_edge.cli.app import app
+
+
+def run_cli(*args: str):
+    """Invoke the CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def cli_json(*args: str):
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.stderr + result.stdout
+    return json.loads(result.stdout)
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else []

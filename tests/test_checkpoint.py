@@ -1,0 +1,120 @@
+import collections
+
+import pytest
+import torch
+
+from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import zoo
+from pdd_edge.errors import PddError
+from pdd_edge.nn.masks import attach_masks, get_masks
+from pdd_edge.preprocess import Preprocess
+from tests.conftest import AKAMASTER, shared_file
+
+PRE = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(32, 32))
+
+
+@pytest.mark.parametrize("filename, name", [("resnet20-12fca82f.th", "resnet20"), ("resnet56-4bfd9763.th", "resnet56")])
+def test_load_akamaster_checkpoint_strictly(filename, name):
+    path = shared_file(AKAMASTER / filename)
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    model = zoo.build(name)
+    state = {k.removeprefix("module."): v for k, v in raw["state_dict"].items()}
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    loaded, info = ckpt_io.load(path, model_name=name)
+    assert info.third_party and info.num_classes == 10 and info.preprocess is None
+    assert torch.equal(loaded.linear.weight, state["linear.weight"])
+
+
+def _saved_plain(tmp_path, form: str):
+    model = zoo.build("resnet20", num_classes=7)
+    state = model.state_dict()
+    if form == "plain":
+        obj = state
+    elif form == "wrapped":
+        obj = {"state_dict": state, "epoch": 3}
+    else:  # DataParallel prefix inside {"state_dict"}
+        obj = {"state_dict": collections.OrderedDict((f"module.{k}", v) for k, v in state.items())}
+    path = tmp_path / f"{form}.pth"
+    torch.save(obj, path)
+    return model, path
+
+
+@pytest.mark.parametrize("form", ["plain", "wrapped", "module_prefix"])
+def test_load_third_party_forms_with_model_name(tmp_path, form):
+    original, path = _saved_plain(tmp_path, form)
+    loaded, info = ckpt_io.load(path, model_name="resnet20")
+    assert info.num_classes == 7  # inferred from the classifier weight
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded(x), original.eval()(x))
+
+
+def test_load_third_party_without_model_name_asks_for_it(tmp_path):
+    _, path = _saved_plain(tmp_path, "plain")
+    with pytest.raises(PddError, match="pass --model NAME"):
+        ckpt_io.load(path)
+
+
+def test_load_checkpoint_of_other_architecture_names_the_mismatch(tmp_path):
+    _, path = _saved_plain(tmp_path, "plain")
+    with pytest.raises(PddError, match="does not fit model resnet32: .*missing keys.*another architecture"):
+        ckpt_io.load(path, model_name="resnet32")
+
+
+def test_save_and_load_round_trip_restores_weights_masks_and_description(tmp_path):
+    torch.manual_seed(0)
+    model = zoo.build("vgg11", num_classes=4)
+    attach_masks(model)
+    ck = ckpt_io.checkpoint_dict(model, model_name="vgg11", preprocess=PRE, classes=list("abcd"), dataset="x",
+                                 metrics={"val_top1": 50.0})
+    assert all(not k.endswith(".logits") for k in ck["state_dict"])
+    path = ckpt_io.save(tmp_path / "c.pt", ck)
+    loaded, info = ckpt_io.load(path)
+    assert (info.model, info.num_classes, info.preprocess, info.classes, info.masked) == ("vgg11", 4, PRE, list("abcd"), True)
+    for name, mask in get_masks(model).items():
+        assert torch.equal(get_masks(loaded)[name].logits, mask.logits)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_save_and_load_pruned_checkpoint_rebuilds_its_channel_plan(tmp_path):
+    keep = zoo.full_keep("resnet20")
+    keep["layer1.0.gate_mid"] = [1, 5]
+    keep["layer3.1.gate_out"] = list(range(0, 64, 3))
+    model = zoo.build("resnet20", keep=keep)
+    path = ckpt_io.save(tmp_path / "p.pt", ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=PRE))
+    loaded, info = ckpt_io.load(path)
+    assert info.pruned and info.keep["layer1.0.gate_mid"] == [1, 5]
+    assert loaded.layer1[0].conv1.out_channels == 2
+
+
+def test_read_missing_file_says_not_found(tmp_path):
+    with pytest.raises(PddError, match="checkpoint not found"):
+        ckpt_io.read(tmp_path / "nope.pt")
+
+
+def test_read_truncated_file_says_corrupt(tmp_path):
+    path = tmp_path / "t.pt"
+    torch.save(zoo.build("resnet20").state_dict(), path)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(PddError, match="not a readable PyTorch checkpoint"):
+        ckpt_io.read(path)
+
+
+class Payload:  # an arbitrary Python object: weights_only loading must refuse to build it
+    pass
+
+
+def test_read_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "obj": Payload()}, path)
+    with pytest.raises(PddError, match="not loaded for safety"):
+        ckpt_io.read(path)
+
+
+def test_load_newer_format_version_asks_to_upgrade(tmp_path):
+    ck = ckpt_io.checkpoint_dict(zoo.build("resnet20"), model_name="resnet20", preprocess=PRE)
+    ck["format_version"] = 99
+    path = ckpt_io.save(tmp_path / "v.pt", ck)
+    with pytest.raises(PddError, match="format version 99.*upgrade"):
+        ckpt_io.load(path)

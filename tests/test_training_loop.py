@@ -1,0 +1,96 @@
+"""The epoch loop: best-checkpoint selection and bit-exact resume after an interruption."""
+
+import json
+
+import pytest
+import torch
+
+from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import zoo
+from pdd_edge.data.base import Augment, Dataset, TensorSource
+from pdd_edge.errors import PddError
+from pdd_edge.nn.masks import attach_masks
+from pdd_edge.preprocess import Preprocess
+from pdd_edge.training import progress as progress_mod
+from pdd_edge.training.loop import Fit, OptimConfig, TrainFiles, scaled_milestones
+from pdd_edge.training.tasks import SupervisedTask
+
+PRE = Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(32, 32))
+
+
+def tiny_dataset() -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (40, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.arange(40) % 4
+    return Dataset("tiny", TensorSource(images[:32], labels[:32]), TensorSource(images[32:], labels[32:]),
+                   classes=list("abcd"), preprocess=PRE, augment=Augment(pad=4, hflip=True))
+
+
+def make_fit(folder, resume=False, epochs=3):
+    torch.manual_seed(0)
+    model = zoo.build("vgg11", num_classes=4)  # dropout: resume must restore the global RNG too
+    attach_masks(model)
+    cfg = OptimConfig(epochs=epochs, lr=0.01, batch_size=8, weight_decay=5e-3, milestones=(2,), seed=5)
+
+    def make_checkpoint(m, best):
+        return ckpt_io.checkpoint_dict(m, model_name="vgg11", preprocess=PRE, metrics={"val_top1": best["val_top1"]})
+
+    return Fit("test", model, SupervisedTask(PRE), tiny_dataset(), cfg, TrainFiles.in_dir(folder),
+               make_checkpoint, PRE, config_hash="h", resume=resume)
+
+
+def test_fit_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypatch):
+    make_fit(tmp_path / "full").run()
+
+    calls = {"n": 0}
+    original_step = progress_mod.EpochProgress.step
+
+    def crash_in_third_epoch(self, loss):
+        calls["n"] += 1
+        if calls["n"] == 4 * 2 + 2:  # 4 batches per epoch: dies in the middle of epoch 3
+            raise KeyboardInterrupt
+        original_step(self, loss)
+
+    monkeypatch.setattr(progress_mod.EpochProgress, "step", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        make_fit(tmp_path / "cut").run()
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(progress_mod.EpochProgress, "step", original_step)
+
+    result = make_fit(tmp_path / "cut", resume=True).run()
+    assert result.resumed_from == 2
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert all(torch.equal(full["model"][k], cut["model"][k]) for k in full["model"])
+    assert json.loads((tmp_path / "full" / "history.json").read_text())["epochs"][-1]["loss"] == \
+        json.loads((tmp_path / "cut" / "history.json").read_text())["epochs"][-1]["loss"]
+
+
+def test_fit_keeps_checkpoint_of_best_validation_epoch(tmp_path):
+    result = make_fit(tmp_path).run()
+    best_epoch = max(result.history, key=lambda r: r["val_top1"])["epoch"]
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert result.best["epoch"] == best_epoch
+    assert saved["metrics"]["val_top1"] == result.best["val_top1"]
+    assert saved["masks"] is not None
+
+
+def test_fit_resume_with_other_config_is_refused(tmp_path):
+    make_fit(tmp_path, epochs=1).run()
+    fit = make_fit(tmp_path, resume=True, epochs=1)
+    fit.config_hash = "other"
+    with pytest.raises(PddError, match="different options"):
+        fit.run()
+
+
+def test_optim_config_rejects_bad_values():
+    with pytest.raises(PddError, match="epochs"):
+        OptimConfig(epochs=0, lr=0.1, batch_size=8, weight_decay=0, milestones=())
+    with pytest.raises(PddError, match="milestones"):
+        OptimConfig(epochs=5, lr=0.1, batch_size=8, weight_decay=0, milestones=(3, 2))
+
+
+def test_scaled_milestones_stretch_paper_schedule():
+    assert scaled_milestones(50, (0.4, 0.8)) == (20, 40)
+    assert scaled_milestones(150, (1 / 3, 2 / 3)) == (50, 100)
+    assert scaled_milestones(2, (0.4, 0.8)) == (1,)
