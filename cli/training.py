@@ -106,6 +106,8 @@ def distill_command(
     masks: Annotated[bool, typer.Option("--masks/--no-masks", help="Learn PDD masks, or run the same KD without them (the unpruned baseline).")] = True,
     mask_init: Annotated[Optional[str], typer.Option(help="normal: N(0, 0.001^2) as in the paper; open: all gates open (default with --student-weights).")] = None,
     student_weights: Annotated[Optional[Path], typer.Option(help="Start from a pretrained student checkpoint.")] = None,
+    target_macs_reduction: Annotated[Optional[float], typer.Option(help="Add a MACs budget: e.g. 0.5 lands the pruned model at -50 % MACs (+/- 3 points). Without it: pure PDD.")] = None,
+    budget_rate: Annotated[float, typer.Option(help="Dual-ascent rate of the budget's Lagrange multiplier (per step).")] = 0.05,
     mean: o.Mean = None,
     std: o.Std = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,
@@ -130,6 +132,8 @@ def distill_command(
         temperature=temperature,
         norm=norm_override(mean, std),
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"),
+        target_macs_reduction=target_macs_reduction,
+        budget_rate=budget_rate,
     )
     result = distill.run(cfg, out_dir, resume=resume)
     print_fit_summary(result, out_dir / "best.pt", json_out)

@@ -67,5 +67,18 @@ def mask_stats(model: nn.Module, input_hw: tuple[int, int], dense_macs: int) -> 
     }
 
 
+def data_config_of(info: CheckpointInfo) -> DataConfig:
+    """The dataset a checkpoint was trained on, as recorded in it (to find validation images)."""
+    recorded = info.record.get("data")
+    if isinstance(recorded, dict):
+        try:
+            return DataConfig(**recorded)
+        except TypeError:
+            pass
+    if info.dataset is None:
+        raise PddError(f"{info.path} does not say which dataset it was trained on; pass --dataset (and --data-dir)")
+    return DataConfig(name=info.dataset)
+
+
 def dense_cost(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
     return model.cost(mask_points(model), input_hw).as_ints()  # type: ignore[operator]

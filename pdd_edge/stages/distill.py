@@ -17,9 +17,10 @@ import torch
 
 from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
-from pdd_edge.config import config_hash
+from pdd_edge.config import config_hash, to_jsonable
 from pdd_edge.errors import PddError
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+from pdd_edge.nn.budget import DEFAULT_RATE, MacsBudget
 from pdd_edge.nn.masks import attach_masks
 from pdd_edge.stages.common import DataConfig, NormOverride, check_classes, dense_cost, mask_stats, resolve_preprocess
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, TrainFiles, scaled_milestones
@@ -54,8 +55,15 @@ class DistillConfig:
     temperature: float = DEFAULT_TEMPERATURE
     norm: NormOverride = field(default_factory=NormOverride)
     teacher_norm: NormOverride = field(default_factory=NormOverride)
+    target_macs_reduction: float | None = None  # None: pure PDD (no cost term)
+    budget_rate: float = DEFAULT_RATE
 
     def __post_init__(self) -> None:
+        if self.target_macs_reduction is not None:
+            if not 0.0 < self.target_macs_reduction < 1.0:
+                raise PddError(f"--target-macs-reduction must be between 0 and 1 (e.g. 0.5), got {self.target_macs_reduction}")
+            if not self.masks:
+                raise PddError("--target-macs-reduction needs masks; drop --no-masks")
         if not 0.0 <= self.alpha <= 1.0:
             raise PddError(f"alpha must be in [0, 1], got {self.alpha}")
         if not self.temperature > 0:
@@ -98,11 +106,17 @@ def run(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) -> Fit
                                           "masked_params", "macs_reduction_pct") if k in best},
             record={"stage": "distill", "config_hash": config_hash(cfg), "teacher": t_info.model,
                     "teacher_weights": str(cfg.teacher_weights), "dense_macs": dense["macs"],
-                    "dense_params": dense["params"], "alpha": cfg.alpha, "temperature": cfg.temperature},
+                    "dense_params": dense["params"], "alpha": cfg.alpha, "temperature": cfg.temperature,
+                    "target_macs_reduction": cfg.target_macs_reduction, "data": to_jsonable(cfg.data)},
         )
 
-    task = DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature)
+    budget = None
+    if cfg.target_macs_reduction is not None:
+        budget = MacsBudget(cfg.target_macs_reduction, dense["macs"], input_hw, cfg.budget_rate)
+    task = DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=budget)
     title = f"distill {spec.name}" + ("" if cfg.masks else " (no masks)")
+    if budget is not None:
+        title += f" (MACs -{100 * cfg.target_macs_reduction:.0f}%)"
     return Fit(
         title=title,
         model=student,
@@ -114,5 +128,7 @@ def run(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) -> Fit
         preprocess=s_pre,
         config_hash=config_hash(cfg),
         epoch_stats=stats,
+        selection_key=budget.selection_key if budget else None,
+        extra_state={"budget": budget} if budget else {},
         resume=resume,
     ).run()

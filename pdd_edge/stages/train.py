@@ -10,7 +10,7 @@ import torch
 
 from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
-from pdd_edge.config import config_hash
+from pdd_edge.config import config_hash, to_jsonable
 from pdd_edge.stages.common import DataConfig, NormOverride, resolve_preprocess
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, TrainFiles, scaled_milestones
 from pdd_edge.training.tasks import SupervisedTask
@@ -48,7 +48,7 @@ def run(cfg: TrainConfig, out: str | Path, *, resume: bool = False, files: Train
         return ckpt_io.checkpoint_dict(
             m, model_name=spec.name, preprocess=pre, classes=data.classes, dataset=data.name,
             metrics={"val_top1": best["val_top1"], "val_top5": best["val_top5"], "epoch": best["epoch"]},
-            record={"stage": "train", "config_hash": config_hash(cfg)},
+            record={"stage": "train", "config_hash": config_hash(cfg), "data": to_jsonable(cfg.data)},
         )
 
     return Fit(

@@ -104,8 +104,15 @@ class Fit:
     preprocess: Preprocess
     config_hash: str
     epoch_stats: Callable[[nn.Module], dict[str, Any]] | None = None
+    # Ranks epoch records for "best": the largest key wins (default: validation top-1).
+    selection_key: Callable[[Mapping[str, Any]], tuple] | None = None
+    # Objects with state_dict()/load_state_dict() that must survive a resume (e.g. the budget's lambda).
+    extra_state: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
     eval_batch_size: int = 500
+
+    def _key(self, record: Mapping[str, Any]) -> tuple:
+        return self.selection_key(record) if self.selection_key else (record["val_top1"],)
 
     def run(self) -> FitResult:
         info = dist_info()
@@ -136,7 +143,7 @@ class Fit:
                 if self.epoch_stats is not None:
                     record.update(self.epoch_stats(model))
                 record["seconds"] = time.perf_counter() - t0
-                record["best"] = not best or record["val_top1"] > best["val_top1"]
+                record["best"] = not best or self._key(record) > self._key(best)
                 if record["best"]:
                     best = {k: v for k, v in record.items() if k != "best"}
                 history.append(record)
@@ -185,6 +192,7 @@ class Fit:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "extra_state": {k: v.state_dict() for k, v in self.extra_state.items()},
             "history": history,
             "best": best,
         }
@@ -206,6 +214,8 @@ class Fit:
         except (RuntimeError, KeyError, ValueError) as exc:
             raise PddError(f"{self.files.last} does not match this model ({exc}); drop --resume to start over") from None
         torch.set_rng_state(state["torch_rng"])
+        for k, obj in self.extra_state.items():
+            obj.load_state_dict(state["extra_state"][k])
         if state["best"] and not self.files.best.exists():
             raise PddError(f"{self.files.best} is missing although {self.files.last} exists; drop --resume to start over")
         return int(state["epoch"]), list(state["history"]), dict(state["best"])

@@ -17,9 +17,11 @@ def format_macs(macs: float) -> str:
 
 def epoch_line(rec: Mapping[str, Any], epochs: int) -> str:
     parts = [f"epoch {rec['epoch']}/{epochs}", f"loss {rec['loss']:.4f}"]
-    for key in ("ce", "kd", "cost"):
+    for key in ("ce", "kd"):
         if key in rec:
             parts.append(f"{key} {rec[key]:.4f}")
+    if "lambda" in rec:
+        parts.append(f"budget λ {rec['lambda']:+.3f}")
     parts.append(f"val top-1 {rec['val_top1']:.2f}%")
     if "kept_pct" in rec:
         parts.append(f"kept {rec['kept_pct']:.1f}%")

@@ -209,3 +209,52 @@ def _check_keep(keep: Mapping[str, Sequence[int]], full: Mapping[str, Sequence[i
             raise ValueError(f"channel plan for {name} must be sorted distinct indices below {width}")
         if name.endswith("gate_out") and not idx:
             raise ValueError(f"channel plan for {name} keeps no channel; the residual stream needs one")
+
+
+def _rows(t: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:
+    return t.index_select(0, torch.tensor(list(idx), dtype=torch.long)).clone()
+
+
+def _cols(t: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:
+    return t.index_select(1, torch.tensor(list(idx), dtype=torch.long)).clone()
+
+
+def _bn_state(bn: nn.BatchNorm2d, idx: Sequence[int], prefix: str) -> dict[str, torch.Tensor]:
+    out = {f"{prefix}.{k}": _rows(getattr(bn, k).detach(), idx) for k in ("weight", "bias", "running_mean", "running_var")}
+    out[f"{prefix}.num_batches_tracked"] = bn.num_batches_tracked.detach().clone()
+    return out
+
+
+def bn_at_zero(bn: nn.BatchNorm2d) -> torch.Tensor:
+    """What an eval-mode BN outputs for a zero input: beta - mean * gamma / sqrt(var + eps)."""
+    return (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+
+
+def pruned_state(model: CifarResNet, local: Mapping[str, Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Weights of the pruned network: `local[point]` are kept positions in `model`'s current widths.
+
+    Exact in eval mode: closed inner channels feed zeros to conv2; closed output channels are
+    zeros in the residual stream, so the next conv reads nothing from them and the next
+    shortcut's index map sends a zero in their place.
+    """
+    state: dict[str, torch.Tensor] = {}
+    state["conv1.weight"] = model.conv1.weight.detach().clone()
+    state.update(_bn_state(model.bn1, range(STEM_WIDTH), "bn1"))
+    in_pos: Sequence[int] = range(STEM_WIDTH)
+    for _, name in block_names(model.depth):
+        block: BasicBlock = model.get_submodule(name)
+        mid_pos = local.get(f"{name}.gate_mid", [])
+        out_pos = local[f"{name}.gate_out"]
+        if block.c_mid > 0 and mid_pos:
+            state[f"{name}.conv1.weight"] = _cols(_rows(block.conv1.weight.detach(), mid_pos), in_pos)
+            state.update(_bn_state(block.bn1, mid_pos, f"{name}.bn1"))
+            state[f"{name}.conv2.weight"] = _cols(_rows(block.conv2.weight.detach(), out_pos), mid_pos)
+            state.update(_bn_state(block.bn2, out_pos, f"{name}.bn2"))
+        elif block.c_mid > 0:  # every inner channel closed: the branch is the constant bn2(0)
+            state[f"{name}.branch_bias"] = _rows(bn_at_zero(block.bn2), out_pos)
+        else:  # already a bias-only block
+            state[f"{name}.branch_bias"] = _rows(block.branch_bias.detach(), out_pos)
+        in_pos = out_pos
+    state["linear.weight"] = _cols(model.linear.weight.detach(), in_pos)
+    state["linear.bias"] = model.linear.bias.detach().clone()
+    return state

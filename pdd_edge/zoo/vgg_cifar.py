@@ -114,3 +114,26 @@ class CifarVGG(nn.Module):
         c.linear(HIDDEN, HIDDEN)
         c.linear(HIDDEN, self.num_classes)
         return c
+
+
+def pruned_state(model: CifarVGG, local: Mapping[str, Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Weights of the pruned VGG: `local[point]` are kept positions in `model`'s current widths."""
+
+    def pick(t: torch.Tensor, dim: int, idx: Sequence[int]) -> torch.Tensor:
+        return t.detach().index_select(dim, torch.tensor(list(idx), dtype=torch.long)).clone()
+
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("gates.")}
+    in_pos: Sequence[int] = range(3)
+    gate = 0
+    for i, layer in enumerate(model.features):
+        if isinstance(layer, nn.Conv2d):
+            out_pos = local[f"gates.{gate}"]
+            state[f"features.{i}.weight"] = pick(pick(layer.weight, 0, out_pos), 1, in_pos)
+            state[f"features.{i}.bias"] = pick(layer.bias, 0, out_pos)
+            bn = model.features[i + 1]
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                state[f"features.{i + 1}.{k}"] = pick(getattr(bn, k), 0, out_pos)
+            in_pos, gate = out_pos, gate + 1
+    # The pooled feature vector has one entry per last-conv channel: drop the removed columns.
+    state["classifier.1.weight"] = pick(model.classifier[1].weight, 1, in_pos)
+    return state

@@ -1,0 +1,118 @@
+"""Turning learned PDD masks into a dense smaller network, exactly.
+
+1. `plan_from_masks` reads which channels each mask keeps, applies the two adjustments that
+   pruning may need — re-open the strongest channel of a layer that closed completely (where
+   removal is impossible: a residual stream or a VGG layer needs at least one channel), and
+   `round_to` (re-open the closed channels with the largest mask values until every layer's
+   width is a multiple of N) — and records every re-opened channel.
+2. `prune` builds the zoo model with the resulting channel plan and slices the weights
+   (`pruned_state` of each architecture).
+3. The pruned network computes what the masked network computes with the *adjusted* masks; the
+   stage checks this on real images and reports the largest logit difference.
+
+A ResNet block whose inner mask closed completely is not an impossible removal: its branch
+becomes the constant `bn2(0)`, and the block reduces to its identity path plus that bias.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from pdd_edge import zoo
+from pdd_edge.errors import PddError
+from pdd_edge.nn.masks import get_masks, load_mask_logits, mask_points
+
+
+@dataclass
+class PrunePlan:
+    local: dict[str, list[int]]  # kept positions within the masked model's current widths
+    keep: dict[str, list[int]]  # kept channel indices of the full-width network (the zoo's `keep`)
+    reopened: dict[str, int] = field(default_factory=dict)  # per point: channels re-opened
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def reopened_total(self) -> int:
+        return sum(self.reopened.values())
+
+
+def _may_be_empty(point: str) -> bool:
+    # Only a ResNet block's inner layer can vanish (its branch becomes a constant).
+    return point.endswith("gate_mid")
+
+
+def plan_from_masks(model: nn.Module, round_to: int = 1) -> PrunePlan:
+    if round_to < 1:
+        raise PddError(f"--round-to must be a positive integer, got {round_to}")
+    masks = get_masks(model)
+    points = mask_points(model)
+    if not masks:
+        raise PddError("the checkpoint has no masks: prune a checkpoint written by `pdd-edge distill` (with masks)")
+    current_keep: dict[str, list[int]] = model.keep  # type: ignore[assignment]
+    local: dict[str, list[int]] = {p: [] for p in current_keep}  # points absent from `points` stay empty
+    reopened: dict[str, int] = {}
+    notes: list[str] = []
+    for point, width in points.items():
+        logits = masks[point].logits.detach()
+        is_open = logits >= 0
+        n_open = int(is_open.sum())
+        want = n_open
+        if n_open == 0 and not _may_be_empty(point):
+            want = 1
+            notes.append(f"{point}: every channel was closed; kept the one with the largest mask value")
+        if round_to > 1 and want > 0:
+            want = min(width, math.ceil(want / round_to) * round_to)
+        if want > n_open:
+            # Closed channels ranked by mask value, strongest first (stable order for ties).
+            closed = [i for i in torch.argsort(logits, descending=True, stable=True).tolist() if not is_open[i]]
+            extra = closed[: want - n_open]
+            is_open = is_open.clone()
+            is_open[extra] = True
+            reopened[point] = len(extra)
+        local[point] = torch.nonzero(is_open).flatten().tolist()
+    keep = {p: [current_keep[p][i] for i in idx] for p, idx in local.items()}
+    return PrunePlan(local=local, keep=keep, reopened=reopened, notes=notes)
+
+
+def adjusted_logits(model: nn.Module, plan: PrunePlan) -> dict[str, torch.Tensor]:
+    """Mask logits that open exactly the planned channels (re-opened ones get |m|)."""
+    out = {}
+    for point, mask in get_masks(model).items():
+        logits = mask.logits.detach().clone()
+        opened = torch.zeros_like(logits, dtype=torch.bool)
+        opened[plan.local[point]] = True
+        logits[opened] = logits[opened].abs()
+        logits[~opened] = -logits[~opened].abs().clamp_min(1e-12)
+        out[point] = logits
+    return out
+
+
+def prune(model: nn.Module, model_name: str, plan: PrunePlan) -> nn.Module:
+    """The dense smaller model that computes what `model` computes under the plan's masks."""
+    spec = zoo.spec(model_name)
+    if spec.family == "resnet":
+        from pdd_edge.zoo.resnet_cifar import pruned_state
+    else:
+        from pdd_edge.zoo.vgg_cifar import pruned_state
+    pruned = zoo.build(spec.name, num_classes=model.num_classes, keep=plan.keep)  # type: ignore[arg-type]
+    pruned.load_state_dict(pruned_state(model, plan.local), strict=True)  # type: ignore[arg-type]
+    return pruned.eval()
+
+
+def masked_reference(model: nn.Module, plan: PrunePlan) -> nn.Module:
+    """A copy of the masked model whose masks are the plan's adjusted masks (the exactness reference)."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    load_mask_logits(ref, adjusted_logits(model, plan))
+    return ref.eval()
+
+
+@torch.no_grad()
+def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    a.eval()
+    b.eval()
+    return float((a(x) - b(x)).abs().max())

@@ -1,0 +1,91 @@
+"""`finetune`: train the pruned student to recover accuracy.
+
+Plain cross-entropy by default (the paper's choice); with a teacher, the same KD loss as
+`distill`. Same optimiser and schedule shape as the paper (lr 0.01, momentum 0.9, weight decay
+5e-3, 150 epochs, lr x 0.1 at 1/3 and 2/3), best validation checkpoint kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pdd_edge import checkpoint as ckpt_io
+from pdd_edge.config import config_hash, to_jsonable
+from pdd_edge.errors import PddError
+from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+from pdd_edge.stages.common import DataConfig, NormOverride, check_classes, dense_cost, resolve_preprocess
+from pdd_edge.training.loop import Fit, FitResult, OptimConfig, TrainFiles, scaled_milestones
+from pdd_edge.training.tasks import DistillTask, SupervisedTask
+
+DEFAULT_EPOCHS = 150
+DEFAULT_LR = 0.01
+DEFAULT_WEIGHT_DECAY = 5e-3
+DEFAULT_BATCH = 256
+MILESTONES = (1 / 3, 2 / 3)
+
+
+def default_optim(epochs: int = DEFAULT_EPOCHS, **overrides: Any) -> OptimConfig:
+    base = dict(epochs=epochs, lr=DEFAULT_LR, batch_size=DEFAULT_BATCH, weight_decay=DEFAULT_WEIGHT_DECAY,
+                milestones=scaled_milestones(epochs, MILESTONES))
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return OptimConfig(**base)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    checkpoint: str
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=default_optim)
+    teacher_weights: str | None = None  # None: plain cross-entropy
+    teacher: str | None = None
+    alpha: float = DEFAULT_ALPHA
+    temperature: float = DEFAULT_TEMPERATURE
+    teacher_norm: NormOverride = field(default_factory=NormOverride)
+
+
+def run(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool = False) -> FitResult:
+    student, s_info = ckpt_io.load(cfg.checkpoint)
+    if s_info.masked:
+        raise PddError(f"{cfg.checkpoint} still has masks; run `pdd-edge prune` on it first")
+    if s_info.third_party:  # pragma: no cover - load() without a model name only returns own files
+        raise PddError(f"{cfg.checkpoint} is not a pdd-edge checkpoint")
+    teacher = t_info = None
+    if cfg.teacher_weights:
+        teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher)
+    data = cfg.data.load()
+    check_classes(s_info, data, "pruned student")
+    s_pre = resolve_preprocess(data, s_info, NormOverride())
+    if teacher is not None and t_info is not None:
+        check_classes(t_info, data, "teacher")
+        task = DistillTask(teacher, resolve_preprocess(data, t_info, cfg.teacher_norm), s_pre, cfg.alpha, cfg.temperature)
+    else:
+        task = SupervisedTask(s_pre)
+    torch.manual_seed(cfg.optim.seed)
+    student.train()
+    cost = dense_cost(student, data.input_hw)
+
+    def make_checkpoint(m, best) -> dict[str, Any]:
+        return ckpt_io.checkpoint_dict(
+            m, model_name=s_info.model, preprocess=s_pre, classes=data.classes, dataset=data.name,
+            metrics={"val_top1": best["val_top1"], "val_top5": best["val_top5"], "epoch": best["epoch"],
+                     "macs": cost["macs"], "params": cost["params"]},
+            record={**s_info.record, "stage": "finetune", "config_hash": config_hash(cfg), "data": to_jsonable(cfg.data),
+                    "finetune_teacher": t_info.model if t_info else None},
+        )
+
+    return Fit(
+        title=f"finetune {s_info.model}" + (" (KD)" if teacher is not None else ""),
+        model=student,
+        task=task,
+        data=data,
+        cfg=cfg.optim,
+        files=TrainFiles.in_dir(out_dir),
+        make_checkpoint=make_checkpoint,
+        preprocess=s_pre,
+        config_hash=config_hash(cfg),
+        resume=resume,
+    ).run()

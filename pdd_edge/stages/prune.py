@@ -1,0 +1,102 @@
+"""`prune`: remove every closed channel of a distilled checkpoint, exactly.
+
+Reads a checkpoint with masks, builds the dense smaller model (`pdd_edge.pruning`), checks on
+real validation images that its logits equal the masked model's (with the adjusted masks) to
+1e-4, checks that fvcore's MACs/params of the pruned model equal the masked-network counts,
+and writes a self-describing checkpoint. Nothing is written if a check fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pdd_edge import checkpoint as ckpt_io
+from pdd_edge.config import config_hash, to_jsonable
+from pdd_edge.errors import PddError
+from pdd_edge.flops import fvcore_counts
+from pdd_edge.nn.masks import mask_points, open_counts
+from pdd_edge.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
+from pdd_edge.stages.common import DataConfig, data_config_of, dense_cost
+from pdd_edge.training.tasks import Normalize
+
+EXACTNESS_TOLERANCE = 1e-4
+MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore/thop convention)"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    checkpoint: str
+    round_to: int = 1
+    data: DataConfig | None = None  # images for the exactness check; None: the checkpoint's dataset
+    check_images: int = 256
+
+
+def run(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
+    masked, info = ckpt_io.load(cfg.checkpoint)
+    if not info.masked:
+        raise PddError(
+            f"{cfg.checkpoint} has no masks: prune a checkpoint written by `pdd-edge distill` (without --no-masks)"
+        )
+    if info.preprocess is None:  # pragma: no cover - own checkpoints always record it
+        raise PddError(f"{cfg.checkpoint} records no preprocessing")
+    input_hw = info.preprocess.input_size
+    plan = plan_from_masks(masked, cfg.round_to)
+    pruned = prune(masked, info.model, plan)
+    reference = masked_reference(masked, plan)
+
+    data = (cfg.data or data_config_of(info)).load()
+    x = _validation_batch(data, cfg.check_images)
+    diff = max_abs_diff(reference, pruned, Normalize(info.preprocess)(x))
+    if not diff <= EXACTNESS_TOLERANCE:
+        raise RuntimeError(f"pruned model deviates from the masked model by {diff:.3g} (> {EXACTNESS_TOLERANCE}); this is a bug")
+
+    before = dense_cost(masked, input_hw)
+    masked_counts = reference.cost(open_counts(reference), input_hw).as_ints()
+    after = fvcore_counts(pruned, input_hw)
+    if after != masked_counts:
+        raise RuntimeError(f"fvcore counts {after} differ from the masked-network counts {masked_counts}; this is a bug")
+
+    layers = {p: {"kept": len(plan.local[p]), "total": n, "reopened": plan.reopened.get(p, 0)}
+              for p, n in mask_points(masked).items()}
+    report = {
+        "source": str(cfg.checkpoint),
+        "output": str(out),
+        "model": info.model,
+        "convention": MACS_CONVENTION,
+        "macs_before": before["macs"],
+        "macs_after": after["macs"],
+        "params_before": before["params"],
+        "params_after": after["params"],
+        "macs_reduction_pct": 100.0 * (1 - after["macs"] / before["macs"]),
+        "params_reduction_pct": 100.0 * (1 - after["params"] / before["params"]),
+        "max_abs_diff": diff,
+        "check_images": int(x.shape[0]),
+        "round_to": cfg.round_to,
+        "reopened_channels": plan.reopened_total,
+        "notes": plan.notes,
+        "layers": layers,
+    }
+    ckpt = ckpt_io.checkpoint_dict(
+        pruned, model_name=info.model, preprocess=info.preprocess, classes=info.classes, dataset=info.dataset,
+        metrics={"masked_val_top1": info.metrics.get("val_top1")},
+        record={**info.record, "stage": "prune", "config_hash": config_hash(cfg), "prune": report,
+                "data": to_jsonable(cfg.data) if cfg.data else info.record.get("data")},
+    )
+    ckpt_io.save(out, ckpt)
+    return report
+
+
+def _validation_batch(data, n: int) -> torch.Tensor:
+    images = []
+    for x, _ in data.val.batches(min(n, 500), shuffle=False, augment=None, seed=0, epoch=0):
+        images.append(x)
+        if sum(len(t) for t in images) >= n:
+            break
+    if not images:
+        raise PddError(f"the {data.name} validation split is empty; cannot check the pruned model")
+    return torch.cat(images)[:n]
+
