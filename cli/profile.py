@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pdd_edge.cli._common import command, err, out, parse_ints
@@ -42,17 +43,17 @@ def profile_command(
                          min_runs=min_runs, min_time_s=min_time, memory=memory)
     host = RemoteHost.parse(remote, port=ssh_port, identity=ssh_key, options=ssh_option or (),
                             python=remote_python) if remote else None
-    err.print(f"profiling {model} on {host.label if host else 'this machine'} (target {req.target.name}) ...")
+    err.print(f"profiling {model} on {host.label if host else 'this machine'} (target {req.target.name}) ...", markup=False)
     record = profile_model(req, host)
     print_summary(record)
     if json_path is not None:
         write_json(json_path, record)
-        err.print(f"wrote {json_path}")
+        err.print(f"wrote {json_path}", markup=False)
 
 
 def print_summary(record: dict) -> None:
     m, cost, env, summary = record["model"], record["cost"], record["environment"], record["summary"]
-    out.print(f"[bold]{m['path']}[/]  {summary['model_size_mb']:.2f} MiB  target [bold]{record['target']['name']}[/]")
+    out.print(f"[bold]{escape(m['path'])}[/]  {summary['model_size_mb']:.2f} MiB  target [bold]{escape(record['target']['name'])}[/]")
     out.print(f"MACs {cost['macs']:,} (multiply-accumulates of conv/gemm/matmul at batch {cost['batch_size']})"
               f"  params {cost['params']:,}")
     table = Table(title="latency per batch (ms); CV marked ! when noisy")
