@@ -107,6 +107,7 @@ def profile_model(req: ProfileRequest, remote=None) -> dict:
             "by_op": cost.by_op(),
             "layers": [{"name": l.name, "op_type": l.op_type, "macs": l.macs, "params": l.params} for l in cost.layers],
             "uncounted": cost.uncounted,
+            "shape_source": cost.shape_source,
         },
         "batches": batches,
         "summary": {

@@ -20,6 +20,7 @@ file and the key, because a typo in a budget must not silently disable a check. 
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -80,9 +81,9 @@ def builtin_names() -> list[str]:
 
 def load_target(name_or_path: str | Path) -> Target:
     """A built-in target by name, or a user's TOML file by path (anything ending in .toml or
-    naming an existing file)."""
+    containing a path separator: a stray file named like a built-in must not shadow it)."""
     text = str(name_or_path)
-    if text.endswith(".toml") or Path(text).is_file() or "/" in text:
+    if text.endswith(".toml") or "/" in text or os.sep in text:
         path = Path(text)
         if not path.is_file():
             raise PddError(f"target file not found: {path}")

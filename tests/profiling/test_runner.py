@@ -110,3 +110,25 @@ def test_runner_script_reports_a_broken_model_on_stderr_with_exit_3(tmp_path):
 
     assert proc.returncode == runner.ERROR_EXIT
     assert "onnxruntime cannot load" in proc.stderr and proc.stdout == ""
+
+
+def _runner_tree():
+    import ast
+
+    source = open(runner.__file__, encoding="utf-8").read()
+    # Jetson boards on JetPack 5 ship Python 3.8; the grammar check allows down to 3.7.
+    return ast.parse(source, feature_version=(3, 7))
+
+
+def test_runner_imports_only_stdlib_numpy_and_onnxruntime():
+    import ast
+
+    allowed = {"__future__", "json", "os", "platform", "subprocess", "sys", "time", "resource", "numpy", "onnxruntime"}
+    imported = set()
+    for node in ast.walk(_runner_tree()):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+
+    assert imported <= allowed, f"runner.py must run alone on a board; it imports {sorted(imported - allowed)}"
