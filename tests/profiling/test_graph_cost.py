@@ -194,3 +194,27 @@ def test_count_cost_macs_equal_fvcore_conv_and_linear_count(zoo_onnx):
     cost = count_cost(onnx.load(str(path)), {"input": [1, 3, 32, 32]})
 
     assert cost.macs == fvcore_macs  # the issue allows 0.5 %; the two conventions agree exactly
+
+
+def test_count_cost_counts_quantized_operator_forms_like_their_float_ops():
+    import numpy as np
+
+    def const(name, value, dtype):
+        return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+    inits = [const("xs", 0.1, "float32"), const("xz", 0, "uint8"), const("Wq", np.ones((4, 3, 3, 3)), "uint8"),
+             const("ws", 0.1, "float32"), const("wz", 0, "uint8"), const("ys", 0.1, "float32"), const("yz", 0, "uint8"),
+             const("Bq", np.zeros(4), "int32"), const("Mq", np.ones((4 * 6 * 6, 5)), "uint8")]
+    nodes = [
+        helper.make_node("QLinearConv", ["X", "xs", "xz", "Wq", "ws", "wz", "ys", "yz", "Bq"], ["Y"], kernel_shape=[3, 3]),
+        helper.make_node("Reshape", ["Y", "flat"], ["F"]),
+        helper.make_node("MatMulInteger", ["F", "Mq"], ["Z"]),
+    ]
+    inits.append(const("flat", [1, -1], "int64"))
+    model = make_model(nodes, [tensor_input("X", [1, 3, 8, 8], TensorProto.UINT8)],
+                       [tensor_input("Z", [1, 5], TensorProto.INT32)], inits)
+
+    cost = count_cost(model, {"X": [1, 3, 8, 8]})
+
+    assert cost.by_op()["QLinearConv"] == {"count": 1, "macs": 4 * 6 * 6 * 27, "params": 4 * 27 + 4}
+    assert cost.by_op()["MatMulInteger"] == {"count": 1, "macs": 144 * 5, "params": 144 * 5}
