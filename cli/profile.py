@@ -1,0 +1,84 @@
+"""`pdd-edge profile`: MACs, params, size, latency, throughput and peak memory of an ONNX model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from pdd_edge.cli._common import command, err, out, parse_ints
+from pdd_edge.cli.app import app
+
+
+@command(app, "profile")
+def profile_command(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to profile (any ONNX classifier).")],
+    *,
+    target: Annotated[str, typer.Option("--target", "-t", help="Built-in target name (see `pdd-edge targets list`) or a .toml file.")] = "local",
+    batch_size: Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Batch sizes, e.g. 1,8 (default: the target's).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: the target's, else all CPUs).")] = None,
+    input_shape: Annotated[Optional[str], typer.Option(help="One sample's shape without batch, e.g. 3,32,32, for dynamic dimensions.")] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up runs per batch size.")] = 10,
+    min_runs: Annotated[int, typer.Option(help="Timed runs per batch size, at least.")] = 100,
+    min_time: Annotated[float, typer.Option(help="Seconds of timed runs per batch size, at least.")] = 2.0,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory (a child process per batch size).")] = True,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the profile record (JSON) to this file.")] = None,
+    remote: Annotated[Optional[str], typer.Option(help="Measure on a board over SSH: USER@HOST or USER@HOST:PORT.")] = None,
+    ssh_port: Annotated[Optional[int], typer.Option(help="SSH port of --remote (default 22).")] = None,
+    ssh_key: Annotated[Optional[Path], typer.Option(help="SSH private key for --remote.")] = None,
+    ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o KEY=VALUE option (repeatable).")] = None,
+    remote_python: Annotated[str, typer.Option(help="Python on the board that has numpy and onnxruntime.")] = "python3",
+) -> None:
+    """Count MACs and params from the graph; measure latency, throughput and peak memory with onnxruntime."""
+    from pdd_edge.fileio import write_json
+    from pdd_edge.profiling.profile import ProfileRequest, profile_model
+    from pdd_edge.profiling.remote import RemoteHost
+    from pdd_edge.profiling.targets import load_target
+
+    req = ProfileRequest(model=model, target=load_target(target), batch_sizes=parse_ints(batch_size, "--batch-size"),
+                         threads=threads, input_shape=parse_ints(input_shape, "--input-shape"), warmup=warmup,
+                         min_runs=min_runs, min_time_s=min_time, memory=memory)
+    host = RemoteHost.parse(remote, port=ssh_port, identity=ssh_key, options=ssh_option or (),
+                            python=remote_python) if remote else None
+    err.print(f"profiling {model} on {host.label if host else 'this machine'} (target {req.target.name}) ...", markup=False)
+    record = profile_model(req, host)
+    print_summary(record)
+    if json_path is not None:
+        write_json(json_path, record)
+        err.print(f"wrote {json_path}", markup=False)
+
+
+def print_summary(record: dict) -> None:
+    m, cost, env, summary = record["model"], record["cost"], record["environment"], record["summary"]
+    out.print(f"[bold]{escape(m['path'])}[/]  {summary['model_size_mb']:.2f} MiB  target [bold]{escape(record['target']['name'])}[/]")
+    out.print(f"MACs {cost['macs']:,} (multiply-accumulates of conv/gemm/matmul at batch {cost['batch_size']})"
+              f"  params {cost['params']:,}")
+    table = Table(title="latency per batch (ms); CV marked ! when noisy")
+    for col in ("batch", "runs", "p50", "p90", "p99", "mean", "CV", "samples/s", "peak MiB"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for b in record["batches"]:
+        lat, mem = b["latency"], b["memory"]
+        cv = f"[yellow]{lat['cv']:.0%}![/]" if lat["noisy"] else f"{lat['cv']:.0%}"
+        table.add_row(str(b["batch_size"]), str(lat["runs"]), *(_ms(lat[k]) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
+                      cv, f"{lat['throughput_per_s']:,.0f}", f"{mem['peak_rss_growth_mb']:.1f}" if mem else "-")
+    out.print(table)
+    where = f" on {record['settings']['remote']['host']}" if record["settings"]["remote"] else ""
+    out.print(f"onnxruntime {env['onnxruntime']} {env['execution_provider']}, intra-op threads {env['intra_op_threads']}, "
+              f"{env['cpu_model']}, {env['machine']}, {env['os']}{where}")
+    if summary["noisy"]:
+        from pdd_edge.profiling.runner import NOISY_CV
+
+        err.print(f"[yellow]warning:[/] latency varied by more than {NOISY_CV:.0%} (CV): the machine is busy or throttling; "
+                  "re-run with a larger --min-time or on an idle machine")
+    for item in cost["uncounted"]:
+        err.print(f"[yellow]warning:[/] not counted in MACs: {item}")
+    remote = record["settings"]["remote"]
+    if remote and not remote["cleaned_up"]:
+        err.print(f"[yellow]warning:[/] could not remove {remote['folder']} on {remote['host']}")
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"  # 3 significant digits, no exponent

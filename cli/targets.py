@@ -1,0 +1,70 @@
+"""`pdd-edge targets list|show`: the device targets a model can be profiled and gated against."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pdd_edge.cli._common import command, out
+from pdd_edge.cli.app import app
+from pdd_edge.cli.options import Json
+
+targets_app = typer.Typer(help="Device targets: built-in TOML descriptions, or your own .toml file.",
+                          no_args_is_help=True)
+app.add_typer(targets_app, name="targets")
+
+
+@command(targets_app, "list")
+def list_command(*, json_out: Json = False) -> None:
+    """List the built-in targets."""
+    from pdd_edge.profiling.targets import builtin_names, load_target
+
+    targets = [load_target(name) for name in builtin_names()]
+    if json_out:
+        out.print_json(json.dumps([t.to_dict() for t in targets]))
+        return
+    table = Table(title="built-in targets (`pdd-edge targets show NAME` for all budgets)")
+    table.add_column("name", no_wrap=True, min_width=max(len(t.name) for t in targets))
+    table.add_column("cpu")
+    table.add_column("threads")
+    table.add_column("batch")
+    table.add_column("quantization", no_wrap=True)
+    table.add_column("p90 budget", justify="right")
+    for t in targets:
+        p90 = t.budget.get("latency_p90_ms")
+        table.add_row(t.name, t.cpu or "this machine", str(t.threads) if t.threads else "all CPUs",
+                      ",".join(map(str, t.batch_sizes)), t.quantization, f"{p90:g} ms" if p90 is not None else "-")
+    out.print(table)
+
+
+@command(targets_app, "show")
+def show_command(
+    target: Annotated[str, typer.Argument(help="A built-in target name or a path to a .toml file.")],
+    *,
+    json_out: Json = False,
+) -> None:
+    """Show one target with its budget."""
+    from pdd_edge.profiling.targets import BUDGET_KEYS, load_target
+
+    t = load_target(target)
+    if json_out:
+        out.print_json(json.dumps(t.to_dict()))
+        return
+    table = Table(title=f"target {t.name} ({t.source})", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    shape = "x".join(map(str, t.input_shape)) if t.input_shape else "from the model"
+    for key, value in (("description", t.description), ("cpu", t.cpu or "-"),
+                       ("execution provider", t.execution_provider),
+                       ("threads", str(t.threads) if t.threads else "all CPUs available"),
+                       ("batch sizes", ", ".join(map(str, t.batch_sizes))), ("input shape", shape),
+                       ("quantization", t.quantization)):
+        table.add_row(key, value)
+    for key, value in t.budget.items():
+        table.add_row(f"budget.{key}", f"{value:g}  ({BUDGET_KEYS[key]})")
+    if not t.budget:
+        table.add_row("budget", "none")
+    out.print(table)

@@ -1,0 +1,134 @@
+"""`pdd-edge profile`: everything about one ONNX model on one target, as a versioned record.
+
+The record (schema `pdd-edge.profile/1`, every key documented in docs/profile.md) joins what
+the file says (size, MACs and params counted from the graph) with what a run on the target
+measured (latency, throughput and peak memory per batch size, and the environment).
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pdd_edge
+from pdd_edge.onnx_meta import load_onnx, read_meta
+from pdd_edge.profiling.graph_cost import count_cost
+from pdd_edge.profiling.inputs import model_inputs, resolve_shapes, shape_hint
+from pdd_edge.profiling.measure import MeasureSettings, check_batch_sizes, measure_models, prepare_model
+from pdd_edge.profiling.targets import Target
+
+SCHEMA = "pdd-edge.profile/1"
+MIB = 2**20
+MACS_CONVENTION = "multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul (BN, activations, pooling, adds: 0)"
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What to profile and how; None fields fall back to the target's values."""
+
+    model: Path
+    target: Target
+    batch_sizes: tuple[int, ...] | None = None
+    threads: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    warmup: int = MeasureSettings.warmup
+    min_runs: int = MeasureSettings.min_runs
+    min_time_s: float = MeasureSettings.min_time_s
+    memory: bool = True
+
+    def settings(self) -> MeasureSettings:
+        return MeasureSettings(provider=self.target.execution_provider,
+                               threads=self.threads if self.threads is not None else self.target.threads,
+                               warmup=self.warmup, min_runs=self.min_runs, min_time_s=self.min_time_s,
+                               memory=self.memory)
+
+
+def profile_model(req: ProfileRequest, remote=None) -> dict:
+    """The profile record of `req.model`; measured on `remote` (a RemoteHost) when given.
+
+    Everything that can be wrong with the inputs (file, shapes, batch sizes, settings) is
+    checked before the first timed run.
+    """
+    batch_sizes = check_batch_sizes(req.batch_sizes or req.target.batch_sizes)
+    settings = req.settings()
+    model = load_onnx(req.model)
+    meta = read_meta(model)
+    inputs = model_inputs(model)
+    hint = shape_hint(req.input_shape, req.target.input_shape, req.target.name,
+                      meta.preprocess.input_size if meta.preprocess else None)
+    prepared = prepare_model("model", req.model, inputs, batch_sizes, hint)
+    # MACs per single inference at batch 1 (the model's own batch size if it is fixed).
+    first = inputs[0].dims[0] if inputs[0].dims else None
+    cost_batch = first if isinstance(first, int) else 1
+    cost = count_cost(model, resolve_shapes(inputs, cost_batch, hint))
+
+    measured = measure_models([prepared], batch_sizes, settings, remote)
+    batches = []
+    for entry in measured["models"][0]["batches"]:
+        b = entry["batch_size"]
+        batches.append({"batch_size": b, "input_shapes": prepared.shapes[b], "latency": entry["latency"],
+                        "memory": entry.get("memory")})
+    primary = batches[0]
+    size = req.model.stat().st_size
+    return {
+        "schema": SCHEMA,
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "pdd_edge_version": pdd_edge.__version__,
+        "model": {
+            "path": str(req.model),
+            "sha256": _sha256(req.model),
+            "file_size_bytes": size,
+            "ir_version": int(model.ir_version),
+            "opsets": {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
+            "producer": f"{model.producer_name} {model.producer_version}".strip(),
+            "inputs": [i.to_dict() for i in inputs],
+            "outputs": [o.name for o in model.graph.output],
+            "pdd_edge_model": meta.model,
+            "pruned": meta.keep is not None,
+        },
+        "target": req.target.to_dict(),
+        "settings": {
+            "batch_sizes": list(batch_sizes),
+            "shape_hint": {"sizes": list(hint.sizes), "source": hint.source} if hint else None,
+            "warmup_runs": settings.warmup,
+            "min_runs": settings.min_runs,
+            "min_time_s": settings.min_time_s,
+            "memory": settings.memory,
+            "remote": measured.get("remote"),
+        },
+        "cost": {
+            "macs": cost.macs,
+            "params": cost.params,
+            "batch_size": cost_batch,
+            "convention": MACS_CONVENTION,
+            "by_op": cost.by_op(),
+            "layers": [{"name": l.name, "op_type": l.op_type, "macs": l.macs, "params": l.params} for l in cost.layers],
+            "uncounted": cost.uncounted,
+            "shape_source": cost.shape_source,
+        },
+        "batches": batches,
+        "summary": {
+            "batch_size": primary["batch_size"],
+            "macs": cost.macs,
+            "params": cost.params,
+            "model_size_mb": size / MIB,
+            "latency_p50_ms": primary["latency"]["p50_ms"],
+            "latency_p90_ms": primary["latency"]["p90_ms"],
+            "throughput_per_s": primary["latency"]["throughput_per_s"],
+            "peak_memory_mb": primary["memory"]["peak_rss_growth_mb"] if primary["memory"] else None,
+            "noisy": any(b["latency"]["noisy"] for b in batches),
+        },
+        "environment": measured["environment"],
+        "runner_version": measured["runner_version"],
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,166 @@
+"""Device targets: TOML files describing where a model will run and what it must fit.
+
+A target is named (a built-in file in the `pdd_edge.targets` package data) or given as a path
+to the user's own `.toml`. Keys (all optional except where noted):
+
+    name                str    defaults to the file name without .toml
+    description         str
+    cpu                 str    the cores, for people (e.g. "4x Cortex-A72 @ 1.8 GHz")
+    execution_provider  str    onnxruntime provider, default "CPUExecutionProvider"
+    threads             int    intra-op threads; absent = every CPU available to the process
+    batch_sizes         [int]  default [1]; the first is the primary (the one budgets apply to)
+    input_shape         [int]  one sample without batch, e.g. [3, 32, 32]
+    quantization        str    preferred deployable format: "fp32", "int8-qdq" or "int8-qoperator"
+    [budget]                   any subset of BUDGET_KEYS (see below), numbers >= 0
+
+Validation is strict: an unknown key, a wrong type or a negative budget is an error naming the
+file and the key, because a typo in a budget must not silently disable a check. Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pdd_edge.errors import PddError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# Budget keys shared with `gate`. Units: milliseconds; MiB (2**20 bytes); top-1 in percent;
+# the drop in percentage points; the MACs reduction in percent of the baseline's MACs.
+BUDGET_KEYS = {
+    "latency_p90_ms": "p90 latency at the primary batch size, ms",
+    "model_size_mb": "ONNX file size, MiB",
+    "peak_memory_mb": "peak RSS growth of the session at the primary batch size, MiB",
+    "min_top1": "lowest acceptable top-1, %",
+    "max_top1_drop": "largest acceptable top-1 drop from the baseline, percentage points",
+    "min_macs_reduction": "smallest acceptable MACs reduction from the baseline, %",
+}
+PERCENT_KEYS = {"min_top1", "max_top1_drop", "min_macs_reduction"}
+QUANTIZATIONS = ("fp32", "int8-qdq", "int8-qoperator")
+TOP_KEYS = {"name", "description", "cpu", "execution_provider", "threads", "batch_sizes", "input_shape",
+            "quantization", "budget"}
+DEFAULT_TARGET = "local"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    source: str  # "built-in" or the file's path
+    description: str = ""
+    cpu: str = ""
+    execution_provider: str = "CPUExecutionProvider"
+    threads: int | None = None
+    batch_sizes: tuple[int, ...] = (1,)
+    input_shape: tuple[int, ...] | None = None
+    quantization: str = "fp32"
+    budget: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "source": self.source, "description": self.description, "cpu": self.cpu,
+            "execution_provider": self.execution_provider, "threads": self.threads,
+            "batch_sizes": list(self.batch_sizes),
+            "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+            "quantization": self.quantization, "budget": dict(self.budget),
+        }
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[: -len(".toml")] for p in resources.files("pdd_edge.targets").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_target(name_or_path: str | Path) -> Target:
+    """A built-in target by name, or a user's TOML file by path (anything ending in .toml or
+    containing a path separator: a stray file named like a built-in must not shadow it)."""
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text or os.sep in text:
+        path = Path(text)
+        if not path.is_file():
+            raise PddError(f"target file not found: {path}")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PddError(f"cannot read target file {path}: {exc}") from None
+        return parse_target(raw, source=str(path), default_name=path.stem)
+    if text not in builtin_names():
+        raise PddError(f"unknown target {text!r}; built-in targets: {', '.join(builtin_names())} "
+                       "(or give a path to a .toml file)")
+    raw = resources.files("pdd_edge.targets").joinpath(f"{text}.toml").read_text(encoding="utf-8")
+    return parse_target(raw, source="built-in", default_name=text)
+
+
+def parse_target(raw: str, *, source: str, default_name: str) -> Target:
+    where = source if source != "built-in" else f"built-in target {default_name}"
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise PddError(f"{where}: not valid TOML ({exc})") from None
+
+    def bad(key: str, why: str) -> PddError:
+        return PddError(f"{where}: key {key!r} {why}")
+
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise bad(unknown[0], f"is not a target key (allowed: {', '.join(sorted(TOP_KEYS))})")
+    strings = {k: _string(data, k, bad) for k in ("name", "description", "cpu", "execution_provider", "quantization")}
+    if strings["quantization"] is not None and strings["quantization"] not in QUANTIZATIONS:
+        raise bad("quantization", f"must be one of {', '.join(QUANTIZATIONS)}, got {strings['quantization']!r}")
+    threads = data.get("threads")
+    if threads is not None and (not _is_int(threads) or threads < 1):
+        raise bad("threads", f"must be a positive integer, got {threads!r}")
+    batch_sizes = _int_list(data, "batch_sizes", bad)
+    input_shape = _int_list(data, "input_shape", bad)
+    budget = data.get("budget", {})
+    if not isinstance(budget, dict):
+        raise bad("budget", "must be a table ([budget])")
+    for key, value in budget.items():
+        if key not in BUDGET_KEYS:
+            raise bad(f"budget.{key}", f"is not a budget key (allowed: {', '.join(BUDGET_KEYS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad(f"budget.{key}", f"must be a number, got {value!r}")
+        if value < 0:
+            raise bad(f"budget.{key}", f"must not be negative, got {value!r}")
+        if key in PERCENT_KEYS and value > 100:
+            raise bad(f"budget.{key}", f"is a percentage and must be at most 100, got {value!r}")
+    return Target(
+        name=strings["name"] or default_name,
+        source=source,
+        description=strings["description"] or "",
+        cpu=strings["cpu"] or "",
+        execution_provider=strings["execution_provider"] or "CPUExecutionProvider",
+        threads=threads,
+        batch_sizes=tuple(batch_sizes) if batch_sizes else (1,),
+        input_shape=tuple(input_shape) if input_shape else None,
+        quantization=strings["quantization"] or "fp32",
+        budget={k: float(v) for k, v in budget.items()},
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _string(data: dict, key: str, bad) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise bad(key, f"must be a string, got {value!r}")
+    return value
+
+
+def _int_list(data: dict, key: str, bad) -> list[int] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(_is_int(v) and v > 0 for v in value):
+        raise bad(key, f"must be a non-empty list of positive integers, got {value!r}")
+    return value

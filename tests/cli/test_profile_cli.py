@@ -1,0 +1,101 @@
+"""`pdd-edge profile` through the Typer app: the JSON file, and one-line errors for bad inputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from onnx import helper
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "profiling"))
+from onnx_builders import conv_model, make_model, save, tensor_input, weight  # noqa: E402
+
+from pdd_edge.cli.app import app  # noqa: E402
+
+runner = CliRunner()
+LEAN = ["--warmup", "0", "--min-runs", "3", "--min-time", "0", "--threads", "1"]
+
+
+@pytest.fixture
+def small_model(tmp_path) -> str:
+    return save(conv_model(["N", 3, 8, 8], (4, 3, 3, 3)), tmp_path / "small.onnx")
+
+
+def test_profile_writes_json_record_and_prints_summary(small_model, tmp_path):
+    out = tmp_path / "reports" / "small.json"
+
+    result = runner.invoke(app, ["profile", small_model, "--batch-size", "1,4", "--json", str(out), *LEAN])
+
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert record["schema"] == "pdd-edge.profile/1"
+    assert [b["batch_size"] for b in record["batches"]] == [1, 4]
+    assert record["cost"]["macs"] == 4 * 8 * 8 * 27
+    assert "multiply-accumulates" in result.stdout and "MACs 6,912" in result.stdout
+
+
+def test_profile_uses_a_user_target_file(small_model, tmp_path):
+    target = tmp_path / "board.toml"
+    target.write_text("threads = 1\nbatch_sizes = [2]\n[budget]\nlatency_p90_ms = 50\n")
+    out = tmp_path / "p.json"
+
+    result = runner.invoke(app, ["profile", small_model, "--target", str(target), "--json", str(out),
+                                 "--warmup", "0", "--min-runs", "2", "--min-time", "0", "--no-memory"])
+
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert record["target"]["name"] == "board" and record["environment"]["intra_op_threads"] == 1
+    assert record["settings"]["batch_sizes"] == [2] and record["batches"][0]["memory"] is None
+
+
+def _no_input_model(tmp_path) -> str:
+    node = helper.make_node("Constant", [], ["Y"], value=weight("c", 2))
+    return save(make_model([node], [], [tensor_input("Y", [2])]), tmp_path / "constant.onnx")
+
+
+def _truncated_model(tmp_path) -> str:
+    data = Path(save(conv_model([1, 3, 8, 8], (4, 3, 3, 3)), tmp_path / "full.onnx")).read_bytes()
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    return str(path)
+
+
+def _text_file(tmp_path) -> str:
+    path = tmp_path / "notes.onnx"
+    path.write_text("this is not a model\n")
+    return str(path)
+
+
+def _bad_target(tmp_path) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text("[budget]\nlatency_p90_ms = -1\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda tmp, m: [str(tmp / "missing.onnx")], "ONNX model not found"),
+    (lambda tmp, m: [_text_file(tmp)], "not a readable ONNX model"),
+    (lambda tmp, m: [_truncated_model(tmp)], "not a readable ONNX model"),
+    (lambda tmp, m: [_no_input_model(tmp)], "no inputs"),
+    (lambda tmp, m: [m, "--target", "rpi3"], "unknown target 'rpi3'"),
+    (lambda tmp, m: [m, "--target", _bad_target(tmp)], "must not be negative"),
+    (lambda tmp, m: [m, "--batch-size", "1,x"], "--batch-size must be comma-separated integers"),
+    (lambda tmp, m: [m, "--batch-size", "0"], "batch sizes must be positive"),
+    (lambda tmp, m: [m, "--threads", "0"], "threads must be at least 1"),
+    (lambda tmp, m: [save(conv_model(["N", 3, "H", "W"], (4, 3, 3, 3)), tmp / "dyn.onnx")], "cannot resolve dimension 2"),
+    (lambda tmp, m: [m, "--input-shape", "3,16,16"], "does not match --input-shape"),
+    (lambda tmp, m: [m, "--remote", "no-user-host"], "--remote must look like USER@HOST"),
+])
+def test_profile_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, small_model, make_args, message):
+    out = tmp_path / "out.json"
+
+    result = runner.invoke(app, ["profile", *LEAN, *make_args(tmp_path, small_model), "--json", str(out)])
+
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.json.*"))  # no temporary leftovers either

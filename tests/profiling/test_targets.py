@@ -1,0 +1,83 @@
+"""Device targets: every built-in file loads, and malformed files are errors naming file and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdd_edge.errors import PddError
+from pdd_edge.profiling.targets import BUDGET_KEYS, builtin_names, load_target
+
+REQUIRED_BUILTINS = {"local", "x86-server", "rpi4", "rpi5", "jetson-orin-nano-cpu", "aarch64-generic"}
+
+
+def test_builtin_names_include_the_documented_devices():
+    assert REQUIRED_BUILTINS <= set(builtin_names())
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_BUILTINS))
+def test_load_target_parses_every_builtin(name):
+    target = load_target(name)
+
+    assert target.name == name
+    assert target.source == "built-in"
+    assert set(target.budget) <= set(BUDGET_KEYS)
+    assert target.batch_sizes and all(b > 0 for b in target.batch_sizes)
+
+
+def test_load_target_local_uses_all_cpus_by_default():
+    assert load_target("local").threads is None
+
+
+def test_load_target_reads_a_user_file_and_defaults_its_name_to_the_stem(tmp_path):
+    path = tmp_path / "my-board.toml"
+    path.write_text('threads = 3\nbatch_sizes = [1, 4]\ninput_shape = [3, 64, 64]\nquantization = "int8-qdq"\n'
+                    "[budget]\nlatency_p90_ms = 12.5\nmin_top1 = 90\n")
+
+    target = load_target(str(path))
+
+    assert (target.name, target.threads, target.batch_sizes, target.input_shape) == ("my-board", 3, (1, 4), (3, 64, 64))
+    assert target.budget == {"latency_p90_ms": 12.5, "min_top1": 90.0}
+    assert target.source == str(path)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("thread = 4\n", "thread"),
+    ("threads = 0\n", "threads"),
+    ('threads = "4"\n', "threads"),
+    ("batch_sizes = []\n", "batch_sizes"),
+    ("batch_sizes = [1, -8]\n", "batch_sizes"),
+    ('quantization = "int4"\n', "quantization"),
+    ("[budget]\nlatency_p90 = 5\n", "budget.latency_p90"),
+    ("[budget]\nlatency_p90_ms = -1\n", "budget.latency_p90_ms"),
+    ('[budget]\nmodel_size_mb = "small"\n', "budget.model_size_mb"),
+    ("[budget]\nmin_top1 = true\n", "budget.min_top1"),
+    ("[budget]\nmin_macs_reduction = 150\n", "budget.min_macs_reduction"),
+    ("budget = 3\n", "budget"),
+])
+def test_load_target_rejects_malformed_file_naming_file_and_key(tmp_path, text, key):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+
+    with pytest.raises(PddError) as info:
+        load_target(str(path))
+
+    assert str(path) in str(info.value)
+    assert repr(key) in str(info.value)
+
+
+def test_load_target_rejects_invalid_toml_syntax(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("threads = [\n")
+
+    with pytest.raises(PddError, match=r"broken\.toml: not valid TOML"):
+        load_target(str(path))
+
+
+def test_load_target_unknown_name_lists_builtins():
+    with pytest.raises(PddError, match="unknown target 'rpi3'.*rpi4"):
+        load_target("rpi3")
+
+
+def test_load_target_missing_file_is_an_error(tmp_path):
+    with pytest.raises(PddError, match="target file not found"):
+        load_target(str(tmp_path / "nope.toml"))

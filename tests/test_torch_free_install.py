@@ -1,0 +1,81 @@
+"""The edge install: `pip install .` (no training extra, not editable) in a fresh venv without
+torch must give a working `pdd-edge profile` and find the built-in targets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("pyproject.toml", "README.md", "pdd_edge", "cli", "targets")  # what the package is built from
+
+sys.path.insert(0, str(ROOT / "tests" / "profiling"))
+from onnx_builders import conv_model, save  # noqa: E402
+
+# Every command runs with the venv as working directory: `python -c` puts the working
+# directory on sys.path, and the work tree's pdd_edge/ must not shadow the installed one.
+pytestmark = pytest.mark.slow  # builds a venv and installs onnx/onnxruntime into it: ~30-60 s
+
+
+@pytest.fixture(scope="module")
+def edge_venv(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("edge")
+    src = base / "src"
+    src.mkdir()
+    for name in SOURCES:  # a copy, so building leaves no build/ or egg-info in the work tree
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif path.exists():
+            shutil.copy2(path, src / name)
+    env_dir = base / "venv"
+    venv.create(env_dir, with_pip=True)
+    proc = subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", str(src)],
+                          capture_output=True, text=True, cwd=base)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return env_dir
+
+
+def test_edge_install_has_no_torch(edge_venv):
+    proc = subprocess.run([str(edge_venv / "bin" / "python"), "-c", "import torch"], capture_output=True, text=True, cwd=edge_venv)
+
+    assert proc.returncode != 0 and "No module named 'torch'" in proc.stderr
+
+
+def test_edge_install_profiles_a_model_to_json(edge_venv, tmp_path):
+    model = save(conv_model(["N", 3, 16, 16], (8, 3, 3, 3)), tmp_path / "model.onnx")
+    out = tmp_path / "out.json"
+
+    proc = subprocess.run([str(edge_venv / "bin" / "pdd-edge"), "profile", model, "--json", str(out), "--warmup", "1",
+                           "--min-runs", "3", "--min-time", "0", "--threads", "1"], capture_output=True, text=True, cwd=edge_venv)
+
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(out.read_text())
+    assert record["schema"] == "pdd-edge.profile/1"
+    assert record["cost"]["macs"] == 8 * 16 * 16 * 27
+    assert record["batches"][0]["latency"]["runs"] >= 3
+
+
+def test_edge_install_finds_builtin_targets_in_site_packages(edge_venv):
+    where = subprocess.run([str(edge_venv / "bin" / "python"), "-c", "import pdd_edge.targets as t; print(t.__file__)"],
+                           capture_output=True, text=True, cwd=edge_venv)
+    proc = subprocess.run([str(edge_venv / "bin" / "pdd-edge"), "targets", "show", "rpi4", "--json"],
+                          capture_output=True, text=True, cwd=edge_venv)
+
+    assert Path(where.stdout.strip()).is_relative_to(edge_venv)  # the installed copy, not the work tree
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown["name"] == "rpi4" and shown["source"] == "built-in"
+
+
+def test_edge_install_training_command_says_what_to_install(edge_venv):
+    proc = subprocess.run([str(edge_venv / "bin" / "pdd-edge"), "models"], capture_output=True, text=True, cwd=edge_venv)
+
+    assert proc.returncode == 2
+    assert "pip install 'pdd-edge[train]'" in proc.stderr
