@@ -150,8 +150,9 @@ def test_load_imagefolder_missing_split_is_an_error(tmp_path):
 def test_load_imagefolder_corrupt_image_names_the_file(tmp_path):
     _write_image_folder(tmp_path)
     (tmp_path / "train" / "cat" / "0.png").write_bytes(b"not a png")
+    data = load_imagefolder(tmp_path)  # decoding is lazy: the error comes with the first batch
     with pytest.raises(PddError, match="cannot read image .*0.png"):
-        load_imagefolder(tmp_path)
+        next(data.train.batches(4, shuffle=False, augment=None, seed=0, epoch=0))
 
 
 def test_load_imagefolder_class_folder_without_images_is_an_error(tmp_path):
