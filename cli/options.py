@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="digits (built in), cifar10, cifar100 or imagefolder.")]
+RecordedDataset = Annotated[Optional[str], typer.Option(
+    "--dataset", "-d", help="digits (built in), cifar10, cifar100 or imagefolder (default: the dataset the model records).")]
 DataDir = Annotated[Optional[Path], typer.Option(help="Folder with the dataset (CIFAR batches, or train/ and val/ for imagefolder).")]
 Download = Annotated[bool, typer.Option("--download", help="Download CIFAR into --data-dir if it is missing.")]
-InputSize = Annotated[Optional[int], typer.Option(help="Resize images to this square size (default: the dataset's, 32).")]
+InputSize = Annotated[Optional[int], typer.Option(help="Resize images to this square size (default: the model's input size where it records one, else 32).")]
 Mean = Annotated[Optional[str], typer.Option(help="Override the model's normalisation mean, e.g. 0.485,0.456,0.406.")]
 Std = Annotated[Optional[str], typer.Option(help="Override the model's normalisation std, e.g. 0.229,0.224,0.225.")]
 Epochs = Annotated[Optional[int], typer.Option(help="Training epochs.")]

@@ -1,0 +1,70 @@
+"""`pdd-edge evaluate` of ONNX models through the CLI, and every bad input as one line on
+stderr, exit code 2 and no output file."""
+
+from __future__ import annotations
+
+import pytest
+from deploy_helpers import digits_preprocess, tiny_classifier
+from typer.testing import CliRunner
+
+from pdd_edge.cli.app import app
+from pdd_edge.onnx_meta import OnnxMeta
+
+runner = CliRunner()
+ONNX_COMMANDS = ["evaluate"]  # the commands that read an ONNX model
+DIGITS_META = OnnxMeta(dataset="digits", preprocess=digits_preprocess())
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def onnx_command(command: str, model, out, *options):
+    """`command MODEL [--out OUT] OPTIONS`: evaluate writes no file, the others do."""
+    return invoke(command, model, *options, *([] if command == "evaluate" else ["--out", out]))
+
+
+def assert_usage_error(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_evaluate_onnx_runs_third_party_model_when_user_gives_what_is_missing(tmp_path):
+    model = tiny_classifier(tmp_path / "third_party.onnx")
+    assert_usage_error(invoke("evaluate", model), "does not record the dataset it was trained on; pass --dataset")
+    result = invoke("evaluate", model, "--dataset", "digits", "--mean", "0.3,0.3,0.3", "--std", "0.3,0.3,0.3")
+    assert result.exit_code == 0, result.output
+    assert "(ONNX) on digits val (359 images): top-1" in result.stdout
+    assert "normalisation from command line" in result.stderr
+
+
+@pytest.mark.parametrize("command", ONNX_COMMANDS)
+def test_commands_reject_file_when_it_is_not_onnx(tmp_path, command):
+    bad = tmp_path / "notes.onnx"
+    bad.write_text("this is not a model\n")
+    out = tmp_path / "out.onnx"
+    assert_usage_error(onnx_command(command, bad, out), "is not a readable ONNX model")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ONNX_COMMANDS)
+def test_commands_reject_file_when_it_is_truncated(tmp_path, command):
+    data = tiny_classifier(tmp_path / "m.onnx", meta=DIGITS_META).read_bytes()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.onnx"
+    assert_usage_error(onnx_command(command, truncated, out), "truncated or not ONNX")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ONNX_COMMANDS)
+def test_commands_reject_model_when_input_shape_does_not_fit_dataset(tmp_path, command):
+    out = tmp_path / "out.onnx"
+    wide = tiny_classifier(tmp_path / "wide.onnx", hw=(64, 64))
+    assert_usage_error(onnx_command(command, wide, out, "--dataset", "digits", "--input-size", 32),
+                       "expects 64x64 inputs but digits gives 32x32; pass --input-size 64")
+    gray = tiny_classifier(tmp_path / "gray.onnx", channels=1)
+    assert_usage_error(onnx_command(command, gray, out, "--dataset", "digits"),
+                       "expects 1-channel input but digits gives 3-channel RGB images")
+    assert not out.exists()
