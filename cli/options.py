@@ -22,4 +22,5 @@ WeightDecay = Annotated[Optional[float], typer.Option(help="SGD weight decay (ma
 Milestones = Annotated[Optional[str], typer.Option(help="Epochs at which lr is multiplied by 0.1, e.g. 20,40 (default: the paper's, scaled to --epochs).")]
 Seed = Annotated[int, typer.Option(help="Random seed (weights, masks, data order, augmentation).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last finished epoch in the output location.")]
+ParityImages = Annotated[int, typer.Option(help="Validation images on which the output is compared with its source.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]

@@ -1,10 +1,12 @@
-"""`pdd-edge evaluate` of ONNX models through the CLI, and every bad input as one line on
-stderr, exit code 2 and no output file."""
+"""`pdd-edge evaluate / export` through the CLI, and every bad input as one line on stderr,
+exit code 2 and no output file."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from deploy_helpers import digits_preprocess, tiny_classifier
+from deploy_helpers import digits_preprocess, masked_checkpoint, tiny_classifier
 from typer.testing import CliRunner
 
 from pdd_edge.cli.app import app
@@ -68,3 +70,24 @@ def test_commands_reject_model_when_input_shape_does_not_fit_dataset(tmp_path, c
     assert_usage_error(onnx_command(command, gray, out, "--dataset", "digits"),
                        "expects 1-channel input but digits gives 3-channel RGB images")
     assert not out.exists()
+
+
+def test_export_prints_parity_in_text_mode(trained_checkpoint, tmp_path):
+    result = invoke("export", trained_checkpoint, "--out", tmp_path / "m.onnx", "--parity-images", 50)
+    assert result.exit_code == 0, result.output
+    assert "resnet20, ONNX opset 18" in result.stdout
+    assert "parity vs PyTorch on 50 digits val images: max |logit difference|" in result.stdout
+
+
+def test_export_rejects_checkpoint_when_it_still_has_masks(tmp_path):
+    out = tmp_path / "m.onnx"
+    assert_usage_error(invoke("export", masked_checkpoint(tmp_path / "masked.pt"), "--out", out), "pdd-edge prune")
+    assert not out.exists()
+
+
+def test_evaluate_onnx_matches_pytorch_checkpoint(trained_onnx, trained_checkpoint):
+    onnx_result = json.loads(invoke("evaluate", trained_onnx, "--json").stdout)
+    torch_result = json.loads(invoke("evaluate", trained_checkpoint, "--json").stdout)
+    assert onnx_result["top1"] == torch_result["top1"] and onnx_result["top5"] == torch_result["top5"]
+    assert onnx_result["loss"] == pytest.approx(torch_result["loss"], abs=1e-4)
+    assert onnx_result["preprocess"] == torch_result["preprocess"]

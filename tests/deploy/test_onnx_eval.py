@@ -113,6 +113,13 @@ def test_cross_entropy_sum_matches_torch():
     assert onnx_eval.cross_entropy_sum(logits, labels) == pytest.approx(float(expected), rel=1e-9)
 
 
+def test_max_abs_diff_is_infinite_when_outputs_have_nan_or_other_shape():
+    a = np.zeros((2, 3), dtype=np.float32)
+    assert onnx_eval.max_abs_diff(a, np.full((2, 3), np.nan, dtype=np.float32)) == float("inf")
+    assert onnx_eval.max_abs_diff(a, np.zeros((2, 4), dtype=np.float32)) == float("inf")
+    assert onnx_eval.max_abs_diff(a, a + 0.5) == 0.5
+
+
 def test_accuracy_counts_every_image_of_the_split(tmp_path, digits):
     path = tiny_classifier(tmp_path / "m.onnx", meta=OnnxMeta(preprocess=digits_preprocess(), classes=DIGITS_CLASSES))
     meta, io = describe(path)
