@@ -1,4 +1,4 @@
-"""`pdd-edge export` (and the later steps of the deployment chain): each artifact checked itself."""
+"""`pdd-edge export` and `simplify` (and the later steps of the deployment chain): each artifact checked itself."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Annotated, Optional
 import typer
 
 from pdd_edge.cli import options as o
-from pdd_edge.cli._common import command, out
+from pdd_edge.cli._common import command, err, out
 from pdd_edge.cli.app import app
 from pdd_edge.cli.training import data_config, norm_override
 from pdd_edge.errors import require_torch
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write (only once every check passed).")]
+OnnxPath = Annotated[Path, typer.Argument(help="The FP32 ONNX model (e.g. from `pdd-edge export`).")]
 
 
 def size(n: int) -> str:
@@ -60,3 +61,36 @@ def export_command(
     out.print(f"{r.path}: {'pruned ' if r.pruned else ''}{r.model}, ONNX opset {r.opset}, {r.nodes} nodes, "
               f"{size(r.size_bytes)}")
     print_parity(r, "PyTorch")
+
+
+@command(app, "simplify")
+def simplify_command(
+    model_path: OnnxPath,
+    *,
+    out_path: Out,
+    dataset: o.RecordedDataset = None,
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
+    input_size: o.InputSize = None,
+    mean: o.Mean = None,
+    std: o.Std = None,
+    parity_images: o.ParityImages = 512,
+    json_out: o.Json = False,
+) -> None:
+    """Simplify with onnxsim (BatchNormalization folded into Conv) and check it against the original."""
+    require_torch("pdd-edge simplify")  # the parity images are read with torch
+    from pdd_edge.onnx_eval import ParityConfig
+    from pdd_edge.stages import simplify
+
+    cfg = simplify.SimplifyConfig(data=data_config(dataset, data_dir, download, input_size),
+                                  norm=norm_override(mean, std), parity=ParityConfig(images=parity_images))
+    r = simplify.run(cfg, model_path, out_path)
+    if json_out:
+        print_json(r)
+        return
+    out.print(f"{r.path}: nodes {r.nodes_before} -> {r.nodes_after}, BatchNormalization {r.batchnorm_before} -> "
+              f"{r.batchnorm_after}, {size(r.size_before)} -> {size(r.size_after)}")
+    print_parity(r, str(model_path))
+    if r.batchnorm_after:
+        err.print(f"note: {r.batchnorm_after} BatchNormalization nodes could not be folded "
+                  "(their input is not the only use of a Conv output)")

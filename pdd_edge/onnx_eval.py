@@ -245,3 +245,10 @@ def parity(reference: Callable[[np.ndarray], np.ndarray], sess, io: GraphIO,
     if n == 0:
         raise PddError("no images to compare the models on: the dataset's validation split is empty")
     return Parity(worst, n, scale)
+
+
+def op_counts(model) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts

@@ -113,3 +113,12 @@ def write_meta(model, meta: OnnxMeta) -> None:
     existing.update(meta.to_props())
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, existing)
+
+
+def copy_meta(src, dst) -> None:
+    """Give `dst` exactly the metadata of `src`: tools such as onnxsim and onnxruntime's
+    quantizer add provenance keys of their own, which describe the tool, not the model."""
+    import onnx
+
+    del dst.metadata_props[:]
+    onnx.helper.set_model_props(dst, {p.key: p.value for p in src.metadata_props})

@@ -1,5 +1,5 @@
-"""`pdd-edge evaluate / export` through the CLI, and every bad input as one line on stderr,
-exit code 2 and no output file."""
+"""`pdd-edge evaluate / export / simplify` through the CLI, and every bad input as one line on
+stderr, exit code 2 and no output file."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pdd_edge.cli.app import app
 from pdd_edge.onnx_meta import OnnxMeta
 
 runner = CliRunner()
-ONNX_COMMANDS = ["evaluate"]  # the commands that read an ONNX model
+ONNX_COMMANDS = ["evaluate", "simplify"]  # the commands that read an ONNX model
 DIGITS_META = OnnxMeta(dataset="digits", preprocess=digits_preprocess())
 
 
@@ -91,3 +91,11 @@ def test_evaluate_onnx_matches_pytorch_checkpoint(trained_onnx, trained_checkpoi
     assert onnx_result["top1"] == torch_result["top1"] and onnx_result["top5"] == torch_result["top5"]
     assert onnx_result["loss"] == pytest.approx(torch_result["loss"], abs=1e-4)
     assert onnx_result["preprocess"] == torch_result["preprocess"]
+
+
+def test_simplify_prints_node_and_batchnorm_counts(tmp_path):
+    model = tiny_classifier(tmp_path / "m.onnx", meta=DIGITS_META)
+    result = invoke("simplify", model, "--out", tmp_path / "m.sim.onnx")
+    assert result.exit_code == 0, result.output
+    assert "nodes 6 -> 5, BatchNormalization 1 -> 0" in result.stdout
+    assert "parity vs" in result.stdout and "on 359 digits val images" in result.stdout
