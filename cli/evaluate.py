@@ -54,7 +54,8 @@ def print_result(result: dict, json_out: bool) -> None:
     kind = "masked " if result.get("masked") else ("pruned " if result.get("pruned") else "")
     form = ""
     if result["format"] == "onnx":
-        form = " (ONNX)"
+        quant = result.get("quantization")
+        form = f" (ONNX, INT8 {quant['method']})" if quant else " (ONNX)"
         if not result["preprocess_source"].startswith("model metadata"):
             err.print(f"normalisation from {result['preprocess_source']}: mean {result['preprocess']['mean']}, "
                       f"std {result['preprocess']['std']}")

@@ -146,13 +146,17 @@ def resolve_preprocess(meta: OnnxMeta, io: GraphIO, dataset: "Dataset", *, mean:
     return pre, source
 
 
-def normalized_batches(source: "Source", pre: Preprocess, batch_size: int,
-                       limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Float32 `(x - mean) / std` NCHW batches and int64 labels, in the source's fixed order."""
+def normalized_batches(source: "Source", pre: Preprocess, batch_size: int, limit: int | None = None, *,
+                       shuffle: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Float32 `(x - mean) / std` NCHW batches and int64 labels, without augmentation.
+
+    In the source's order, or (`shuffle`) in one fixed seeded order: the first `limit` images of
+    a shuffled training split mix all classes, which is what a calibration sample needs.
+    """
     mean = np.asarray(pre.mean, dtype=np.float32).reshape(1, RGB, 1, 1)
     std = np.asarray(pre.std, dtype=np.float32).reshape(1, RGB, 1, 1)
     seen = 0
-    for x, y in source.batches(batch_size, shuffle=False, augment=None, seed=0, epoch=0):
+    for x, y in source.batches(batch_size, shuffle=shuffle, augment=None, seed=0, epoch=0):
         if limit is not None and seen >= limit:
             return
         x, y = np.asarray(x), np.asarray(y)

@@ -45,6 +45,7 @@ def evaluate_onnx(path: str | Path, data_cfg: DataConfig, *, norm: NormOverride 
         "format": "onnx",
         "masked": False,
         "pruned": src.meta.keep is not None,
+        "quantization": src.meta.quantization,
         "dataset": src.data.name,
         "num_classes": src.data.num_classes,
         "preprocess": src.preprocess.to_dict(),

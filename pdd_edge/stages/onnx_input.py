@@ -27,6 +27,11 @@ class OnnxInput:
     def val_batches(self, batch_size: int, limit: int | None = None):
         return onnx_eval.normalized_batches(self.data.val, self.preprocess, self.io.batch_size(batch_size), limit)
 
+    def train_batches(self, batch_size: int, limit: int):
+        """The first `limit` images of one fixed shuffle of the training split (all classes mixed)."""
+        return onnx_eval.normalized_batches(self.data.train, self.preprocess, self.io.batch_size(batch_size), limit,
+                                            shuffle=True)
+
     def session(self, threads: int | None = None):
         return onnx_eval.session(self.model, threads=threads, what=str(self.path))
 

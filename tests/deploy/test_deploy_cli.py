@@ -1,5 +1,5 @@
-"""`pdd-edge evaluate / export / simplify` through the CLI, and every bad input as one line on
-stderr, exit code 2 and no output file."""
+"""`pdd-edge evaluate / export / simplify / quantize` through the CLI: the chain end to end, and
+every bad input as one line on stderr, exit code 2 and no output file."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pdd_edge.cli.app import app
 from pdd_edge.onnx_meta import OnnxMeta
 
 runner = CliRunner()
-ONNX_COMMANDS = ["evaluate", "simplify"]  # the commands that read an ONNX model
+ONNX_COMMANDS = ["evaluate", "simplify", "quantize"]  # the commands that read an ONNX model
 DIGITS_META = OnnxMeta(dataset="digits", preprocess=digits_preprocess())
 
 
@@ -99,3 +99,59 @@ def test_simplify_prints_node_and_batchnorm_counts(tmp_path):
     assert result.exit_code == 0, result.output
     assert "nodes 6 -> 5, BatchNormalization 1 -> 0" in result.stdout
     assert "parity vs" in result.stdout and "on 359 digits val images" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def chain(trained_checkpoint, tmp_path_factory):
+    """export -> simplify -> quantize of the trained model, as a user runs it."""
+    d = tmp_path_factory.mktemp("chain")
+    results = {}
+    for name, args in [
+        ("export", ["export", trained_checkpoint, "--out", d / "m.onnx", "--json"]),
+        ("simplify", ["simplify", d / "m.onnx", "--out", d / "m.sim.onnx", "--json"]),
+        ("quantize", ["quantize", d / "m.sim.onnx", "--out", d / "m.int8.onnx", "--json"]),
+    ]:
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        results[name] = json.loads(result.stdout)
+    return d, results
+
+
+def test_export_simplify_quantize_chain_reports_measured_numbers(chain):
+    d, r = chain
+    assert r["export"]["parity_max_abs_diff"] <= 1e-4 and r["export"]["dataset"] == "digits"
+    assert r["simplify"]["parity_max_abs_diff"] <= 1e-4 and r["simplify"]["batchnorm_after"] == 0
+    assert r["quantize"]["size_int8"] < r["quantize"]["size_fp32"]
+    assert r["quantize"]["int8_top1"] >= r["quantize"]["fp32_top1"] - 2.0
+    assert sorted(p.name for p in d.iterdir()) == ["m.int8.onnx", "m.onnx", "m.sim.onnx"]
+
+
+def test_evaluate_onnx_reports_the_top1_quantize_measured(chain):
+    d, r = chain
+    result = invoke("evaluate", d / "m.int8.onnx", "--json")
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.stdout)
+    assert measured["format"] == "onnx" and measured["quantization"]["method"] == "static"
+    assert measured["top1"] == r["quantize"]["int8_top1"] and measured["count"] == 359
+
+
+def test_quantize_prints_fp32_and_int8_top1(trained_onnx, tmp_path):
+    result = invoke("quantize", trained_onnx, "--out", tmp_path / "q.onnx", "--calibration-size", 64)
+    assert result.exit_code == 0, result.output
+    assert "calibrated on 64 digits train images" in result.stdout
+    assert "top-1 on digits val (359 images, onnxruntime): FP32" in result.stdout and "INT8" in result.stdout
+
+
+def test_quantize_rejects_empty_calibration_set(tmp_path):
+    out = tmp_path / "out.onnx"
+    model = tiny_classifier(tmp_path / "m.onnx", meta=DIGITS_META)
+    assert_usage_error(invoke("quantize", model, "--out", out, "--calibration-size", 0), "the calibration set is empty")
+    assert not out.exists()
+
+
+def test_quantize_rejects_calibration_size_when_method_is_dynamic(tmp_path):
+    out = tmp_path / "out.onnx"
+    model = tiny_classifier(tmp_path / "m.onnx", meta=DIGITS_META)
+    assert_usage_error(invoke("quantize", model, "--out", out, "--method", "dynamic", "--calibration-size", 10),
+                       "--calibration-size applies to --method static")
+    assert not out.exists()
