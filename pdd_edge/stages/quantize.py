@@ -56,6 +56,8 @@ class QuantizeConfig:
             raise PddError(f"unknown quantization method {self.method!r}; choose one of: {', '.join(METHODS)}")
         if self.activation_type not in ACTIVATION_TYPES:
             raise PddError(f"unknown activation type {self.activation_type!r}; choose one of: {', '.join(ACTIVATION_TYPES)}")
+        if self.method == "dynamic" and self.activation_type != "uint8":
+            raise PddError("dynamic quantization always uses uint8 activations; --activation-type is for --method static")
         if self.method == "static" and self.calibration_size < 1:
             raise PddError(f"the calibration set is empty (calibration size {self.calibration_size}); "
                            "static quantization needs at least 1 training image")
@@ -118,8 +120,6 @@ def _quantize(cfg: QuantizeConfig, src: OnnxInput, calibration: list[np.ndarray]
             else:
                 quantize_dynamic(str(prepared), str(int8), per_channel=True, reduce_range=cfg.reduce_range,
                                  weight_type=QuantType.QInt8)
-        except PddError:
-            raise
         except Exception as exc:  # onnxruntime.quantization raises ValueError, RuntimeError, its own types
             raise PddError(f"onnxruntime cannot quantize {src.path}: {onnx_eval.first_line(exc)}") from None
     return onnx.load(str(int8))

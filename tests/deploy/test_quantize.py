@@ -73,6 +73,11 @@ def test_quantize_config_rejects_empty_calibration_set_when_size_is_zero():
         quantize.QuantizeConfig(calibration_size=0)
 
 
+def test_quantize_config_rejects_int8_activations_when_method_is_dynamic():
+    with pytest.raises(PddError, match="dynamic quantization always uses uint8 activations"):
+        quantize.QuantizeConfig(method="dynamic", activation_type="int8")
+
+
 def test_run_refuses_model_when_already_quantized(static_int8, tmp_path):
     with pytest.raises(PddError, match="already quantized"):
         quantize.run(quantize.QuantizeConfig(), static_int8.path, tmp_path / "again.onnx")
