@@ -1,4 +1,4 @@
-"""`pdd-edge evaluate`: top-1/top-5 of a checkpoint on a dataset's validation split."""
+"""`pdd-edge evaluate`: top-1/top-5 of a checkpoint, or of an ONNX model run with onnxruntime."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from pdd_edge.cli import options as o
-from pdd_edge.cli._common import command, out
+from pdd_edge.cli._common import command, err, out
 from pdd_edge.cli.app import app
 from pdd_edge.cli.training import data_config, norm_override
 from pdd_edge.errors import PddError, require_torch
@@ -17,11 +17,11 @@ from pdd_edge.errors import PddError, require_torch
 
 @command(app, "evaluate")
 def evaluate_command(
-    path: Annotated[Optional[Path], typer.Argument(help="A checkpoint (.pt/.pth/.th); or give it with --weights.")] = None,
+    path: Annotated[Optional[Path], typer.Argument(help="A checkpoint (.pt/.pth/.th) or an ONNX model (.onnx); or give it with --weights.")] = None,
     *,
-    weights: Annotated[Optional[Path], typer.Option(help="The checkpoint to evaluate (same as PATH).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="The checkpoint or ONNX model to evaluate (same as PATH).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Zoo model, for third-party weights only.")] = None,
-    dataset: o.Dataset = "digits",
+    dataset: o.RecordedDataset = None,
     data_dir: o.DataDir = None,
     download: o.Download = False,
     input_size: o.InputSize = None,
@@ -30,15 +30,20 @@ def evaluate_command(
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 500,
     json_out: o.Json = False,
 ) -> None:
-    """Measure top-1/top-5 on the validation split."""
+    """Measure top-1/top-5 on the validation split (ONNX models: on the file itself, with onnxruntime)."""
     if (path is None) == (weights is None):
         raise PddError("give the model to evaluate once: as PATH or as --weights PATH")
     path = path or weights
-    require_torch("pdd-edge evaluate")
-    from pdd_edge.stages.evaluate import evaluate_checkpoint
+    require_torch("pdd-edge evaluate")  # the datasets are read with torch, ONNX models included
+    from pdd_edge.stages.evaluate import evaluate_checkpoint, evaluate_onnx, is_onnx
 
-    result = evaluate_checkpoint(path, data_config(dataset, data_dir, download, input_size), model_name=model,
-                                 norm=norm_override(mean, std), batch_size=batch_size)
+    data, norm = data_config(dataset, data_dir, download, input_size), norm_override(mean, std)
+    if is_onnx(path):
+        if model is not None:
+            raise PddError("--model names the architecture of third-party PyTorch weights; an ONNX model needs none")
+        result = evaluate_onnx(path, data, norm=norm, batch_size=batch_size)
+    else:
+        result = evaluate_checkpoint(path, data, model_name=model, norm=norm, batch_size=batch_size)
     print_result(result, json_out)
 
 
@@ -47,5 +52,12 @@ def print_result(result: dict, json_out: bool) -> None:
         out.print_json(json.dumps(result))
         return
     kind = "masked " if result.get("masked") else ("pruned " if result.get("pruned") else "")
-    out.print(f"{result['path']}: {kind}{result['model']} on {result['dataset']} val ({result['count']} images): "
+    form = ""
+    if result["format"] == "onnx":
+        quant = result.get("quantization")
+        form = f" (ONNX, INT8 {quant['method']})" if quant else " (ONNX)"
+        if not result["preprocess_source"].startswith("model metadata"):
+            err.print(f"normalisation from {result['preprocess_source']}: mean {result['preprocess']['mean']}, "
+                      f"std {result['preprocess']['std']}")
+    out.print(f"{result['path']}: {kind}{result['model']}{form} on {result['dataset']} val ({result['count']} images): "
               f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}")

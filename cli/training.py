@@ -14,10 +14,11 @@ from pdd_edge.cli.app import app
 from pdd_edge.errors import require_torch
 
 
-def data_config(dataset: str, data_dir: Optional[Path], download: bool, input_size: Optional[int]):
+def data_config(dataset: Optional[str], data_dir: Optional[Path], download: bool, input_size: Optional[int]):
+    """The dataset options as a DataConfig; no --dataset (None) means the one the model records."""
     from pdd_edge.stages.common import DataConfig
 
-    return DataConfig(name=dataset.lower(), data_dir=str(data_dir) if data_dir else None, download=download,
+    return DataConfig(name=dataset.lower() if dataset else None, data_dir=str(data_dir) if data_dir else None, download=download,
                       input_size=input_size)
 
 

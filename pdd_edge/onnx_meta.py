@@ -10,6 +10,9 @@ must also run on an edge board. Keys (all values are strings in ONNX `metadata_p
     pdd_edge.preprocess       JSON {"mean": [3 floats], "std": [3 floats], "input_size": [h, w]}
     pdd_edge.keep             JSON channel plan of a pruned model (absent when unpruned)
     pdd_edge.dataset          dataset the model was trained on
+    pdd_edge.quantization     JSON record of how an INT8 model was made (absent when FP32):
+                              {"method", "format", "weights", "activations", "reduce_range",
+                               "calibration": {"dataset", "split", "images", "method"} or null}
 
 A model from elsewhere has none of these; readers fall back to the graph's input shape and to
 command-line options.
@@ -37,6 +40,7 @@ class OnnxMeta:
     preprocess: Preprocess | None = None
     keep: dict[str, list[int]] | None = None
     dataset: str | None = None
+    quantization: dict[str, Any] | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_props(self) -> dict[str, str]:
@@ -53,6 +57,8 @@ class OnnxMeta:
             props[f"{PREFIX}keep"] = json.dumps(self.keep)
         if self.dataset is not None:
             props[f"{PREFIX}dataset"] = self.dataset
+        if self.quantization is not None:
+            props[f"{PREFIX}quantization"] = json.dumps(self.quantization)
         props.update(self.extra)
         return props
 
@@ -80,6 +86,7 @@ class OnnxMeta:
             preprocess=Preprocess.from_dict(pre) if pre is not None else None,
             keep=get_json("keep"),
             dataset=props.get(PREFIX + "dataset"),
+            quantization=get_json("quantization"),
             extra={k: v for k, v in props.items() if not k.startswith(PREFIX)},
         )
 
@@ -113,3 +120,12 @@ def write_meta(model, meta: OnnxMeta) -> None:
     existing.update(meta.to_props())
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, existing)
+
+
+def copy_meta(src, dst) -> None:
+    """Give `dst` exactly the metadata of `src`: tools such as onnxsim and onnxruntime's
+    quantizer add provenance keys of their own, which describe the tool, not the model."""
+    import onnx
+
+    del dst.metadata_props[:]
+    onnx.helper.set_model_props(dst, {p.key: p.value for p in src.metadata_props})

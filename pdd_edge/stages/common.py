@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
@@ -17,12 +17,25 @@ from pdd_edge.preprocess import Preprocess
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "digits"
+    name: str | None = "digits"  # None: the dataset the model records (see `for_model`)
     data_dir: str | None = None
     download: bool = False
     input_size: int | None = None
 
+    def for_model(self, dataset: str | None, input_hw: tuple[int, int] | None, what: str) -> "DataConfig":
+        """This config, completed from what the model `what` records: the dataset when none was
+        named, and the model's (square) input size when no --input-size was given."""
+        name = self.name if self.name is not None else dataset
+        if name is None:
+            raise PddError(f"{what} does not record the dataset it was trained on; pass --dataset")
+        size = self.input_size
+        if size is None and input_hw is not None and input_hw[0] == input_hw[1]:
+            size = input_hw[0]
+        return replace(self, name=name, input_size=size)
+
     def load(self) -> Dataset:
+        if self.name is None:
+            raise PddError("no dataset given; pass --dataset")
         return load_dataset(self.name, data_dir=self.data_dir, download=self.download, input_size=self.input_size)
 
 
@@ -53,6 +66,14 @@ def check_classes(info: CheckpointInfo, dataset: Dataset, role: str) -> None:
             f"{dataset.num_classes}; use a {role} trained on this dataset"
         )
 
+
+def dataset_for(info: CheckpointInfo, data: DataConfig, norm: NormOverride) -> tuple[Dataset, Preprocess]:
+    """The dataset a loaded checkpoint is measured on (by default the one it records, at its input
+    size) and the preprocessing that feeds it."""
+    hw = info.preprocess.input_size if info.preprocess is not None else None
+    dataset = data.for_model(info.dataset, hw, info.path).load()
+    check_classes(info, dataset, "model")
+    return dataset, resolve_preprocess(dataset, info, norm)
 
 
 

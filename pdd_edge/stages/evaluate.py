@@ -1,4 +1,5 @@
-"""`evaluate`: top-1/top-5 of a checkpoint (pdd-edge's own, or third-party weights of a zoo model)."""
+"""`evaluate`: top-1/top-5 of a checkpoint (pdd-edge's own, or third-party weights of a zoo model),
+or of an ONNX classifier, measured on the ONNX file itself with onnxruntime."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from pdd_edge import checkpoint as ckpt_io
-from pdd_edge.stages.common import DataConfig, NormOverride, check_classes, resolve_preprocess
+from pdd_edge import onnx_eval
+from pdd_edge.stages.common import DataConfig, NormOverride, dataset_for
+from pdd_edge.stages.onnx_input import open_onnx
 from pdd_edge.training.evaluate import evaluate
+
+
+def is_onnx(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == ".onnx"
 
 
 def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: str | None = None,
                         norm: NormOverride = NormOverride(), batch_size: int = 500) -> dict[str, Any]:
-    model, info = ckpt_io.load(path, model_name=model_name)  # before the data: fail fast on a bad file
-    data = data_cfg.load()
-    check_classes(info, data, "model")
-    pre = resolve_preprocess(data, info, norm)
+    model, info = ckpt_io.load(path, model_name=model_name)
+    data, pre = dataset_for(info, data_cfg, norm)
     metrics = evaluate(model, data.val, pre, batch_size=batch_size)
     return {
         "path": str(path),
@@ -26,5 +31,24 @@ def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: s
         "dataset": data.name,
         "num_classes": info.num_classes,
         "preprocess": pre.to_dict(),
+        **metrics,
+    }
+
+
+def evaluate_onnx(path: str | Path, data_cfg: DataConfig, *, norm: NormOverride = NormOverride(),
+                  batch_size: int = 500) -> dict[str, Any]:
+    src = open_onnx(path, data_cfg, norm)
+    metrics = onnx_eval.accuracy(src.session(), src.io, src.val_batches(batch_size))
+    return {
+        "path": str(path),
+        "model": src.meta.model or "ONNX model",
+        "format": "onnx",
+        "masked": False,
+        "pruned": src.meta.keep is not None,
+        "quantization": src.meta.quantization,
+        "dataset": src.data.name,
+        "num_classes": src.data.num_classes,
+        "preprocess": src.preprocess.to_dict(),
+        "preprocess_source": src.preprocess_source,
         **metrics,
     }

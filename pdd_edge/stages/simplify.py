@@ -1,0 +1,81 @@
+"""`simplify`: onnxsim (constant folding, BatchNormalization folded into Conv, dead nodes removed),
+then the simplified graph is checked against the original with onnxruntime on real images.
+
+onnxsim folds a BatchNormalization into the Conv that feeds it; one that cannot be folded (its
+input is not a Conv's only use) stays and is counted in the result, so the report never claims
+a fold that did not happen. pdd-edge's metadata is carried over; onnxsim's own provenance keys
+are dropped, they describe the tool rather than the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pdd_edge import onnx_eval
+from pdd_edge.errors import PddError
+from pdd_edge.fileio import atomic_path
+from pdd_edge.onnx_meta import copy_meta
+from pdd_edge.stages.common import DataConfig, NormOverride
+from pdd_edge.stages.onnx_input import open_onnx
+
+BATCHNORM = "BatchNormalization"
+
+
+@dataclass(frozen=True)
+class SimplifyConfig:
+    data: DataConfig = field(default_factory=lambda: DataConfig(name=None))  # None: the model's dataset
+    norm: NormOverride = field(default_factory=NormOverride)
+    parity: onnx_eval.ParityConfig = field(default_factory=onnx_eval.ParityConfig)
+
+
+@dataclass(frozen=True)
+class SimplifyResult:
+    path: str
+    dataset: str
+    nodes_before: int
+    nodes_after: int
+    batchnorm_before: int
+    batchnorm_after: int
+    size_before: int
+    size_after: int
+    parity_max_abs_diff: float
+    parity_images: int
+    tolerance: float
+
+
+def simplify_proto(model):
+    """onnxsim on a ModelProto; its failures (an op it cannot infer, ...) become one line."""
+    import onnxsim
+
+    try:
+        simplified, _ = onnxsim.simplify(model)
+    except Exception as exc:  # onnxsim raises RuntimeError, ValueError and its own types
+        raise PddError(f"onnxsim cannot simplify the model: {onnx_eval.first_line(exc)}") from None
+    return simplified
+
+
+def run(cfg: SimplifyConfig, model_path: str | Path, out: str | Path) -> SimplifyResult:
+    import onnx
+
+    src = open_onnx(model_path, cfg.data, cfg.norm)
+    simplified = simplify_proto(src.model)
+    copy_meta(src.model, simplified)
+
+    before, after = onnx_eval.op_counts(src.model), onnx_eval.op_counts(simplified)
+    reference = src.session()
+    graph = onnx_eval.graph_io(simplified, out)
+    candidate = onnx_eval.session(simplified, what=f"the simplified {model_path}")
+    check = onnx_eval.parity(lambda x: onnx_eval.run_logits(reference, src.io, x), candidate, graph,
+                             src.val_batches(cfg.parity.batch_size, cfg.parity.images))
+    check.require(cfg.parity.tolerance, candidate="the simplified model", reference=str(model_path),
+                  dataset=src.data.name)
+
+    with atomic_path(out) as tmp:
+        onnx.save(simplified, tmp)
+    return SimplifyResult(
+        path=str(out), dataset=src.data.name, nodes_before=sum(before.values()), nodes_after=sum(after.values()),
+        batchnorm_before=before.get(BATCHNORM, 0), batchnorm_after=after.get(BATCHNORM, 0),
+        size_before=src.path.stat().st_size, size_after=Path(out).stat().st_size,
+        parity_max_abs_diff=check.max_abs_diff, parity_images=check.images, tolerance=cfg.parity.tolerance,
+    )
