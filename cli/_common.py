@@ -20,8 +20,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # stdout carries results (tables, JSON); stderr carries progress, warnings and errors, so that
 # `pdd-edge ... --json > out.json` gives a clean file.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output (CI logs, files) gets wide tables instead of rich's default of 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 def fail(message: str, exit_code: int) -> typer.Exit:

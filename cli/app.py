@@ -15,7 +15,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command module adds its commands to `app`; imports stay light (no torch at import).
-    from pdd_edge.cli import deploy, evaluate, models, profile, pruning, targets, training  # noqa: F401
+    from pdd_edge.cli import compress, deploy, evaluate, models, profile, pruning, report, targets, training  # noqa: F401
 
 
 def main() -> None:

@@ -11,11 +11,16 @@ IMAGENET = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"]
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    out = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    result = run_cli("train", "--model", "resnet20", "--epochs", "3", "--batch-size", "64", "--out", out)
+def teacher(digits_teacher):
+    return digits_teacher
+
+
+def test_train_cli_writes_checkpoint_history_and_resume_state(tmp_path):
+    out = tmp_path / "t.pt"
+    result = run_cli("train", "--model", "resnet20", "--epochs", "1", "--batch-size", "128", "--out", out)
     assert result.exit_code == 0, result.stderr
-    return out
+    assert files_in(tmp_path) == ["t.history.json", "t.last.pt", "t.pt"]
+    assert "epoch 1/1" in result.stderr
 
 
 @pytest.mark.parametrize("filename, name, top1", [("resnet20-12fca82f.th", "resnet20", 85.65),

@@ -107,7 +107,7 @@ def test_prune_layer_with_every_channel_closed_keeps_strongest_and_says_so():
 def test_prune_vgg_layer_with_every_channel_closed_keeps_one_channel():
     model = masked_model("vgg11", lambda p, c: torch.full((c,), -0.2 if p == "gates.3" else 0.2))
     plan, pruned = check_exact(model, "vgg11")
-    assert len(plan.keep["gates.3"]) == 1 and pruned.features[8].out_channels == 1
+    assert len(plan.keep["gates.3"]) == 1 and pruned.features[11].out_channels == 1  # 4th conv
 
 
 def test_prune_round_to_reopens_strongest_closed_channels():

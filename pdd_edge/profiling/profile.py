@@ -52,39 +52,69 @@ def profile_model(req: ProfileRequest, remote=None) -> dict:
     Everything that can be wrong with the inputs (file, shapes, batch sizes, settings) is
     checked before the first timed run.
     """
-    batch_sizes = check_batch_sizes(req.batch_sizes or req.target.batch_sizes)
-    settings = req.settings()
-    model = load_onnx(req.model)
+    return profile_models({"model": req.model}, req, remote)["model"]
+
+
+@dataclass
+class _Static:
+    """What the file itself says: inputs, resolved shapes and the cost counted from the graph."""
+
+    path: Path
+    model: object
+    meta: object
+    inputs: list
+    hint: object
+    prepared: object
+    cost: object
+    cost_batch: int
+
+
+def _static(name: str, path: Path, req: ProfileRequest, batch_sizes: tuple[int, ...]) -> _Static:
+    model = load_onnx(path)
     meta = read_meta(model)
     inputs = model_inputs(model)
     hint = shape_hint(req.input_shape, req.target.input_shape, req.target.name,
                       meta.preprocess.input_size if meta.preprocess else None)
-    prepared = prepare_model("model", req.model, inputs, batch_sizes, hint)
+    prepared = prepare_model(name, path, inputs, batch_sizes, hint)
     # MACs per single inference at batch 1 (the model's own batch size if it is fixed).
     first = inputs[0].dims[0] if inputs[0].dims else None
     cost_batch = first if isinstance(first, int) else 1
     cost = count_cost(model, resolve_shapes(inputs, cost_batch, hint))
+    return _Static(Path(path), model, meta, inputs, hint, prepared, cost, cost_batch)
 
-    measured = measure_models([prepared], batch_sizes, settings, remote)
+
+def profile_models(models: dict[str, Path], req: ProfileRequest, remote=None) -> dict[str, dict]:
+    """One profile record per model (`req.model` is ignored), all measured in one run with the
+    models interleaved (see `measure_models`), so that machine drift favours none of them."""
+    batch_sizes = check_batch_sizes(req.batch_sizes or req.target.batch_sizes)
+    settings = req.settings()
+    static = {name: _static(name, Path(path), req, batch_sizes) for name, path in models.items()}
+    measured = measure_models([s.prepared for s in static.values()], batch_sizes, settings, remote)
+    by_name = {m["name"]: m for m in measured["models"]}
+    return {name: _record(st, by_name[name], measured, req, batch_sizes, settings) for name, st in static.items()}
+
+
+def _record(st: _Static, measured_model: dict, measured: dict, req: ProfileRequest, batch_sizes, settings) -> dict:
+    model, meta, cost, hint = st.model, st.meta, st.cost, st.hint
     batches = []
-    for entry in measured["models"][0]["batches"]:
+    for entry in measured_model["batches"]:
         b = entry["batch_size"]
-        batches.append({"batch_size": b, "input_shapes": prepared.shapes[b], "latency": entry["latency"],
+        batches.append({"batch_size": b, "input_shapes": st.prepared.shapes[b], "latency": entry["latency"],
                         "memory": entry.get("memory")})
     primary = batches[0]
-    size = req.model.stat().st_size
+    size = st.path.stat().st_size
     return {
         "schema": SCHEMA,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "pdd_edge_version": pdd_edge.__version__,
         "model": {
-            "path": str(req.model),
-            "sha256": _sha256(req.model),
+            "path": str(st.path),
+            "sha256": _sha256(st.path),
             "file_size_bytes": size,
             "ir_version": int(model.ir_version),
             "opsets": {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
             "producer": f"{model.producer_name} {model.producer_version}".strip(),
-            "inputs": [i.to_dict() for i in inputs],
+            "inputs": [i.to_dict() for i in st.inputs],
             "outputs": [o.name for o in model.graph.output],
             "pdd_edge_model": meta.model,
             "pruned": meta.keep is not None,
@@ -102,7 +132,7 @@ def profile_model(req: ProfileRequest, remote=None) -> dict:
         "cost": {
             "macs": cost.macs,
             "params": cost.params,
-            "batch_size": cost_batch,
+            "batch_size": st.cost_batch,
             "convention": MACS_CONVENTION,
             "by_op": cost.by_op(),
             "layers": [{"name": l.name, "op_type": l.op_type, "macs": l.macs, "params": l.params} for l in cost.layers],

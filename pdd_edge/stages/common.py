@@ -22,16 +22,19 @@ class DataConfig:
     download: bool = False
     input_size: int | None = None
 
-    def for_model(self, dataset: str | None, input_hw: tuple[int, int] | None, what: str) -> "DataConfig":
+    def for_model(self, dataset: str | None, input_hw: tuple[int, int] | None, what: str,
+                  data_dir: str | None = None) -> "DataConfig":
         """This config, completed from what the model `what` records: the dataset when none was
-        named, and the model's (square) input size when no --input-size was given."""
+        named (with the folder it was read from, if recorded), and the model's (square) input
+        size when no --input-size was given."""
         name = self.name if self.name is not None else dataset
         if name is None:
             raise PddError(f"{what} does not record the dataset it was trained on; pass --dataset")
         size = self.input_size
         if size is None and input_hw is not None and input_hw[0] == input_hw[1]:
             size = input_hw[0]
-        return replace(self, name=name, input_size=size)
+        folder = self.data_dir if self.data_dir is not None or name != dataset else data_dir
+        return replace(self, name=name, input_size=size, data_dir=folder)
 
     def load(self) -> Dataset:
         if self.name is None:
@@ -71,10 +74,11 @@ def dataset_for(info: CheckpointInfo, data: DataConfig, norm: NormOverride) -> t
     """The dataset a loaded checkpoint is measured on (by default the one it records, at its input
     size) and the preprocessing that feeds it."""
     hw = info.preprocess.input_size if info.preprocess is not None else None
-    dataset = data.for_model(info.dataset, hw, info.path).load()
+    recorded = info.record.get("data")
+    recorded_dir = recorded.get("data_dir") if isinstance(recorded, dict) else None
+    dataset = data.for_model(info.dataset, hw, info.path, recorded_dir).load()
     check_classes(info, dataset, "model")
     return dataset, resolve_preprocess(dataset, info, norm)
-
 
 
 def mask_stats(model: nn.Module, input_hw: tuple[int, int], dense_macs: int) -> dict[str, Any]:
@@ -86,19 +90,6 @@ def mask_stats(model: nn.Module, input_hw: tuple[int, int], dense_macs: int) -> 
         "masked_params": cost["params"],
         "macs_reduction_pct": 100.0 * (1 - cost["macs"] / dense_macs),
     }
-
-
-def data_config_of(info: CheckpointInfo) -> DataConfig:
-    """The dataset a checkpoint was trained on, as recorded in it (to find validation images)."""
-    recorded = info.record.get("data")
-    if isinstance(recorded, dict):
-        try:
-            return DataConfig(**recorded)
-        except TypeError:
-            pass
-    if info.dataset is None:
-        raise PddError(f"{info.path} does not say which dataset it was trained on; pass --dataset (and --data-dir)")
-    return DataConfig(name=info.dataset)
 
 
 def dense_cost(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:

@@ -72,7 +72,7 @@ class DistillConfig:
             raise PddError(f"mask init must be 'normal' or 'open', got {self.mask_init!r}")
 
 
-def run(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False) -> FitResult:
+def run(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
     spec = zoo.spec(cfg.student)
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
     teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher)

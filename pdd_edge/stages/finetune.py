@@ -47,7 +47,7 @@ class FinetuneConfig:
     teacher_norm: NormOverride = field(default_factory=NormOverride)
 
 
-def run(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool = False) -> FitResult:
+def run(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
     student, s_info = ckpt_io.load(cfg.checkpoint)
     if s_info.masked:
         raise PddError(f"{cfg.checkpoint} still has masks; run `pdd-edge prune` on it first")

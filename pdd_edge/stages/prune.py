@@ -15,12 +15,12 @@ from typing import Any
 import torch
 
 from pdd_edge import checkpoint as ckpt_io
-from pdd_edge.config import config_hash, to_jsonable
+from pdd_edge.config import config_hash
 from pdd_edge.errors import PddError
 from pdd_edge.flops import fvcore_counts
 from pdd_edge.nn.masks import mask_points, open_counts
 from pdd_edge.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
-from pdd_edge.stages.common import DataConfig, data_config_of, dense_cost
+from pdd_edge.stages.common import DataConfig, NormOverride, dataset_for, dense_cost
 from pdd_edge.training.tasks import Normalize
 
 EXACTNESS_TOLERANCE = 1e-4
@@ -31,7 +31,7 @@ MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore
 class PruneConfig:
     checkpoint: str
     round_to: int = 1
-    data: DataConfig | None = None  # images for the exactness check; None: the checkpoint's dataset
+    data: DataConfig = DataConfig(name=None)  # images for the exactness check; None: the checkpoint's dataset
     check_images: int = 256
 
 
@@ -48,7 +48,7 @@ def run(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     pruned = prune(masked, info.model, plan)
     reference = masked_reference(masked, plan)
 
-    data = (cfg.data or data_config_of(info)).load()
+    data, _ = dataset_for(info, cfg.data, NormOverride())
     x = _validation_batch(data, cfg.check_images)
     diff = max_abs_diff(reference, pruned, Normalize(info.preprocess)(x))
     if not diff <= EXACTNESS_TOLERANCE:
@@ -84,7 +84,7 @@ def run(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         pruned, model_name=info.model, preprocess=info.preprocess, classes=info.classes, dataset=info.dataset,
         metrics={"masked_val_top1": info.metrics.get("val_top1")},
         record={**info.record, "stage": "prune", "config_hash": config_hash(cfg), "prune": report,
-                "data": to_jsonable(cfg.data) if cfg.data else info.record.get("data")},
+                "data": info.record.get("data")},
     )
     ckpt_io.save(out, ckpt)
     return report

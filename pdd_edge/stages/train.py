@@ -37,7 +37,7 @@ class TrainConfig:
     norm: NormOverride = field(default_factory=NormOverride)
 
 
-def run(cfg: TrainConfig, out: str | Path, *, resume: bool = False, files: TrainFiles | None = None) -> FitResult:
+def run(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None) -> FitResult:
     spec = zoo.spec(cfg.model)
     data = cfg.data.load()
     pre = resolve_preprocess(data, None, cfg.norm)

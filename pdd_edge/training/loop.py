@@ -106,9 +106,12 @@ class Fit:
     epoch_stats: Callable[[nn.Module], dict[str, Any]] | None = None
     # Ranks epoch records for "best": the largest key wins (default: validation top-1).
     selection_key: Callable[[Mapping[str, Any]], tuple] | None = None
-    # Objects with state_dict()/load_state_dict() that must survive a resume (e.g. the budget's lambda).
+    # Objects with state_dict()/load_state_dict() that must survive a resume (e.g. the budget's
+    # integral term); those with on_epoch_start(epoch, lr, base_lr) also hear of every new epoch.
     extra_state: dict[str, Any] = field(default_factory=dict)
-    resume: bool = False
+    # True: continue from last.pt (an error if it was written with other options); "auto": continue
+    # when last.pt matches these options and start over otherwise (what the pipeline wants).
+    resume: bool | str = False
     eval_batch_size: int = 500
 
     def _key(self, record: Mapping[str, Any]) -> tuple:
@@ -134,6 +137,9 @@ class Fit:
             for epoch in range(start, cfg.epochs):
                 t0 = time.perf_counter()
                 progress.begin_epoch(epoch + 1, n_batches)
+                for obj in self.extra_state.values():
+                    if hasattr(obj, "on_epoch_start"):
+                        obj.on_epoch_start(epoch, optimizer.param_groups[0]["lr"], cfg.lr)
                 train_stats = self._train_epoch(ddp_model, optimizer, epoch, info, progress)
                 lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
@@ -203,6 +209,8 @@ class Fit:
         if not isinstance(state, dict) or state.get("kind") != "pdd-edge.train-state":
             raise PddError(f"{self.files.last} is not a pdd-edge training state; delete it or drop --resume")
         if state.get("config_hash") != self.config_hash:
+            if self.resume == "auto":
+                return 0, [], {}
             raise PddError(
                 f"{self.files.last} was written with different options; re-run with the same options, "
                 "or without --resume to start over"

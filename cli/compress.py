@@ -1,0 +1,110 @@
+"""`pdd-edge compress`: the whole chain, from a teacher to a gated, profiled deployable model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from pdd_edge.cli import options as o
+from pdd_edge.cli._common import command, err, out
+from pdd_edge.cli.app import app
+from pdd_edge.cli.training import data_config, norm_override
+from pdd_edge.errors import PddError, require_torch
+
+
+@command(app, "compress")
+def compress_command(
+    *,
+    student: Annotated[str, typer.Option("--student", "-s", help="Zoo model of the student.")] = "resnet20",
+    teacher: Annotated[str, typer.Option("--teacher", "-t", help="Zoo model of the teacher.")] = "resnet56",
+    teacher_weights: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint; without it the teacher is trained once and cached.")] = None,
+    teacher_mean: Annotated[Optional[str], typer.Option(help="Normalisation mean of third-party teacher weights.")] = None,
+    teacher_std: Annotated[Optional[str], typer.Option(help="Normalisation std of third-party teacher weights.")] = None,
+    dataset: o.Dataset = "digits",
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
+    input_size: o.InputSize = None,
+    target: Annotated[Optional[list[str]], typer.Option("--target", help="Device target to profile and report (repeatable; default: local).")] = None,
+    quantize: Annotated[bool, typer.Option("--quantize/--no-quantize", help="Also produce a static INT8 model.")] = True,
+    target_macs_reduction: Annotated[Optional[float], typer.Option(help="MACs budget for distill, e.g. 0.5 (default: pure PDD).")] = None,
+    round_to: Annotated[int, typer.Option(help="Keep layer widths multiples of N when pruning.")] = 1,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<student>-<teacher>-<dataset>).")] = None,
+    resume: o.Resume = False,
+    recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits) or paper (the PDD CIFAR recipe, default otherwise).")] = None,
+    teacher_epochs: Annotated[Optional[int], typer.Option(help="Teacher training epochs.")] = None,
+    distill_epochs: Annotated[Optional[int], typer.Option(help="PDD distillation epochs.")] = None,
+    finetune_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs of the pruned student.")] = None,
+    batch_size: o.BatchSize = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate of distillation (and of the unpruned baseline).")] = None,
+    finetune_lr: Annotated[Optional[float], typer.Option(help="Learning rate of fine-tuning.")] = None,
+    weight_decay: o.WeightDecay = None,
+    alpha: Annotated[float, typer.Option(help="KD: weight of cross-entropy.")] = 0.6,
+    temperature: Annotated[float, typer.Option("--temperature", "-T", help="KD temperature.")] = 3.0,
+    seed: o.Seed = 0,
+    calibration_size: Annotated[int, typer.Option(help="Training images to calibrate INT8 with.")] = 256,
+    profile_min_runs: Annotated[int, typer.Option(help="Timed runs per variant when profiling, at least.")] = 100,
+    profile_min_time: Annotated[float, typer.Option(help="Seconds of timed runs per target, at least.")] = 2.0,
+) -> None:
+    """distill-prune -> prune -> finetune -> export -> simplify -> quantize -> profile -> report, in one run directory."""
+    require_torch("pdd-edge compress")
+    from pdd_edge import pipeline
+    from pdd_edge.profiling.targets import load_target
+
+    data = data_config(dataset, data_dir, download, input_size)
+    recipe = recipe or pipeline.default_recipe(data.name)
+    if recipe not in pipeline.RECIPES:
+        raise PddError(f"unknown recipe {recipe!r}; choose one of: {', '.join(pipeline.RECIPES)}")
+    # Built-in targets by name; a user's file by path (its content is read when profiling).
+    targets = tuple(t if str(t).endswith(".toml") else load_target(t).name for t in (target or ["local"]))
+    base = pipeline.CompressConfig(student=student, teacher=teacher, data=data, recipe=recipe,
+                                   **pipeline.RECIPES[recipe])
+    cfg = pipeline.resolve(
+        base, teacher_weights=str(teacher_weights) if teacher_weights else None,
+        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"), targets=targets, quantize=quantize,
+        target_macs_reduction=target_macs_reduction, round_to=round_to, seed=seed, teacher_epochs=teacher_epochs,
+        distill_epochs=distill_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, lr=lr,
+        finetune_lr=finetune_lr, weight_decay=weight_decay, alpha=alpha, temperature=temperature,
+        calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
+    )
+    pipeline.validate(cfg)
+    run_dir = out_dir or Path("runs") / f"{student}-{teacher}-{data.name}"
+
+    def on_event(ev) -> None:
+        if ev.status == "start":
+            err.print(f"[bold]>> {ev.name}[/]")
+        elif ev.status == "done":
+            err.print(f"[green]done[/] {ev.name} in {ev.seconds:.1f}s")
+        else:
+            err.print(f"[dim]skip {ev.name} (finished earlier with the same options)[/]")
+
+    run = pipeline.run_pipeline(cfg, run_dir, resume=resume, on_event=on_event)
+    print_summary(run, cfg)
+
+
+def print_summary(run, cfg) -> None:
+    from pdd_edge.fileio import read_json
+
+    from pdd_edge.profiling.targets import load_target
+
+    total = sum(r["seconds"] for r in run.manifest["stages"].values())
+    for target in cfg.targets:
+        name = load_target(target).name
+        rep = read_json(run.path(f"report/report-{name}.json"), "report")
+        table = Table(title=escape(f"{cfg.student} from {cfg.teacher} on {cfg.data.name}, target {name} "
+                                   "(MACs = multiply-accumulates, conv+linear)"))
+        for col in ("variant", "top-1 %", "MACs", "params", "size MiB", "p50 ms", "p90 ms", "speedup"):
+            table.add_column(col, justify="left" if col == "variant" else "right")
+        for vname, v in rep["variants"].items():
+            label = vname + (" (deployed)" if vname == rep["deployable"] else "")
+            table.add_row(label, f"{v['top1']:.2f}", f"{v['macs']:,}", f"{v['params']:,}", f"{v['size_mb']:.3f}",
+                          f"{v['latency_p50_ms']:.3f}", f"{v['latency_p90_ms']:.3f}", f"{v['speedup_p50']:.2f}x")
+        out.print(table)
+        out.print(f"report: {run.path(f'report/report-{name}.md')}", markup=False)
+    out.print(f"deployable models: {run.path('simplify/pruned.onnx')}"
+              + (f", {run.path('quantize/pruned.int8.onnx')}" if cfg.quantize else ""), markup=False)
+    out.print(f"run directory: {run.root} (manifest.json; stage time in this run and earlier ones: {total:.0f}s)",
+              markup=False)

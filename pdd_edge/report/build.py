@@ -1,0 +1,201 @@
+"""`report`: per target, `report-<target>.json` and `report-<target>.md` with PNG plots.
+
+Inputs are files of the run directory only: the manifest (training and pruning records),
+`evaluate/accuracy.json` (top-1 of every deployable file, measured with onnxruntime) and
+`profile/profile-<target>.json` (the variants timed interleaved on that target). The report JSON
+(schema `pdd-edge.report/1`, documented in docs/report.md) carries, besides the comparison, a
+`gate` section: the numbers `pdd-edge gate` checks, of the variant deployed on that target.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from pdd_edge.artifact import RunDir, now_utc
+from pdd_edge.errors import PddError
+from pdd_edge.fileio import read_json, write_json, write_text
+from pdd_edge.report import plots
+
+SCHEMA = "pdd-edge.report/1"
+MIB = 2**20
+VARIANT_LABELS = {
+    "baseline": "unpruned KD student, FP32",
+    "pruned": "PDD-pruned + fine-tuned, FP32",
+    "int8": "PDD-pruned + fine-tuned, INT8",
+}
+
+
+def profile_files(run: RunDir) -> list[Path]:
+    return sorted((run.root / "profile").glob("profile-*.json"))
+
+
+def write_reports(run: RunDir, targets: list[str] | None = None) -> list[Path]:
+    """Write the report of every profiled target (or of `targets`); returns the files written."""
+    files: list[Path] = []
+    available = {p.stem[len("profile-"):]: p for p in profile_files(run)}
+    names = targets or sorted(available)
+    if not names:
+        raise PddError(f"{run.root} has no profile yet (profile/profile-<target>.json); run the profile stage first")
+    for name in names:
+        if name not in available:
+            raise PddError(f"{run.root} has no profile for target {name!r} (profiled: {', '.join(sorted(available)) or 'none'})")
+        files += write_report(run, read_json(available[name], "profile record"))
+    return files
+
+
+def _stage_metrics(run: RunDir, name: str) -> dict[str, Any]:
+    rec = run.record(name)
+    return dict(rec.get("metrics", {})) if rec else {}
+
+
+def deployable_variant(variants: dict[str, Any], target: dict[str, Any]) -> str:
+    """The variant shipped to this target: INT8 when the target prefers it and it exists."""
+    wants_int8 = str(target.get("quantization", "fp32")).startswith("int8")
+    return "int8" if wants_int8 and "int8" in variants else "pruned"
+
+
+def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
+    accuracy = read_json(run.path("evaluate/accuracy.json"), "accuracy record")["variants"]
+    target = profile["target"]
+    variants: dict[str, Any] = {}
+    for name, rec in profile["variants"].items():
+        s = rec["summary"]
+        acc = accuracy.get(name, {})
+        variants[name] = {
+            "label": VARIANT_LABELS.get(name, name),
+            "file": acc.get("file", rec["model"]["path"]),
+            "top1": acc.get("top1", math.nan),
+            "top5": acc.get("top5", math.nan),
+            "val_images": acc.get("count", 0),
+            "macs": s["macs"],
+            "params": s["params"],
+            "size_mb": s["model_size_mb"],
+            "batch_size": s["batch_size"],
+            "latency_p50_ms": s["latency_p50_ms"],
+            "latency_p90_ms": s["latency_p90_ms"],
+            "throughput_per_s": s["throughput_per_s"],
+            "peak_memory_mb": s["peak_memory_mb"],
+            "noisy": s["noisy"],
+        }
+    base = variants.get("baseline")
+    for v in variants.values():
+        v["speedup_p50"] = base["latency_p50_ms"] / v["latency_p50_ms"] if base and v["latency_p50_ms"] else math.nan
+        v["macs_reduction_pct"] = 100 * (1 - v["macs"] / base["macs"]) if base and base["macs"] else math.nan
+    deploy = deployable_variant(variants, target)
+    d = variants[deploy]
+    prune_rec = _stage_metrics(run, "prune")
+    return {
+        "schema": SCHEMA,
+        "created_utc": now_utc(),
+        "run_dir": str(run.root),
+        "student": run.manifest["config"].get("student"),
+        "teacher": run.manifest["config"].get("teacher"),
+        "dataset": run.manifest["config"].get("data", {}).get("name"),
+        "target": target,
+        "environment": profile["environment"],
+        "remote": profile.get("remote"),
+        "variants": variants,
+        "deployable": deploy,
+        "gate": {  # what `pdd-edge gate` checks; None when not measured (the gate then fails)
+            "variant": deploy,
+            "latency_p90_ms": d["latency_p90_ms"],
+            "model_size_mb": d["size_mb"],
+            "peak_memory_mb": d["peak_memory_mb"],
+            "top1": d["top1"],
+            "top1_drop": base["top1"] - d["top1"] if base else None,
+            "macs_reduction": d["macs_reduction_pct"],
+        },
+        "training": {
+            "teacher_top1": _stage_metrics(run, "teacher").get("val_top1"),
+            "baseline_top1": _stage_metrics(run, "baseline").get("val_top1"),
+            "masked_top1": _stage_metrics(run, "distill").get("val_top1"),
+            "finetuned_top1": _stage_metrics(run, "finetune").get("val_top1"),
+        },
+        "pruning": {k: prune_rec.get(k) for k in ("macs_before", "macs_after", "params_before", "params_after",
+                                                   "macs_reduction_pct", "params_reduction_pct", "max_abs_diff",
+                                                   "reopened_channels", "notes")},
+        "layers": prune_rec.get("layers", {}),
+        "plots": {},
+    }
+
+
+def write_report(run: RunDir, profile: dict[str, Any]) -> list[Path]:
+    report = build_report(run, profile)
+    name = report["target"]["name"]
+    folder = run.stage_dir("report")
+    written: list[Path] = []
+    if plots.available():
+        acc = plots.accuracy_vs_latency(report["variants"], name, folder / f"accuracy-latency-{name}.png")
+        written.append(acc)
+        report["plots"]["accuracy_latency"] = acc.name
+        if report["layers"]:
+            ch = plots.channels_per_layer(report["layers"], folder / "channels.png")
+            written.append(ch)
+            report["plots"]["channels"] = ch.name
+    json_path = write_json(folder / f"report-{name}.json", report)
+    md_path = write_text(folder / f"report-{name}.md", markdown(report))
+    return written + [json_path, md_path]
+
+
+def _fmt(value: Any, spec: str, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:{spec}}{suffix}"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    env, target = r["environment"], r["target"]
+    where = f"over SSH on {r['remote']['host']}" if r.get("remote") else "on this machine"
+    lines = [
+        f"# {r['student']} (teacher {r['teacher']}) on {target['name']}",
+        "",
+        f"Target **{target['name']}**: {target.get('description', '')}. Measured {where}: {env.get('cpu_model')} "
+        f"({env.get('machine')}), onnxruntime {env.get('onnxruntime')} {env.get('execution_provider')}, "
+        f"{env.get('intra_op_threads')} intra-op threads. Dataset `{r['dataset']}`.",
+        "",
+        "| variant | top-1 % | MACs | params | size (MiB) | p50 (ms) | p90 (ms) | speedup (p50) | peak mem (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, v in r["variants"].items():
+        mark = " **(deployed)**" if name == r["deployable"] else ""
+        lines.append(
+            f"| {name}: {v['label']}{mark} | {_fmt(v['top1'], '.2f')} | {v['macs']:,} | {v['params']:,} | "
+            f"{_fmt(v['size_mb'], '.3f')} | {_fmt(v['latency_p50_ms'], '.3f')} | {_fmt(v['latency_p90_ms'], '.3f')} | "
+            f"{_fmt(v['speedup_p50'], '.2f', 'x')} | {_fmt(v['peak_memory_mb'], '.1f')} |")
+    g = r["gate"]
+    lines += [
+        "",
+        f"Deployed variant `{g['variant']}`: MACs -{_fmt(g['macs_reduction'], '.1f')} % vs the unpruned student, "
+        f"top-1 change {_fmt(-g['top1_drop'] if g['top1_drop'] is not None else None, '+.2f')} points.",
+        "",
+        "MACs are multiply-accumulates of conv and linear (Gemm/MatMul) layers, counted from each ONNX graph; "
+        "params are the ONNX files' weights (BN folded into conv). Top-1 is measured on each file with onnxruntime "
+        f"on the {next(iter(r['variants'].values()))['val_images']} validation images. Latency: batch "
+        f"{next(iter(r['variants'].values()))['batch_size']}, warm-up, then the variants timed round-robin in one "
+        "process (see docs/profile.md).",
+    ]
+    if any(v["noisy"] for v in r["variants"].values()):
+        lines += ["", "> Warning: latency varied by more than 10 % (coefficient of variation); the machine was busy."]
+    if r["plots"].get("accuracy_latency"):
+        lines += ["", f"![accuracy vs latency]({r['plots']['accuracy_latency']})"]
+    p, t = r["pruning"], r["training"]
+    if p.get("macs_before"):
+        lines += [
+            "",
+            "## Pruning",
+            "",
+            f"PyTorch counts (fvcore): MACs {p['macs_before']:,} -> {p['macs_after']:,} "
+            f"(-{p['macs_reduction_pct']:.2f} %), params {p['params_before']:,} -> {p['params_after']:,} "
+            f"(-{p['params_reduction_pct']:.2f} %). Largest logit difference masked vs pruned: {p['max_abs_diff']:.2e}.",
+            "",
+            f"Validation top-1 along the way: teacher {_fmt(t['teacher_top1'], '.2f')} %, unpruned KD student "
+            f"{_fmt(t['baseline_top1'], '.2f')} %, masked student {_fmt(t['masked_top1'], '.2f')} %, pruned + fine-tuned "
+            f"{_fmt(t['finetuned_top1'], '.2f')} %.",
+        ]
+        if r["plots"].get("channels"):
+            lines += ["", f"![channels kept per layer]({r['plots']['channels']})"]
+        lines += ["", "| layer | kept | of |", "|---|---:|---:|"]
+        lines += [f"| {name} | {v['kept']} | {v['total']} |" for name, v in r["layers"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""`gate`: does the deployable model of a report fit a budget? Exit 0 yes, 1 no, 2 bad input.
+
+Fails closed: a budgeted metric that is missing, null or NaN in the report is a failed check,
+never a pass. The budget is the `[budget]` table of a target (`--target`, or the one recorded in
+the report) or of a `--budget` file; its keys are the ones targets use (see BUDGET_KEYS), and an
+unknown key is a usage error. Torch-free: runs in any CI job that has the report.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pdd_edge.errors import PddError
+from pdd_edge.fileio import read_json
+from pdd_edge.profiling.targets import BUDGET_KEYS, load_target, parse_target
+from pdd_edge.report.build import SCHEMA as REPORT_SCHEMA
+
+# budget key -> (report.gate metric, comparison, unit)
+CHECKS: dict[str, tuple[str, str, str]] = {
+    "latency_p90_ms": ("latency_p90_ms", "<=", "ms"),
+    "model_size_mb": ("model_size_mb", "<=", "MiB"),
+    "peak_memory_mb": ("peak_memory_mb", "<=", "MiB"),
+    "min_top1": ("top1", ">=", "%"),
+    "max_top1_drop": ("top1_drop", "<=", "points"),
+    "min_macs_reduction": ("macs_reduction", ">=", "%"),
+}
+assert set(CHECKS) == set(BUDGET_KEYS), "every budget key needs a check"
+
+
+@dataclass(frozen=True)
+class Check:
+    key: str
+    metric: str
+    actual: float | None
+    limit: float
+    op: str
+    unit: str
+    passed: bool
+    reason: str
+
+
+def load_report(path: str | Path, target: str | None) -> dict[str, Any]:
+    """A report JSON file, or the report of `target` in a run directory (the only one if no target)."""
+    p = Path(path)
+    if p.is_dir():
+        reports = sorted((p / "report").glob("report-*.json")) if (p / "report").is_dir() else []
+        if not reports:
+            raise PddError(f"{p} holds no report (report/report-<target>.json); run `pdd-edge report {p}` first")
+        names = {r.stem[len("report-"):]: r for r in reports}
+        if target is None:
+            if len(names) > 1:
+                raise PddError(f"{p} has reports for several targets ({', '.join(names)}); choose one with --target")
+            p = next(iter(names.values()))
+        else:
+            wanted = load_target(target).name
+            if wanted not in names:
+                raise PddError(f"{p} has no report for target {wanted!r} (reports: {', '.join(names)})")
+            p = names[wanted]
+    report = read_json(p, "report")
+    if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA or not isinstance(report.get("gate"), dict):
+        raise PddError(f"{p} is not a pdd-edge report (schema {REPORT_SCHEMA})")
+    return report
+
+
+def resolve_budget(report: dict[str, Any], target: str | None, budget_file: str | Path | None) -> tuple[str, dict[str, float]]:
+    """(where the budget comes from, the budget)."""
+    if budget_file is not None:
+        bf = Path(budget_file)
+        if not bf.is_file():
+            raise PddError(f"budget file not found: {bf}")
+        try:
+            raw = bf.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PddError(f"cannot read budget file {bf}: {exc}") from None
+        source, budget = str(bf), parse_target(raw, source=str(bf), default_name=bf.stem).budget
+    elif target is not None:
+        t = load_target(target)
+        reported = report.get("target", {}).get("name")
+        if reported is not None and t.name != reported:
+            raise PddError(f"the report was measured for target {reported!r}, not {t.name!r}; "
+                           "profile that target, or pass --budget FILE.toml to check another budget")
+        source, budget = f"target {t.name}", t.budget
+    else:
+        t_rec = report.get("target", {})
+        source, budget = f"target {t_rec.get('name')} (as recorded in the report)", dict(t_rec.get("budget") or {})
+        unknown = sorted(set(budget) - set(CHECKS))
+        if unknown:
+            raise PddError(f"the report's budget has unknown keys {unknown}; pass --budget FILE.toml")
+    if not budget:
+        raise PddError(f"{source} has no [budget] entries: nothing to check; pass --budget FILE.toml with a [budget] table")
+    return source, budget
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def check_budget(gate_metrics: dict[str, Any], budget: dict[str, float]) -> list[Check]:
+    checks = []
+    for key, limit in budget.items():
+        metric, op, unit = CHECKS[key]
+        actual = _number(gate_metrics.get(metric))
+        if actual is None:
+            raw = gate_metrics.get(metric, "missing")
+            checks.append(Check(key, metric, None, limit, op, unit, False, f"{metric} is {raw!r} in the report (fails closed)"))
+            continue
+        passed = actual <= limit if op == "<=" else actual >= limit
+        checks.append(Check(key, metric, actual, limit, op, unit, passed, "" if passed else f"{actual:g} {op} {limit:g} is false"))
+    return checks
+
+
+def junit_xml(checks: list[Check], suite: str) -> bytes:
+    failures = sum(not c.passed for c in checks)
+    root = ET.Element("testsuites", name="pdd-edge gate", tests=str(len(checks)), failures=str(failures))
+    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(checks)), failures=str(failures), errors="0")
+    for c in checks:
+        tc = ET.SubElement(ts, "testcase", classname=f"pdd_edge.gate.{suite}", name=c.key)
+        if not c.passed:
+            f = ET.SubElement(tc, "failure", message=c.reason, type="BudgetExceeded")
+            f.text = f"{c.metric}: actual {c.actual}, limit {c.op} {c.limit} {c.unit}"
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def markdown_table(checks: list[Check], title: str) -> str:
+    lines = [f"### {title}", "", "| check | actual | limit | verdict |", "|---|---:|---:|---|"]
+    for c in checks:
+        actual = "missing" if c.actual is None else f"{c.actual:.4g} {c.unit}"
+        lines.append(f"| {c.key} | {actual} | {c.op} {c.limit:g} {c.unit} | {'pass' if c.passed else '**FAIL**'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,67 @@
+"""A small but real run directory for report/gate tests, built without torch or training.
+
+The three variants are tiny hand-built ONNX classifiers (conv -> global pool -> flatten ->
+gemm) of different widths; the profile is measured for real with the interleaved profiler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from pdd_edge.artifact import RunDir, StageRecord
+from pdd_edge.fileio import write_json
+from pdd_edge.onnx_meta import OnnxMeta, write_meta
+from pdd_edge.preprocess import Preprocess
+
+TOP1 = {"baseline": 97.5, "pruned": 97.2, "int8": 96.9}
+WIDTH = {"baseline": 32, "pruned": 12, "int8": 12}
+LAYERS = {"layer1.0.gate_mid": {"kept": 9, "total": 16, "reopened": 0},
+          "layer1.0.gate_out": {"kept": 12, "total": 16, "reopened": 1}}
+
+
+def classifier(width: int, seed: int = 0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.standard_normal((width, 3, 3, 3)).astype(np.float32), "W")
+    g = numpy_helper.from_array(rng.standard_normal((10, width)).astype(np.float32), "G")
+    nodes = [helper.make_node("Conv", ["input", "W"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [w, g])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    write_meta(model, OnnxMeta(model="resnet20", num_classes=10, dataset="digits",
+                               preprocess=Preprocess((0.5,) * 3, (0.25,) * 3, (16, 16))))
+    return model
+
+
+def make_run(root: Path, *, profile: bool = True, variants=("baseline", "pruned", "int8")) -> RunDir:
+    """A run directory with manifest, ONNX variants, accuracy record and (optionally) a local profile."""
+    run = RunDir.create(root, {"student": "resnet20", "teacher": "resnet56", "data": {"name": "digits"}}, resume=False)
+    files = {}
+    for name in variants:
+        rel = f"simplify/{name}.onnx"
+        run.stage_dir("simplify")
+        onnx.save(classifier(WIDTH[name]), str(run.path(rel)))
+        files[name] = rel
+    for stage, metrics in (("teacher", {"val_top1": 98.9}), ("baseline", {"val_top1": TOP1["baseline"]}),
+                           ("distill", {"val_top1": 96.0}), ("finetune", {"val_top1": TOP1["pruned"]}),
+                           ("prune", {"macs_before": 40_551_040, "macs_after": 20_000_000, "params_before": 269_722,
+                                      "params_after": 120_000, "macs_reduction_pct": 50.68, "params_reduction_pct": 55.5,
+                                      "max_abs_diff": 1e-6, "reopened_channels": 1, "notes": [], "layers": LAYERS})):
+        run.commit(StageRecord(name=stage, config_hash="h", seconds=1.0, files=[], metrics=metrics))
+    accuracy = {name: {"top1": TOP1[name], "top5": 100.0, "count": 359, "file": rel} for name, rel in files.items()}
+    write_json(run.stage_dir("evaluate") / "accuracy.json", {"schema": "pdd-edge.accuracy/1", "variants": accuracy})
+    run.commit(StageRecord(name="evaluate", config_hash="h", seconds=1.0, files=["evaluate/accuracy.json"]))
+    if profile:
+        from pdd_edge.report.measure import profile_variants
+
+        record = profile_variants({k: run.path(v) for k, v in files.items()}, "local", min_runs=5, min_time_s=0.0)
+        write_json(run.stage_dir("profile") / "profile-local.json", record)
+    return run

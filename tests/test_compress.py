@@ -1,0 +1,146 @@
+"""`pdd-edge compress` end to end on digits (tiny epochs): files, manifest, resume, re-runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["compress", "--teacher", "resnet20", "--teacher-epochs", "1", "--distill-epochs", "3", "--finetune-epochs", "1",
+        "--batch-size", "128", "--profile-min-runs", "5", "--profile-min-time", "0"]
+STAGES = ["teacher", "baseline", "distill", "prune", "finetune", "export", "simplify", "quantize", "evaluate", "profile",
+          "report"]
+PROMISED_FILES = [
+    "manifest.json", "teacher/teacher.pt", "baseline/best.pt", "distill/best.pt", "prune/pruned.pt", "prune/pruned.json",
+    "finetune/best.pt", "export/baseline.onnx", "export/pruned.onnx", "simplify/baseline.onnx", "simplify/pruned.onnx",
+    "quantize/pruned.int8.onnx", "evaluate/accuracy.json", "profile/profile-local.json", "report/report-local.json",
+    "report/report-local.md", "report/accuracy-latency-local.png", "report/channels.png",
+]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "PDD_EDGE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+
+
+def start(out, env, *extra):
+    return subprocess.Popen([sys.executable, "-m", "pdd_edge", *ARGS, "--out", str(out), *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, timeout=900):
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return proc.returncode, stdout, stderr
+
+
+def epochs_done(path):
+    try:
+        return torch.load(path, weights_only=True)["epoch"]
+    except (FileNotFoundError, RuntimeError, EOFError):
+        return 0
+
+
+def kill_when(proc, state_file, sig, epochs=1, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be interrupted: {proc.communicate()[1][-2000:]}")
+        if epochs_done(state_file) >= epochs:
+            proc.send_signal(sig)
+            return finish(proc)
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"{state_file} never reached epoch {epochs}")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, env):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    code, stdout, stderr = finish(start(out, env))
+    assert code == 0, stderr[-3000:]
+    return out, stdout, stderr
+
+
+def test_compress_writes_every_promised_file_and_records_every_stage(reference):
+    out, stdout, _ = reference
+    for rel in PROMISED_FILES:
+        assert (out / rel).is_file(), rel
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema"] == "pdd-edge.manifest/1"
+    assert list(manifest["stages"]) == STAGES
+    for name, rec in manifest["stages"].items():
+        assert len(rec["config_hash"]) == 16 and rec["seconds"] > 0
+        assert rec["files"] and all((out / f).exists() for f in rec["files"]), name
+        assert rec["versions"]["torch"] and rec["versions"]["onnxruntime"]
+    assert manifest["config"]["student"] == "resnet20" and manifest["config"]["distill_epochs"] == 3
+    assert not list(out.rglob("*.tmp"))
+    assert "baseline" in stdout and "int8 " in stdout and "deployable models:" in stdout
+
+
+def test_compress_summary_numbers_come_from_the_report(reference):
+    out, stdout, _ = reference
+    report = json.loads((out / "report" / "report-local.json").read_text())
+    accuracy = json.loads((out / "evaluate" / "accuracy.json").read_text())["variants"]
+    assert report["variants"]["int8"]["top1"] == accuracy["int8"]["top1"]
+    assert f"{report['variants']['pruned']['macs']:,}" in stdout
+    prune = json.loads((out / "prune" / "pruned.json").read_text())
+    assert report["variants"]["pruned"]["macs"] == prune["macs_after"]  # ONNX count == fvcore count
+
+
+def test_compress_resume_after_sigint_and_sigkill_matches_uninterrupted_run(reference, tmp_path, env):
+    ref_out = reference[0]
+    out = tmp_path / "run"
+    code, _, stderr = kill_when(start(out, env), out / "baseline" / "last.pt", signal.SIGINT)
+    assert code == 130 and "--resume" in stderr
+    code, _, _ = kill_when(start(out, env, "--resume"), out / "distill" / "last.pt", signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    code, _, stderr = finish(start(out, env, "--resume"))
+    assert code == 0, stderr[-3000:]
+    assert "skip teacher" in stderr and "skip baseline" in stderr
+    assert "resuming distill resnet20" in stderr and "after epoch 1/3" in stderr
+
+    ref_hist = json.loads((ref_out / "distill" / "history.json").read_text())["epochs"]
+    hist = json.loads((out / "distill" / "history.json").read_text())["epochs"]
+    assert [(h["loss"], h["val_top1"]) for h in hist] == [(h["loss"], h["val_top1"]) for h in ref_hist]
+    a = torch.load(ref_out / "finetune" / "best.pt", weights_only=True)["state_dict"]
+    b = torch.load(out / "finetune" / "best.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    acc_a = json.loads((ref_out / "evaluate" / "accuracy.json").read_text())["variants"]
+    acc_b = json.loads((out / "evaluate" / "accuracy.json").read_text())["variants"]
+    assert {k: v["top1"] for k, v in acc_a.items()} == {k: v["top1"] for k, v in acc_b.items()}
+    assert not list(out.rglob("*.tmp"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["teacher"]["metrics"]["cached"] is True  # trained once, by the reference run
+
+
+def test_compress_changed_option_reruns_that_stage_and_downstream_only(reference, tmp_path, env):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference[0], out)
+    code, _, stderr = finish(start(out, env, "--resume", "--finetune-epochs", "2"))
+    assert code == 0, stderr[-3000:]
+    for stage in ("teacher", "distill", "prune"):
+        assert f"skip {stage}" in stderr
+    for stage in ("baseline", "finetune", "export", "simplify", "quantize", "evaluate", "profile", "report"):
+        assert f">> {stage}" in stderr  # baseline trains for distill + finetune epochs, so it re-runs too
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["finetune_epochs"] == 2
+
+
+def test_compress_existing_run_without_resume_is_usage_error(reference, env):
+    code, _, stderr = finish(start(reference[0], env))
+    assert code == 2 and "already holds a run; add --resume" in stderr
+
+
+def test_compress_unknown_target_fails_before_training(tmp_path, env):
+    code, _, stderr = finish(start(tmp_path / "run", env, "--target", "pi9000"))
+    assert code == 2 and "unknown target 'pi9000'" in stderr
+    assert not (tmp_path / "run").exists()

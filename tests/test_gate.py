@@ -1,0 +1,144 @@
+"""`pdd-edge gate`: pass, fail, fail closed, usage errors, JUnit and the GitHub step summary."""
+
+import json
+import math
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.helpers import run_cli
+
+GOOD = {"variant": "int8", "latency_p90_ms": 4.0, "model_size_mb": 0.3, "peak_memory_mb": 12.0, "top1": 97.0,
+        "top1_drop": 0.4, "macs_reduction": 48.0}
+BUDGET = """[budget]
+latency_p90_ms = 5.0
+model_size_mb = 1.0
+peak_memory_mb = 64
+min_top1 = 95
+max_top1_drop = 1.0
+min_macs_reduction = 40
+"""
+
+
+def write_report(path, gate=None, target="rpi4", budget=None):
+    report = {"schema": "pdd-edge.report/1", "target": {"name": target, "budget": budget or {}},
+              "gate": dict(GOOD if gate is None else gate), "variants": {}}
+    path.write_text(json.dumps(report, allow_nan=True))
+    return path
+
+
+@pytest.fixture
+def budget(tmp_path):
+    p = tmp_path / "budget.toml"
+    p.write_text(BUDGET)
+    return p
+
+
+def test_gate_passes_when_every_check_is_within_budget(tmp_path, budget):
+    result = run_cli("gate", write_report(tmp_path / "r.json"), "--budget", budget)
+    assert result.exit_code == 0, result.stderr
+    assert "gate passed: 6 checks" in result.stdout
+
+
+@pytest.mark.parametrize("metric, value, key", [("latency_p90_ms", 5.5, "latency_p90_ms"),
+                                                ("model_size_mb", 1.01, "model_size_mb"),
+                                                ("peak_memory_mb", 65.0, "peak_memory_mb"),
+                                                ("top1", 94.9, "min_top1"),
+                                                ("top1_drop", 1.2, "max_top1_drop"),
+                                                ("macs_reduction", 39.9, "min_macs_reduction")])
+def test_gate_fails_when_one_check_exceeds_its_budget(tmp_path, budget, metric, value, key):
+    result = run_cli("gate", write_report(tmp_path / "r.json", GOOD | {metric: value}), "--budget", budget)
+    assert result.exit_code == 1
+    assert f"gate failed: {key}" in result.stderr
+
+
+def test_gate_limits_are_inclusive(tmp_path, budget):
+    edge = GOOD | {"latency_p90_ms": 5.0, "top1": 95.0, "macs_reduction": 40.0}
+    assert run_cli("gate", write_report(tmp_path / "r.json", edge), "--budget", budget).exit_code == 0
+
+
+@pytest.mark.parametrize("value", [None, math.nan, "fast"])
+def test_gate_fails_closed_on_null_nan_or_non_numeric_metric(tmp_path, budget, value):
+    result = run_cli("gate", write_report(tmp_path / "r.json", GOOD | {"latency_p90_ms": value}), "--budget", budget)
+    assert result.exit_code == 1
+    assert "fails closed" in result.stdout and "latency_p90_ms" in result.stderr
+
+
+def test_gate_fails_closed_on_missing_metric(tmp_path, budget):
+    gate = {k: v for k, v in GOOD.items() if k != "peak_memory_mb"}
+    result = run_cli("gate", write_report(tmp_path / "r.json", gate), "--budget", budget)
+    assert result.exit_code == 1 and "peak_memory_mb" in result.stderr
+
+
+def test_gate_unknown_budget_key_is_usage_error(tmp_path):
+    bad = tmp_path / "b.toml"
+    bad.write_text("[budget]\nlatency_p99_ms = 3\n")
+    result = run_cli("gate", write_report(tmp_path / "r.json"), "--budget", bad)
+    assert result.exit_code == 2 and "'budget.latency_p99_ms' is not a budget key" in result.stderr
+
+
+def test_gate_malformed_budget_file_is_usage_error(tmp_path):
+    bad = tmp_path / "b.toml"
+    bad.write_text("[budget\nlatency_p90_ms = ")
+    result = run_cli("gate", write_report(tmp_path / "r.json"), "--budget", bad)
+    assert result.exit_code == 2 and "not valid TOML" in result.stderr
+
+
+def test_gate_empty_budget_is_usage_error_not_a_pass(tmp_path):
+    empty = tmp_path / "b.toml"
+    empty.write_text("[budget]\n")
+    result = run_cli("gate", write_report(tmp_path / "r.json"), "--budget", empty)
+    assert result.exit_code == 2 and "nothing to check" in result.stderr
+
+
+def test_gate_uses_target_budget_from_builtin_target(tmp_path):
+    # rpi4's built-in budget: latency_p90_ms 20, model_size_mb 4, peak_memory_mb 128, max_top1_drop 1
+    result = run_cli("gate", write_report(tmp_path / "r.json"), "--target", "rpi4")
+    assert result.exit_code == 0, result.stderr
+    failing = run_cli("gate", write_report(tmp_path / "r2.json", GOOD | {"model_size_mb": 4.5}), "--target", "rpi4")
+    assert failing.exit_code == 1 and "model_size_mb" in failing.stderr
+
+
+def test_gate_target_other_than_report_target_is_usage_error(tmp_path):
+    result = run_cli("gate", write_report(tmp_path / "r.json", target="local"), "--target", "rpi4")
+    assert result.exit_code == 2 and "measured for target 'local', not 'rpi4'" in result.stderr
+
+
+def test_gate_file_that_is_not_a_report_is_usage_error(tmp_path, budget):
+    other = tmp_path / "x.json"
+    other.write_text(json.dumps({"schema": "something-else"}))
+    assert run_cli("gate", other, "--budget", budget).exit_code == 2
+    broken = tmp_path / "y.json"
+    broken.write_text("{not json")
+    result = run_cli("gate", broken, "--budget", budget)
+    assert result.exit_code == 2 and "not valid JSON" in result.stderr
+
+
+def test_gate_run_dir_with_several_reports_needs_target(tmp_path, budget):
+    (tmp_path / "report").mkdir()
+    write_report(tmp_path / "report" / "report-rpi4.json")
+    write_report(tmp_path / "report" / "report-local.json", target="local")
+    result = run_cli("gate", tmp_path, "--budget", budget)
+    assert result.exit_code == 2 and "choose one with --target" in result.stderr
+    assert run_cli("gate", tmp_path, "--target", "rpi4").exit_code == 0
+
+
+def test_gate_junit_has_one_case_per_check_and_marks_failures(tmp_path, budget):
+    junit = tmp_path / "gate.xml"
+    result = run_cli("gate", write_report(tmp_path / "r.json", GOOD | {"top1": 90.0}), "--budget", budget, "--junit", junit)
+    assert result.exit_code == 1
+    suite = ET.parse(junit).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["latency_p90_ms", "model_size_mb", "peak_memory_mb", "min_top1",
+                                              "max_top1_drop", "min_macs_reduction"]
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert failed == ["min_top1"] and suite.get("failures") == "1"
+
+
+def test_gate_appends_table_to_github_step_summary(tmp_path, budget, monkeypatch):
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert run_cli("gate", write_report(tmp_path / "r.json"), "--budget", budget).exit_code == 0
+    text = summary.read_text()
+    assert text.startswith("earlier step\n") and "| min_top1 | 97 % | >= 95 % | pass |" in text

@@ -1,0 +1,82 @@
+"""`pdd-edge report` on a run directory: files, schema, Markdown and plots."""
+
+import json
+
+import pytest
+
+from pdd_edge.artifact import RunDir
+from tests.helpers import run_cli
+from tests.run_fixtures import TOP1, make_run
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("run") / "run").root
+
+
+def test_report_writes_json_markdown_and_png_plots(run_dir):
+    result = run_cli("report", run_dir)
+    assert result.exit_code == 0, result.stderr
+    folder = run_dir / "report"
+    assert {p.name for p in folder.iterdir()} == {"report-local.json", "report-local.md", "accuracy-latency-local.png",
+                                                  "channels.png"}
+    for png in ("accuracy-latency-local.png", "channels.png"):
+        data = (folder / png).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+
+
+def test_report_json_has_schema_variants_and_gate_numbers(run_dir):
+    assert run_cli("report", run_dir).exit_code == 0
+    report = json.loads((run_dir / "report" / "report-local.json").read_text())
+    assert report["schema"] == "pdd-edge.report/1"
+    assert set(report["variants"]) == {"baseline", "pruned", "int8"}
+    for v in report["variants"].values():
+        assert {"top1", "macs", "params", "size_mb", "latency_p50_ms", "latency_p90_ms", "speedup_p50"} <= set(v)
+        assert v["latency_p50_ms"] <= v["latency_p90_ms"]
+    assert report["variants"]["baseline"]["macs"] == 32 * 27 * 16 * 16 + 32 * 10
+    assert report["variants"]["baseline"]["speedup_p50"] == 1.0
+    gate = report["gate"]
+    assert report["deployable"] == "pruned"  # the local target prefers fp32
+    assert gate["top1"] == TOP1["pruned"]
+    assert gate["top1_drop"] == pytest.approx(TOP1["baseline"] - TOP1["pruned"])
+    assert gate["macs_reduction"] == pytest.approx(100 * (1 - (12 * 27 * 256 + 120) / (32 * 27 * 256 + 320)))
+    assert report["layers"]["layer1.0.gate_out"] == {"kept": 12, "total": 16, "reopened": 1}
+
+
+def test_report_markdown_names_every_variant_and_embeds_plots(run_dir):
+    assert run_cli("report", run_dir).exit_code == 0
+    md = (run_dir / "report" / "report-local.md").read_text()
+    for label in ("baseline: unpruned KD student", "pruned: PDD-pruned", "int8: PDD-pruned"):
+        assert label in md
+    assert "![accuracy vs latency](accuracy-latency-local.png)" in md and "![channels kept per layer](channels.png)" in md
+    assert "multiply-accumulates" in md
+
+
+def test_report_target_without_profile_is_profiled_now(tmp_path):
+    run = make_run(tmp_path / "run", profile=False)
+    result = run_cli("report", run.root, "--target", "rpi4", "--min-runs", "3", "--min-time", "0")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((run.root / "report" / "report-rpi4.json").read_text())
+    assert report["target"]["name"] == "rpi4" and report["deployable"] == "int8"  # rpi4 prefers int8
+    assert (run.root / "profile" / "profile-rpi4.json").exists()
+
+
+def test_report_of_run_without_profile_is_usage_error(tmp_path):
+    run = make_run(tmp_path / "run", profile=False)
+    result = run_cli("report", run.root)
+    assert result.exit_code == 2 and "has no profile yet" in result.stderr
+
+
+def test_report_of_folder_without_manifest_is_usage_error(tmp_path):
+    result = run_cli("report", tmp_path)
+    assert result.exit_code == 2 and "not a pdd-edge run directory" in result.stderr
+
+
+def test_run_dir_create_refuses_existing_run_without_resume(tmp_path):
+    make_run(tmp_path / "run", profile=False)
+    from pdd_edge.errors import PddError
+
+    with pytest.raises(PddError, match="already holds a run; add --resume"):
+        RunDir.create(tmp_path / "run", {}, resume=False)
