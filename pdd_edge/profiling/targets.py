@@ -84,19 +84,23 @@ def load_target(name_or_path: str | Path) -> Target:
     containing a path separator: a stray file named like a built-in must not shadow it)."""
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text or os.sep in text:
-        path = Path(text)
-        if not path.is_file():
-            raise PddError(f"target file not found: {path}")
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PddError(f"cannot read target file {path}: {exc}") from None
-        return parse_target(raw, source=str(path), default_name=path.stem)
+        return read_target_file(Path(text))
     if text not in builtin_names():
         raise PddError(f"unknown target {text!r}; built-in targets: {', '.join(builtin_names())} "
                        "(or give a path to a .toml file)")
     raw = resources.files("pdd_edge.targets").joinpath(f"{text}.toml").read_text(encoding="utf-8")
     return parse_target(raw, source="built-in", default_name=text)
+
+
+def read_target_file(path: Path, what: str = "target file") -> Target:
+    """A target (or budget) TOML file from disk; every failure is one readable line."""
+    if not path.is_file():
+        raise PddError(f"{what} not found: {path}")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PddError(f"cannot read {what} {path}: {exc}") from None
+    return parse_target(raw, source=str(path), default_name=path.stem)
 
 
 def parse_target(raw: str, *, source: str, default_name: str) -> Target:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import read_json
-from pdd_edge.profiling.targets import BUDGET_KEYS, load_target, parse_target
+from pdd_edge.profiling.targets import BUDGET_KEYS, load_target, read_target_file
 from pdd_edge.report.build import SCHEMA as REPORT_SCHEMA
 
 # budget key -> (report.gate metric, comparison, unit)
@@ -69,14 +69,7 @@ def load_report(path: str | Path, target: str | None) -> dict[str, Any]:
 def resolve_budget(report: dict[str, Any], target: str | None, budget_file: str | Path | None) -> tuple[str, dict[str, float]]:
     """(where the budget comes from, the budget)."""
     if budget_file is not None:
-        bf = Path(budget_file)
-        if not bf.is_file():
-            raise PddError(f"budget file not found: {bf}")
-        try:
-            raw = bf.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PddError(f"cannot read budget file {bf}: {exc}") from None
-        source, budget = str(bf), parse_target(raw, source=str(bf), default_name=bf.stem).budget
+        source, budget = str(budget_file), read_target_file(Path(budget_file), "budget file").budget
     elif target is not None:
         t = load_target(target)
         reported = report.get("target", {}).get("name")

@@ -23,22 +23,12 @@ from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.nn.budget import DEFAULT_RATE, MacsBudget
 from pdd_edge.nn.masks import attach_masks
 from pdd_edge.stages.common import DataConfig, NormOverride, check_classes, dense_cost, mask_stats, resolve_preprocess
-from pdd_edge.training.loop import Fit, FitResult, OptimConfig, TrainFiles, scaled_milestones
+from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import DistillTask
 
 # PDD reference recipe for CIFAR-10 (PDD_METHOD.md): 50 epochs, lr 0.01 (x0.1 at 20 and 40).
-DEFAULT_EPOCHS = 50
-DEFAULT_LR = 0.01
-DEFAULT_WEIGHT_DECAY = 5e-3
-DEFAULT_BATCH = 256
-MILESTONES = (0.4, 0.8)
-
-
-def default_optim(epochs: int = DEFAULT_EPOCHS, **overrides: Any) -> OptimConfig:
-    base = dict(epochs=epochs, lr=DEFAULT_LR, batch_size=DEFAULT_BATCH, weight_decay=DEFAULT_WEIGHT_DECAY,
-                milestones=scaled_milestones(epochs, MILESTONES))
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return OptimConfig(**base)
+RECIPE = Recipe(epochs=50, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(0.4, 0.8))
+default_optim = RECIPE.optim
 
 
 @dataclass(frozen=True)

@@ -18,21 +18,12 @@ from pdd_edge.config import config_hash, to_jsonable
 from pdd_edge.errors import PddError
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.stages.common import DataConfig, NormOverride, check_classes, dense_cost, resolve_preprocess
-from pdd_edge.training.loop import Fit, FitResult, OptimConfig, TrainFiles, scaled_milestones
+from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import DistillTask, SupervisedTask
 
-DEFAULT_EPOCHS = 150
-DEFAULT_LR = 0.01
-DEFAULT_WEIGHT_DECAY = 5e-3
-DEFAULT_BATCH = 256
-MILESTONES = (1 / 3, 2 / 3)
-
-
-def default_optim(epochs: int = DEFAULT_EPOCHS, **overrides: Any) -> OptimConfig:
-    base = dict(epochs=epochs, lr=DEFAULT_LR, batch_size=DEFAULT_BATCH, weight_decay=DEFAULT_WEIGHT_DECAY,
-                milestones=scaled_milestones(epochs, MILESTONES))
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return OptimConfig(**base)
+# PDD reference fine-tuning: 150 epochs, lr 0.01 (x0.1 at 50 and 100).
+RECIPE = Recipe(epochs=150, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(1 / 3, 2 / 3))
+default_optim = RECIPE.optim
 
 
 @dataclass(frozen=True)

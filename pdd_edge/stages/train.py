@@ -12,21 +12,12 @@ from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.config import config_hash, to_jsonable
 from pdd_edge.stages.common import DataConfig, NormOverride, resolve_preprocess
-from pdd_edge.training.loop import Fit, FitResult, OptimConfig, TrainFiles, scaled_milestones
+from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import SupervisedTask
 
-DEFAULT_EPOCHS = 200
-DEFAULT_LR = 0.1
-DEFAULT_WEIGHT_DECAY = 5e-4
-DEFAULT_BATCH = 128
-MILESTONES = (0.5, 0.75)
-
-
-def default_optim(epochs: int = DEFAULT_EPOCHS, **overrides: Any) -> OptimConfig:
-    base = dict(epochs=epochs, lr=DEFAULT_LR, batch_size=DEFAULT_BATCH, weight_decay=DEFAULT_WEIGHT_DECAY,
-                milestones=scaled_milestones(epochs, MILESTONES))
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return OptimConfig(**base)
+# He et al.'s CIFAR schedule (lr 0.1, x0.1 at 50 % and 75 % of the epochs).
+RECIPE = Recipe(epochs=200, lr=0.1, batch_size=128, weight_decay=5e-4, milestone_fractions=(0.5, 0.75))
+default_optim = RECIPE.optim
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,25 @@ def scaled_milestones(epochs: int, fractions: Iterable[float]) -> tuple[int, ...
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """A stage's default optimiser settings; milestones are fractions of the epochs."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+    milestone_fractions: tuple[float, ...]
+
+    def optim(self, epochs: int | None = None, **overrides: Any) -> OptimConfig:
+        """OptimConfig for `epochs` (milestones stretched to it); None-valued overrides are ignored."""
+        n = self.epochs if epochs is None else epochs
+        base: dict[str, Any] = dict(epochs=n, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay,
+                                    milestones=scaled_milestones(n, self.milestone_fractions))
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return OptimConfig(**base)
+
+
+@dataclass(frozen=True)
 class TrainFiles:
     best: Path  # self-describing checkpoint of the best validation epoch
     last: Path  # resume state after the last finished epoch
