@@ -3,9 +3,9 @@
 For each checkpoint the script runs the deployment chain (export -> simplify -> quantize, static
 INT8) through the library's stage functions, then measures every artifact itself: file size,
 top-1 on the validation split with onnxruntime, and onnxruntime latency at batch 1 and 32 with
-1 and 2 threads. Within one (batch, threads) setting all six artifacts are timed interleaved,
-one run each per round in a shuffled order, so that drift of the machine (other jobs, clock
-changes) hits every variant alike.
+1 and 2 threads. Within one (batch, threads) setting all six artifacts are timed interleaved by
+pdd-edge's profiler (round-robin, each round starting at the next model), so that drift of the
+machine (other jobs, clock changes) hits every variant alike.
 
     python benchmarks/deploy_chain.py --unpruned runs/r20/train.pt --pruned runs/r20/pruned.pt \\
         --work runs/deploy-bench --json runs/deploy-bench/results.json --markdown runs/deploy-bench/table.md
@@ -18,14 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pdd_edge import onnx_eval
 from pdd_edge.fileio import write_json, write_text
 from pdd_edge.stages import export, quantize, simplify
 from pdd_edge.stages.common import DataConfig
@@ -35,30 +31,18 @@ SETTINGS = [(1, 1), (1, 2), (32, 1), (32, 2)]  # (batch, threads)
 VARIANTS = ("fp32", "simplified", "int8")
 
 
-# --- latency: a minimal interleaved timer, kept apart so that pdd-edge's latency module can
-# --- replace it (same inputs: {name: ONNX path}; same output: {name: [milliseconds per run]}).
-def interleaved_latency(paths: dict[str, Path], batch: int, threads: int, *, warmup: int, rounds: int,
-                        seed: int = 0) -> dict[str, list[float]]:
-    sessions = {name: onnx_eval.session(str(p), threads=threads) for name, p in paths.items()}
-    feeds = {}
-    rng = np.random.default_rng(seed)
-    for name, sess in sessions.items():
-        inp = sess.get_inputs()[0]
-        shape = [batch, *inp.shape[1:]]  # values do not change a CNN's run time, only shapes do
-        feeds[name] = {inp.name: rng.standard_normal(shape, dtype=np.float32)}
-    for _ in range(warmup):
-        for name, sess in sessions.items():
-            sess.run(None, feeds[name])
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    names = list(sessions)
-    for _ in range(rounds):
-        for i in rng.permutation(len(names)):
-            name = names[i]
-            start = time.perf_counter_ns()
-            sessions[name].run(None, feeds[name])
-            times[name].append((time.perf_counter_ns() - start) / 1e6)
-    return times
-# --- end of the latency part
+def interleaved_latency(paths: dict[str, Path], batch: int, threads: int, *, warmup: int, min_runs: int,
+                        min_time_s: float) -> dict[str, dict[str, Any]]:
+    """Latency statistics of every file at one (batch, threads) setting, timed round-robin in one
+    process by pdd-edge's profiler (the same code `profile` and `report` use)."""
+    from pdd_edge.onnx_meta import load_onnx
+    from pdd_edge.profiling.inputs import model_inputs
+    from pdd_edge.profiling.measure import MeasureSettings, measure_models, prepare_model
+
+    prepared = [prepare_model(name, p, model_inputs(load_onnx(p)), [batch], None) for name, p in paths.items()]
+    settings = MeasureSettings(threads=threads, warmup=warmup, min_runs=min_runs, min_time_s=min_time_s, memory=False)
+    measured = measure_models(prepared, [batch], settings)
+    return {m["name"]: m["batches"][0]["latency"] for m in measured["models"]}
 
 
 def run_chain(label: str, checkpoint: Path, work: Path, dataset: str) -> tuple[dict[str, Path], dict[str, Any]]:
@@ -89,7 +73,8 @@ def main() -> None:
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--work", type=Path, default=Path("runs/deploy-bench"), help="Folder for the ONNX files.")
     ap.add_argument("--warmup", type=int, default=20, help="Untimed runs per variant and setting.")
-    ap.add_argument("--rounds", type=int, default=300, help="Timed runs per variant and setting.")
+    ap.add_argument("--min-runs", type=int, default=300, help="Timed runs per variant and setting, at least.")
+    ap.add_argument("--min-time", type=float, default=5.0, help="Seconds of timed runs per setting, at least.")
     ap.add_argument("--json", type=Path, help="Write all measurements here.")
     ap.add_argument("--markdown", type=Path, help="Write the results table here.")
     args = ap.parse_args()
@@ -108,18 +93,16 @@ def main() -> None:
                          "top1": accuracy["top1"], "val_images": accuracy["count"], "latency": {}})
 
     for batch, threads in SETTINGS:
-        times = interleaved_latency(paths, batch, threads, warmup=args.warmup, rounds=args.rounds)
+        stats = interleaved_latency(paths, batch, threads, warmup=args.warmup, min_runs=args.min_runs,
+                                    min_time_s=args.min_time)
         for row in rows:
-            t = np.asarray(times[f"{row['model']}/{row['variant']}"])
-            row["latency"][f"b{batch}_t{threads}"] = {
-                "p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90)),
-                "p99_ms": float(np.percentile(t, 99)), "runs": len(t),
-            }
+            row["latency"][f"b{batch}_t{threads}"] = stats[f"{row['model']}/{row['variant']}"]
 
     table = markdown(rows)
     print(table)
     env = {"onnxruntime": onnxruntime.__version__, "machine": platform.machine(), "processor": platform.processor(),
-           "cpu_count": os.cpu_count(), "warmup": args.warmup, "rounds": args.rounds, "dataset": args.dataset}
+           "cpu_count": os.cpu_count(), "warmup": args.warmup, "min_runs": args.min_runs, "min_time_s": args.min_time,
+           "dataset": args.dataset}
     if args.json:
         write_json(args.json, {"environment": env, "chains": chains, "rows": rows})
     if args.markdown:

@@ -36,6 +36,7 @@ def compress_command(
     resume: o.Resume = False,
     recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits) or paper (the PDD CIFAR recipe, default otherwise).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(help="Teacher training epochs.")] = None,
+    teacher_lr: Annotated[Optional[float], typer.Option(help="Teacher training learning rate.")] = None,
     distill_epochs: Annotated[Optional[int], typer.Option(help="PDD distillation epochs.")] = None,
     finetune_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs of the pruned student.")] = None,
     batch_size: o.BatchSize = None,
@@ -66,7 +67,7 @@ def compress_command(
         base, teacher_weights=str(teacher_weights) if teacher_weights else None,
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"), targets=targets, quantize=quantize,
         target_macs_reduction=target_macs_reduction, round_to=round_to, seed=seed, teacher_epochs=teacher_epochs,
-        distill_epochs=distill_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, lr=lr,
+        teacher_lr=teacher_lr, distill_epochs=distill_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, lr=lr,
         finetune_lr=finetune_lr, weight_decay=weight_decay, alpha=alpha, temperature=temperature,
         calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
     )

@@ -24,3 +24,4 @@ Seed = Annotated[int, typer.Option(help="Random seed (weights, masks, data order
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last finished epoch in the output location.")]
 ParityImages = Annotated[int, typer.Option(help="Validation images on which the output is compared with its source.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+Warmup = Annotated[Optional[int], typer.Option(help="Epochs of linear learning-rate warm-up at the start (default 0).")]

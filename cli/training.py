@@ -28,9 +28,9 @@ def norm_override(mean: Optional[str], std: Optional[str], what: str = ""):
     return NormOverride(mean=parse_floats(mean, f"--{what}mean", 3), std=parse_floats(std, f"--{what}std", 3))
 
 
-def optim_overrides(lr, batch_size, weight_decay, milestones, seed) -> dict[str, Any]:
+def optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs=None) -> dict[str, Any]:
     return {"lr": lr, "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed,
-            "milestones": parse_ints(milestones, "--milestones")}
+            "milestones": parse_ints(milestones, "--milestones"), "warmup_epochs": warmup_epochs}
 
 
 def print_fit_summary(result, best_path: Path, json_out: bool) -> None:
@@ -65,6 +65,7 @@ def train_command(
     batch_size: o.BatchSize = None,
     weight_decay: o.WeightDecay = None,
     milestones: o.Milestones = None,
+    warmup_epochs: o.Warmup = None,
     seed: o.Seed = 0,
     mean: o.Mean = None,
     std: o.Std = None,
@@ -78,7 +79,7 @@ def train_command(
     cfg = train.TrainConfig(
         model=model,
         data=data_config(dataset, data_dir, download, input_size),
-        optim=train.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed)),
+        optim=train.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs)),
         norm=norm_override(mean, std),
     )
     result = train.run(cfg, out_path, resume=resume)
@@ -108,7 +109,7 @@ def distill_command(
     mask_init: Annotated[Optional[str], typer.Option(help="normal: N(0, 0.001^2) as in the paper; open: all gates open (default with --student-weights).")] = None,
     student_weights: Annotated[Optional[Path], typer.Option(help="Start from a pretrained student checkpoint.")] = None,
     target_macs_reduction: Annotated[Optional[float], typer.Option(help="Add a MACs budget: e.g. 0.5 lands the pruned model at -50 % MACs (+/- 3 points). Without it: pure PDD.")] = None,
-    budget_rate: Annotated[float, typer.Option(help="Dual-ascent rate of the budget's Lagrange multiplier (per step).")] = 0.05,
+    budget_rate: Annotated[float, typer.Option(help="Integral gain of the budget's PI controller, per step.")] = 0.05,
     mean: o.Mean = None,
     std: o.Std = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,

@@ -31,10 +31,12 @@ from pdd_edge.stages.common import DataConfig, NormOverride
 # Recipes: the paper's CIFAR schedule, and a short one that fits the built-in `digits` (1,438
 # training images) in minutes on 2 CPU cores. Chosen per dataset unless options override them.
 RECIPES: dict[str, dict[str, Any]] = {
-    "quick": {"teacher_epochs": 10, "distill_epochs": 15, "finetune_epochs": 10, "batch_size": 64, "lr": 0.05,
-              "finetune_lr": 0.01},
-    "paper": {"teacher_epochs": 200, "distill_epochs": 50, "finetune_epochs": 150, "batch_size": 256, "lr": 0.01,
-              "finetune_lr": 0.01},
+    # A deep teacher from scratch at batch 64 diverges at lr 0.1 on digits: 0.05 with a one-epoch
+    # warm-up trains ResNet56 to ~98.6 % in 10 epochs.
+    "quick": {"teacher_epochs": 10, "teacher_lr": 0.05, "teacher_warmup_epochs": 1, "distill_epochs": 15,
+              "finetune_epochs": 10, "batch_size": 64, "lr": 0.05, "finetune_lr": 0.05},
+    "paper": {"teacher_epochs": 200, "teacher_lr": 0.1, "teacher_warmup_epochs": 0, "distill_epochs": 50,
+              "finetune_epochs": 150, "batch_size": 256, "lr": 0.01, "finetune_lr": 0.01},
 }
 
 
@@ -56,11 +58,13 @@ class CompressConfig:
     seed: int = 0
     recipe: str = "quick"
     teacher_epochs: int = 10
+    teacher_lr: float = 0.05
+    teacher_warmup_epochs: int = 1
     distill_epochs: int = 15
     finetune_epochs: int = 10
     batch_size: int = 64
     lr: float = 0.05
-    finetune_lr: float = 0.01
+    finetune_lr: float = 0.05
     weight_decay: float = 5e-3
     alpha: float = 0.6
     temperature: float = 3.0
@@ -102,7 +106,8 @@ def teacher_stage(run: RunDir, cfg: CompressConfig) -> tuple[list[Path], dict[st
         _copy(Path(cfg.teacher_weights), out)
         return [out], {"source": str(cfg.teacher_weights), "cached": False}
     tcfg = train.TrainConfig(model=cfg.teacher, data=cfg.data, optim=train.default_optim(
-        cfg.teacher_epochs, batch_size=cfg.batch_size, seed=cfg.seed))
+        cfg.teacher_epochs, batch_size=cfg.batch_size, lr=cfg.teacher_lr, warmup_epochs=cfg.teacher_warmup_epochs,
+        seed=cfg.seed))
     key = f"{cfg.teacher}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
     cached = cache_dir() / "teachers" / f"{key}.pt"
     reused = cached.exists()  # only complete teachers are published under this name
@@ -250,7 +255,8 @@ def report_stage(run: RunDir, cfg: CompressConfig):
 
 ALL = ("student", "teacher", "data", "seed")
 STAGES: tuple[Stage, ...] = (
-    Stage("teacher", teacher_stage, ("teacher", "teacher_weights", "data", "seed", "teacher_epochs", "batch_size")),
+    Stage("teacher", teacher_stage, ("teacher", "teacher_weights", "data", "seed", "teacher_epochs", "teacher_lr",
+                                     "teacher_warmup_epochs", "batch_size")),
     Stage("baseline", baseline_stage, ALL + ("teacher_norm", "distill_epochs", "finetune_epochs", "batch_size", "lr",
                                              "weight_decay", "alpha", "temperature"), ("teacher",)),
     Stage("distill", distill_stage, ALL + ("teacher_norm", "distill_epochs", "batch_size", "lr", "weight_decay",

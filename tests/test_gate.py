@@ -142,3 +142,17 @@ def test_gate_appends_table_to_github_step_summary(tmp_path, budget, monkeypatch
     assert run_cli("gate", write_report(tmp_path / "r.json"), "--budget", budget).exit_code == 0
     text = summary.read_text()
     assert text.startswith("earlier step\n") and "| min_top1 | 97 % | >= 95 % | pass |" in text
+
+
+def test_gate_checks_a_bare_profile_record_and_fails_closed_on_accuracy(tmp_path):
+    record = {"schema": "pdd-edge.profile/1", "target": {"name": "local", "budget": {}}, "model": {"path": "m.onnx"},
+              "summary": {"latency_p90_ms": 3.0, "model_size_mb": 0.5, "peak_memory_mb": 10.0}}
+    profile = tmp_path / "p.json"
+    profile.write_text(json.dumps(record))
+    speed = tmp_path / "speed.toml"
+    speed.write_text("[budget]\nlatency_p90_ms = 5\nmodel_size_mb = 1\npeak_memory_mb = 32\n")
+    assert run_cli("gate", profile, "--budget", speed).exit_code == 0
+    accuracy = tmp_path / "acc.toml"
+    accuracy.write_text("[budget]\nlatency_p90_ms = 5\nmin_top1 = 90\n")
+    result = run_cli("gate", profile, "--budget", accuracy)
+    assert result.exit_code == 1 and "gate failed: min_top1" in result.stderr

@@ -79,3 +79,25 @@ def test_edge_install_training_command_says_what_to_install(edge_venv):
 
     assert proc.returncode == 2
     assert "pip install 'pdd-edge[train]'" in proc.stderr
+
+
+def test_edge_install_reports_and_gates_a_run_without_torch_or_matplotlib(edge_venv, tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from tests.run_fixtures import make_run
+
+    run = make_run(tmp_path / "run")  # measured here; the edge install only reads the files
+    bin_dir = edge_venv / "bin"
+    has_mpl = subprocess.run([str(bin_dir / "python"), "-c", "import matplotlib"], capture_output=True, cwd=edge_venv)
+    report = subprocess.run([str(bin_dir / "pdd-edge"), "report", str(run.root)], capture_output=True, text=True,
+                            cwd=edge_venv)
+    budget = tmp_path / "b.toml"
+    budget.write_text("[budget]\nmin_top1 = 90\nmax_top1_drop = 1.0\n")
+    gate = subprocess.run([str(bin_dir / "pdd-edge"), "gate", str(run.root), "--budget", str(budget)],
+                          capture_output=True, text=True, cwd=edge_venv)
+
+    assert has_mpl.returncode != 0  # a bare edge install: no plotting library either
+    assert report.returncode == 0, report.stderr
+    assert (run.root / "report" / "report-local.json").is_file() and (run.root / "report" / "report-local.md").is_file()
+    assert not list((run.root / "report").glob("*.png"))
+    assert gate.returncode == 0, gate.stderr + gate.stdout
+    assert "gate passed: 2 checks" in gate.stdout

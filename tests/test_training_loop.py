@@ -94,3 +94,11 @@ def test_scaled_milestones_stretch_paper_schedule():
     assert scaled_milestones(50, (0.4, 0.8)) == (20, 40)
     assert scaled_milestones(150, (1 / 3, 2 / 3)) == (50, 100)
     assert scaled_milestones(2, (0.4, 0.8)) == (1,)
+
+
+def test_optim_config_lr_warms_up_linearly_then_steps_down_at_milestones():
+    cfg = OptimConfig(epochs=4, lr=0.1, batch_size=8, weight_decay=0, milestones=(2, 3), warmup_epochs=1)
+    assert [cfg.lr_at(0, s, 4) for s in range(4)] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert [cfg.lr_at(e, 0, 4) for e in (1, 2, 3)] == pytest.approx([0.1, 0.01, 0.001])
+    with pytest.raises(PddError, match="warm-up"):
+        OptimConfig(epochs=2, lr=0.1, batch_size=8, weight_decay=0, milestones=(), warmup_epochs=3)

@@ -13,7 +13,7 @@ turns negative and re-opening pays. It settles wherever the distillation loss an
 balance, whatever the scale of the KD gradients for this dataset and model.
 
 The term is also multiplied by `lr0 / lr` (the inverse of the learning-rate schedule's current
-factor). Otherwise each lr decay would shrink the budget's push on the masks tenfold, the masks
+step factor, warm-up excluded). Otherwise each lr decay would shrink the budget's push on the masks tenfold, the masks
 would freeze wherever they are, and the constraint could not be met by the end of training; with
 the compensation the push per step stays constant while the distillation's fades with the
 schedule, so the masks settle on the target as the weights converge.

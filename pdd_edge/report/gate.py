@@ -17,6 +17,7 @@ from typing import Any
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import read_json
 from pdd_edge.profiling.targets import BUDGET_KEYS, load_target, read_target_file
+from pdd_edge.profiling.profile import SCHEMA as PROFILE_SCHEMA
 from pdd_edge.report.build import SCHEMA as REPORT_SCHEMA
 
 # budget key -> (report.gate metric, comparison, unit)
@@ -61,9 +62,24 @@ def load_report(path: str | Path, target: str | None) -> dict[str, Any]:
                 raise PddError(f"{p} has no report for target {wanted!r} (reports: {', '.join(names)})")
             p = names[wanted]
     report = read_json(p, "report")
+    if isinstance(report, dict) and report.get("schema") == PROFILE_SCHEMA:
+        return from_profile(report)
     if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA or not isinstance(report.get("gate"), dict):
-        raise PddError(f"{p} is not a pdd-edge report (schema {REPORT_SCHEMA})")
+        raise PddError(f"{p} is not a pdd-edge report ({REPORT_SCHEMA}) or profile record ({PROFILE_SCHEMA})")
     return report
+
+
+def from_profile(record: dict[str, Any]) -> dict[str, Any]:
+    """Gate numbers of a bare `pdd-edge profile --json` record (any ONNX model, no run directory):
+    latency, size and memory only; accuracy and MACs-reduction budgets then fail closed."""
+    try:
+        summary = record["summary"]
+        return {"schema": REPORT_SCHEMA, "target": record["target"], "gate": {
+            "variant": Path(record["model"]["path"]).name, "latency_p90_ms": summary.get("latency_p90_ms"),
+            "model_size_mb": summary.get("model_size_mb"), "peak_memory_mb": summary.get("peak_memory_mb"),
+            "top1": None, "top1_drop": None, "macs_reduction": None}}
+    except (KeyError, TypeError):
+        raise PddError(f"malformed profile record (schema {PROFILE_SCHEMA}); regenerate it with `pdd-edge profile --json`") from None
 
 
 def resolve_budget(report: dict[str, Any], target: str | None, budget_file: str | Path | None) -> tuple[str, dict[str, float]]:

@@ -2,7 +2,7 @@
 
 SGD with momentum and a step schedule; after every epoch it evaluates, keeps the checkpoint
 of the best validation top-1 (`best.pt`), and writes the full training state (`last.pt`: model
-with masks, optimizer, scheduler, RNG, history) so that an interrupted run resumes from its
+with masks, optimizer, RNG, history) so that an interrupted run resumes from its
 last finished epoch and ends exactly where an uninterrupted run with the same seed ends.
 
 Data order and augmentation are drawn from (seed, epoch), and the global RNG (dropout) is
@@ -45,6 +45,19 @@ class OptimConfig:
     momentum: float = 0.9
     gamma: float = 0.1
     seed: int = 0
+    warmup_epochs: int = 0  # linear warm-up of the lr, step by step, over the first epochs
+
+    def lr_factor(self, epoch: int) -> float:
+        """Step-schedule factor at `epoch` (0-based): gamma per milestone passed."""
+        return self.gamma ** sum(epoch >= m for m in self.milestones)
+
+    def lr_at(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of one step. A pure function of (epoch, step): the schedule has no
+        state, so a resumed run needs nothing but the epoch to continue it exactly."""
+        lr = self.lr * self.lr_factor(epoch)
+        if epoch < self.warmup_epochs:
+            lr *= (epoch * steps_per_epoch + step + 1) / (self.warmup_epochs * steps_per_epoch)
+        return lr
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -57,6 +70,8 @@ class OptimConfig:
             raise PddError(f"weight decay must be >= 0, got {self.weight_decay}")
         if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
             raise PddError(f"milestones must be increasing positive epochs, got {self.milestones}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise PddError(f"warm-up epochs must be between 0 and the number of epochs, got {self.warmup_epochs}")
 
 
 def scaled_milestones(epochs: int, fractions: Iterable[float]) -> tuple[int, ...]:
@@ -141,12 +156,11 @@ class Fit:
         cfg = self.cfg
         model = self.model
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
         history: list[dict[str, Any]] = []
         best: dict[str, Any] = {}
         start = 0
         if self.resume and self.files.last.exists():
-            start, history, best = self._restore(model, optimizer, scheduler)
+            start, history, best = self._restore(model, optimizer)
         ddp_model = wrap(model, info)
         n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / cfg.batch_size)
 
@@ -158,10 +172,9 @@ class Fit:
                 progress.begin_epoch(epoch + 1, n_batches)
                 for obj in self.extra_state.values():
                     if hasattr(obj, "on_epoch_start"):
-                        obj.on_epoch_start(epoch, optimizer.param_groups[0]["lr"], cfg.lr)
-                train_stats = self._train_epoch(ddp_model, optimizer, epoch, info, progress)
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
+                        obj.on_epoch_start(epoch, cfg.lr * cfg.lr_factor(epoch), cfg.lr)
+                train_stats = self._train_epoch(ddp_model, optimizer, epoch, info, progress, n_batches)
+                lr = cfg.lr * cfg.lr_factor(epoch)
                 val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info)
                 record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats,
                                           "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]}
@@ -176,17 +189,20 @@ class Fit:
                     # best.pt before last.pt: a crash in between re-runs this epoch, which rewrites both.
                     if record["best"]:
                         ckpt_io.save(self.files.best, self.make_checkpoint(model, best))
-                    self._save_state(model, optimizer, scheduler, epoch + 1, history, best)
+                    self._save_state(model, optimizer, epoch + 1, history, best)
                     write_json(self.files.history, {"title": self.title, "config_hash": self.config_hash, "epochs": history})
                 progress.end_epoch(record)
         return FitResult(best=best, history=history, resumed_from=start)
 
-    def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, info, progress) -> dict[str, float]:
+    def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, info, progress,
+                     n_batches: int) -> dict[str, float]:
         model.train()
         sums: dict[str, float] = {}
         seen, correct = 0, 0
-        for x, y in self.data.train.batches(self.cfg.batch_size, shuffle=True, augment=self.data.augment,
-                                            seed=self.cfg.seed, epoch=epoch, rank=info.rank, world=info.world):
+        for step, (x, y) in enumerate(self.data.train.batches(self.cfg.batch_size, shuffle=True, augment=self.data.augment,
+                                            seed=self.cfg.seed, epoch=epoch, rank=info.rank, world=info.world)):
+            for group in optimizer.param_groups:
+                group["lr"] = self.cfg.lr_at(epoch, step, n_batches)
             out = self.task(model, x, y)
             loss = out["loss"]
             if not torch.isfinite(loss):
@@ -208,14 +224,13 @@ class Fit:
         stats["train_top1"] = 100.0 * totals[-2] / n_total
         return stats
 
-    def _save_state(self, model, optimizer, scheduler, epochs_done: int, history, best) -> None:
+    def _save_state(self, model, optimizer, epochs_done: int, history, best) -> None:
         state = {
             "kind": "pdd-edge.train-state",
             "config_hash": self.config_hash,
             "epoch": epochs_done,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "extra_state": {k: v.state_dict() for k, v in self.extra_state.items()},
             "history": history,
@@ -223,7 +238,7 @@ class Fit:
         }
         ckpt_io.save(self.files.last, state)
 
-    def _restore(self, model, optimizer, scheduler) -> tuple[int, list, dict]:
+    def _restore(self, model, optimizer) -> tuple[int, list, dict]:
         state = ckpt_io.read(self.files.last, "training state")
         if not isinstance(state, dict) or state.get("kind") != "pdd-edge.train-state":
             raise PddError(f"{self.files.last} is not a pdd-edge training state; delete it or drop --resume")
@@ -237,7 +252,6 @@ class Fit:
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise PddError(f"{self.files.last} does not match this model ({exc}); drop --resume to start over") from None
         torch.set_rng_state(state["torch_rng"])
