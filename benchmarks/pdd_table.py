@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--teacher-mean", default=None, help="normalisation of given teacher weights, e.g. 0.485,0.456,0.406")
     ap.add_argument("--teacher-std", default=None)
     ap.add_argument("--teacher-epochs", type=int, default=15)
+    ap.add_argument("--teacher-lr", type=float, default=0.05, help="0.05 with 1 warm-up epoch: deep teachers diverge at 0.1 on digits")
+    ap.add_argument("--teacher-warmup", type=int, default=1)
     ap.add_argument("--distill-epochs", type=int, default=20)
     ap.add_argument("--finetune-epochs", type=int, default=15)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -63,7 +65,9 @@ def main() -> None:
         if teacher_ckpt is None:
             teacher_ckpt = str(root / f"teacher-{teacher}.pt")
             train.run(train.TrainConfig(model=teacher, data=data,
-                                        optim=train.default_optim(args.teacher_epochs, batch_size=args.batch_size, seed=args.seed)),
+                                        optim=train.default_optim(args.teacher_epochs, batch_size=args.batch_size,
+                                                                  lr=args.teacher_lr, warmup_epochs=args.teacher_warmup,
+                                                                  seed=args.seed)),
                       teacher_ckpt, resume=True)
         common = dict(student=student, teacher=teacher if teacher in given else None, teacher_weights=teacher_ckpt,
                       data=data, teacher_norm=teacher_norm)
@@ -106,7 +110,7 @@ def row(student, teacher, variant, top1, cost, base_cost, base_top1, masked_top1
 
 
 def print_table(rows: list[dict], args) -> None:
-    print(f"\ndataset {args.dataset}; teacher {args.teacher_epochs} ep, distill {args.distill_epochs} ep, finetune "
+    print(f"\ndataset {args.dataset}; teacher {args.teacher_epochs} ep (lr {args.teacher_lr}), distill {args.distill_epochs} ep, finetune "
           f"{args.finetune_epochs} ep (KD baseline: {args.distill_epochs + args.finetune_epochs} ep), batch {args.batch_size}, "
           f"lr {args.lr}, seed {args.seed}. MACs = multiply-accumulates of conv+linear layers.\n")
     print("| student / teacher | variant | top-1 % | top-1 change | MACs | MACs reduction | params | params removed | paper (CIFAR-10): MACs red. / params / top-1 |")

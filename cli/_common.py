@@ -82,6 +82,3 @@ def parse_ints(text: str | None, what: str) -> tuple[int, ...] | None:
         raise PddError(f"{what} needs at least one integer, got {text!r}")
     return values
 
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()

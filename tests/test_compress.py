@@ -30,9 +30,15 @@ def env(tmp_path_factory):
     return {**os.environ, "PDD_EDGE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
 
 
+def _default_sigint() -> None:
+    # A shell running CI in the background starts its children with SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler; the child must see Ctrl-C as a user would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(out, env, *extra):
-    return subprocess.Popen([sys.executable, "-m", "pdd_edge", *ARGS, "--out", str(out), *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "pdd_edge", *ARGS, "--out", str(out), *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def finish(proc, timeout=900):
@@ -49,12 +55,16 @@ def epochs_done(path):
 
 def kill_when(proc, state_file, sig, epochs=1, timeout=600):
     deadline = time.time() + timeout
+    seen = None
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"the run ended before it could be interrupted: {proc.communicate()[1][-2000:]}")
-        if epochs_done(state_file) >= epochs:
-            proc.send_signal(sig)
-            return finish(proc)
+        stamp = state_file.stat().st_mtime_ns if state_file.exists() else None
+        if stamp != seen:  # read the state only when it was rewritten: polling must not steal the CPU
+            seen = stamp
+            if epochs_done(state_file) >= epochs:
+                proc.send_signal(sig)
+                return finish(proc)
         time.sleep(0.2)
     proc.kill()
     pytest.fail(f"{state_file} never reached epoch {epochs}")

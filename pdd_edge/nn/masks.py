@@ -15,7 +15,7 @@ load with `strict=True`); `attach_masks` swaps them for `ChannelMask` modules.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -119,10 +119,6 @@ def load_mask_logits(model: nn.Module, logits: Mapping[str, torch.Tensor]) -> No
             mask.logits.copy_(logits[name])
 
 
-def mask_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [m.logits for m in get_masks(model).values()]
-
-
 def open_counts(model: nn.Module, soft: bool = False) -> dict[str, torch.Tensor | int]:
     """Channels each mask point lets through.
 
@@ -154,6 +150,3 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     parent = root.get_submodule(parent_path) if parent_path else root
     setattr(parent, leaf, module)
 
-
-def iter_mask_modules(model: nn.Module) -> Iterable[ChannelMask]:
-    return get_masks(model).values()
