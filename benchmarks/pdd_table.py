@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from pdd_edge import checkpoint as ckpt_io
+from pdd_edge.errors import PddError
 from pdd_edge.stages import distill, finetune, prune, train
 from pdd_edge.stages.common import DataConfig, NormOverride, dense_cost
 
@@ -30,13 +32,17 @@ PAPER = {  # Dan et al. 2024, abstract (CIFAR-10): FLOPs reduction, params remov
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
-    return [tuple(p.split(":")) for p in text.split(",")]  # type: ignore[misc]
+    pairs = [tuple(p.split(":")) for p in text.split(",")]
+    if not pairs or any(len(p) != 2 or not all(p) for p in pairs):
+        raise PddError(f"--pairs wants student:teacher,..., got {text!r}")
+    return pairs  # type: ignore[return-value]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--download", action="store_true", help="fetch cifar10/cifar100 into --data-dir if missing")
     ap.add_argument("--pairs", default="resnet20:resnet56,vgg11:vgg16", help="student:teacher,...")
     ap.add_argument("--teacher-weights", default="", help="teacher=path,... (skips teacher training)")
     ap.add_argument("--teacher-mean", default=None, help="normalisation of given teacher weights, e.g. 0.485,0.456,0.406")
@@ -53,8 +59,10 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench-pdd")
     args = ap.parse_args()
 
-    data = DataConfig(name=args.dataset, data_dir=args.data_dir)
-    given = dict(kv.split("=") for kv in args.teacher_weights.split(",") if kv)
+    data = DataConfig(name=args.dataset, data_dir=args.data_dir, download=args.download)
+    given = dict(kv.split("=", 1) for kv in args.teacher_weights.split(",") if "=" in kv)
+    if len(given) != len([kv for kv in args.teacher_weights.split(",") if kv]):
+        raise PddError(f"--teacher-weights wants teacher=path,..., got {args.teacher_weights!r}")
     floats = (lambda s: tuple(float(v) for v in s.split(",")) if s else None)
     teacher_norm = NormOverride(mean=floats(args.teacher_mean), std=floats(args.teacher_std))
     root = Path(args.out)
@@ -123,4 +131,8 @@ def print_table(rows: list[dict], args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PddError as e:  # bad input: one line saying what to do, as the CLI does
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
