@@ -11,6 +11,7 @@ from rich.table import Table
 
 from pdd_edge.cli._common import command, err, out, parse_ints
 from pdd_edge.cli.app import app
+from pdd_edge.errors import PddError
 
 
 @command(app, "profile")
@@ -20,7 +21,7 @@ def profile_command(
     target: Annotated[str, typer.Option("--target", "-t", help="Built-in target name (see `pdd-edge targets list`) or a .toml file.")] = "local",
     batch_size: Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Batch sizes, e.g. 1,8 (default: the target's).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: the target's, else all CPUs).")] = None,
-    input_shape: Annotated[Optional[str], typer.Option(help="One sample's shape without batch, e.g. 3,32,32, for dynamic dimensions.")] = None,
+    input_shape: Annotated[Optional[list[str]], typer.Option(help="One sample's shape without batch, e.g. 3,32,32, for dynamic dimensions; NAME=7 for one input of a multi-input model (repeatable).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up runs per batch size.")] = 10,
     min_runs: Annotated[int, typer.Option(help="Timed runs per batch size, at least.")] = 100,
     min_time: Annotated[float, typer.Option(help="Seconds of timed runs per batch size, at least.")] = 2.0,
@@ -39,7 +40,7 @@ def profile_command(
     from pdd_edge.profiling.targets import load_target
 
     req = ProfileRequest(model=model, target=load_target(target), batch_sizes=parse_ints(batch_size, "--batch-size"),
-                         threads=threads, input_shape=parse_ints(input_shape, "--input-shape"), warmup=warmup,
+                         threads=threads, **parse_input_shapes(input_shape or []), warmup=warmup,
                          min_runs=min_runs, min_time_s=min_time, memory=memory)
     host = RemoteHost.parse(remote, port=ssh_port, identity=ssh_key, options=ssh_option or (),
                             python=remote_python) if remote else None
@@ -82,3 +83,19 @@ def print_summary(record: dict) -> None:
 
 def _ms(value: float) -> str:
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"  # 3 significant digits, no exponent
+
+
+def parse_input_shapes(values: list[str]) -> dict:
+    """`--input-shape 3,32,32` (every input) and `--input-shape NAME=7` (one input), each at most once."""
+    shared, per_input = None, {}
+    for value in values:
+        name, sep, sizes = value.rpartition("=")
+        if not sep:
+            if shared is not None:
+                raise PddError("--input-shape without a NAME= may be given once; name the inputs (NAME=7) to give several")
+            shared = parse_ints(value, "--input-shape")
+        elif not name or name in per_input:
+            raise PddError(f"--input-shape {value!r}: give each input once, as NAME=sizes")
+        else:
+            per_input[name] = parse_ints(sizes, f"--input-shape {name}=")
+    return {"input_shape": shared, "input_shapes": tuple(per_input.items())}

@@ -10,13 +10,15 @@ dimension), in this order:
 3. the model's pdd-edge preprocessing metadata (`input_size` = H, W of a 4-D image input).
 
 An explicit hint (1, 2) applies to inputs of rank len(hint) + 1 and must agree with the
-model's static dimensions; a dimension nothing resolves is a clear error. Torch-free.
+model's static dimensions; a dimension nothing resolves is a clear error. A model whose inputs
+differ in shape (an image and a vector, token ids) takes one hint per input instead,
+`--input-shape NAME=7`, which overrides the others for that input. Torch-free.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from pdd_edge.errors import PddError
 
@@ -87,9 +89,26 @@ def shape_hint(cli_shape: Sequence[int] | None, target_shape: Sequence[int] | No
     return None
 
 
-def resolve_shapes(inputs: Sequence[ModelInput], batch_size: int, hint: ShapeHint | None) -> dict[str, list[int]]:
-    """Concrete shape of every input at `batch_size`; PddError naming what cannot be resolved."""
-    return {inp.name: _resolve(inp, batch_size, hint) for inp in inputs}
+def resolve_shapes(inputs: Sequence[ModelInput], batch_size: int, hint: ShapeHint | None,
+                   per_input: Mapping[str, Sequence[int]] | None = None) -> dict[str, list[int]]:
+    """Concrete shape of every input at `batch_size`; PddError naming what cannot be resolved.
+
+    `per_input` maps an input's name to its own sample shape (without batch); it wins over `hint`.
+    """
+    per_input = dict(per_input or {})
+    unknown = sorted(set(per_input) - {inp.name for inp in inputs})
+    if unknown:
+        raise PddError(f"--input-shape names {', '.join(map(repr, unknown))}, which the model does not have; "
+                       f"its inputs are {', '.join(repr(inp.name) for inp in inputs)}")
+    return {inp.name: _resolve(inp, batch_size, _own_hint(inp, per_input[inp.name]) if inp.name in per_input else hint)
+            for inp in inputs}
+
+
+def _own_hint(inp: ModelInput, sizes: Sequence[int]) -> ShapeHint:
+    if len(sizes) != len(inp.dims) - 1:
+        raise PddError(f"input {inp.name!r} {_show(inp.dims)} has {len(inp.dims) - 1} dimension(s) after the batch, "
+                       f"but --input-shape {inp.name}= gives {len(sizes)}")
+    return ShapeHint(tuple(int(v) for v in sizes), f"--input-shape {inp.name}=", True)
 
 
 def _resolve(inp: ModelInput, batch_size: int, hint: ShapeHint | None) -> list[int]:
@@ -116,7 +135,8 @@ def _resolve(inp: ModelInput, batch_size: int, hint: ShapeHint | None) -> list[i
         else:
             name = f" ({dim!r})" if isinstance(dim, str) else ""
             raise PddError(f"cannot resolve dimension {i}{name} of input {inp.name!r} {_show(inp.dims)}: "
-                           "give --input-shape (one sample, without batch, e.g. 3,32,32) or a target with input_shape")
+                           "give --input-shape (one sample, without batch, e.g. 3,32,32; NAME=... for one input) "
+                           "or a target with input_shape")
     return shape
 
 

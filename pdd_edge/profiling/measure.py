@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from pdd_edge.errors import PddError
 from pdd_edge.profiling.inputs import ModelInput, ShapeHint, resolve_shapes
@@ -47,9 +47,9 @@ class PreparedModel:
 
 
 def prepare_model(name: str, path: Path, inputs: Sequence[ModelInput], batch_sizes: Sequence[int],
-                  hint: ShapeHint | None) -> PreparedModel:
+                  hint: ShapeHint | None, per_input: Mapping[str, Sequence[int]] | None = None) -> PreparedModel:
     """Resolve every batch size's shapes up front, so a bad one fails before any measuring."""
-    return PreparedModel(name, Path(path), {b: resolve_shapes(inputs, b, hint) for b in batch_sizes},
+    return PreparedModel(name, Path(path), {b: resolve_shapes(inputs, b, hint, per_input) for b in batch_sizes},
                          {i.name: i.dtype for i in inputs})
 
 

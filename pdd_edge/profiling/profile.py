@@ -34,6 +34,7 @@ class ProfileRequest:
     batch_sizes: tuple[int, ...] | None = None
     threads: int | None = None
     input_shape: tuple[int, ...] | None = None
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (input name, sample shape): per-input hints
     warmup: int = MeasureSettings.warmup
     min_runs: int = MeasureSettings.min_runs
     min_time_s: float = MeasureSettings.min_time_s
@@ -75,11 +76,12 @@ def _static(name: str, path: Path, req: ProfileRequest, batch_sizes: tuple[int, 
     inputs = model_inputs(model)
     hint = shape_hint(req.input_shape, req.target.input_shape, req.target.name,
                       meta.preprocess.input_size if meta.preprocess else None)
-    prepared = prepare_model(name, path, inputs, batch_sizes, hint)
+    per_input = dict(req.input_shapes)
+    prepared = prepare_model(name, path, inputs, batch_sizes, hint, per_input)
     # MACs per single inference at batch 1 (the model's own batch size if it is fixed).
     first = inputs[0].dims[0] if inputs[0].dims else None
     cost_batch = first if isinstance(first, int) else 1
-    cost = count_cost(model, resolve_shapes(inputs, cost_batch, hint))
+    cost = count_cost(model, resolve_shapes(inputs, cost_batch, hint, per_input))
     return _Static(Path(path), model, meta, inputs, hint, prepared, cost, cost_batch)
 
 
@@ -123,6 +125,7 @@ def _record(st: _Static, measured_model: dict, measured: dict, req: ProfileReque
         "settings": {
             "batch_sizes": list(batch_sizes),
             "shape_hint": {"sizes": list(hint.sizes), "source": hint.source} if hint else None,
+            "input_shape_hints": {name: list(sizes) for name, sizes in req.input_shapes},
             "warmup_runs": settings.warmup,
             "min_runs": settings.min_runs,
             "min_time_s": settings.min_time_s,

@@ -88,6 +88,10 @@ def _bad_target(tmp_path) -> str:
     (lambda tmp, m: [save(conv_model(["N", 3, "H", "W"], (4, 3, 3, 3)), tmp / "dyn.onnx")], "cannot resolve dimension 2"),
     (lambda tmp, m: [m, "--input-shape", "3,16,16"], "does not match --input-shape"),
     (lambda tmp, m: [m, "--remote", "no-user-host"], "--remote must look like USER@HOST"),
+    (lambda tmp, m: [m, "--input-shape", "Y=3,8,8"], "names 'Y', which the model does not have; its inputs are 'X'"),
+    (lambda tmp, m: [m, "--input-shape", "3,8,8", "--input-shape", "3,8,8"], "without a NAME= may be given once"),
+    (lambda tmp, m: [m, "--input-shape", "X=3,8,8", "--input-shape", "X=3,8,8"], "give each input once"),
+    (lambda tmp, m: [m, "--input-shape", "X=3,8"], "has 3 dimension(s) after the batch, but --input-shape X= gives 2"),
 ])
 def test_profile_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, small_model, make_args, message):
     out = tmp_path / "out.json"
@@ -99,3 +103,26 @@ def test_profile_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, sm
     assert "Traceback" not in result.output
     assert not out.exists()
     assert not list(tmp_path.glob(".out.json.*"))  # no temporary leftovers either
+
+
+def test_profile_feeds_a_two_input_model_with_per_input_shapes(tmp_path):
+    # An image and a vector of features whose length the model leaves open: one shared hint
+    # cannot fit both inputs, so each is named.
+    nodes = [helper.make_node("Conv", ["X", "W"], ["C"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMean", ["C"], ["P"], keepdims=0, axes=[2, 3]),
+             helper.make_node("ReduceSum", ["F"], ["S"], keepdims=1, axes=[1]),
+             helper.make_node("Add", ["P", "S"], ["Y"])]
+    model = make_model(nodes, [tensor_input("X", ["N", 3, "H", "W"]), tensor_input("F", ["N", "K"])],
+                       [tensor_input("Y", ["N", 4])], [weight("W", 4, 3, 3, 3)], opset=11)
+    path = save(model, tmp_path / "two.onnx")
+    out = tmp_path / "two.json"
+
+    result = runner.invoke(app, ["profile", path, "--input-shape", "X=3,8,8", "--input-shape", "F=5",
+                                 "--batch-size", "1,2", "--no-memory", "--json", str(out), *LEAN])
+
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert [b["input_shapes"] for b in record["batches"]] == [{"X": [1, 3, 8, 8], "F": [1, 5]},
+                                                              {"X": [2, 3, 8, 8], "F": [2, 5]}]
+    assert record["settings"]["input_shape_hints"] == {"X": [3, 8, 8], "F": [5]}
+    assert record["cost"]["macs"] == 4 * 8 * 8 * 27

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper
 from onnx_builders import conv_model, make_model, tensor_input, weight
 
 from pdd_edge.errors import PddError
@@ -69,3 +69,32 @@ def test_resolve_shapes_names_the_dimension_it_cannot_resolve():
 
     with pytest.raises(PddError, match=r"dimension 2 \('height'\) of input 'X'.*--input-shape"):
         resolve_shapes(inputs, 1, None)
+
+
+def _image_and_tokens():
+    """Two inputs of different ranks and a free non-batch dim: an image and a token sequence."""
+    nodes = [helper.make_node("Identity", ["X"], ["Y"]), helper.make_node("Identity", ["ids"], ["Z"])]
+    return make_model(nodes, [tensor_input("X", ["N", 3, "H", "W"]), tensor_input("ids", ["N", "T"], TensorProto.INT64)],
+                      [tensor_input("Y", [None] * 4), tensor_input("Z", [None] * 2, TensorProto.INT64)])
+
+
+def test_resolve_shapes_gives_each_named_input_its_own_sample_shape():
+    inputs = model_inputs(_image_and_tokens())
+    hint = shape_hint((3, 16, 16), None, "local", None)
+
+    assert resolve_shapes(inputs, 4, hint, {"ids": (7,)}) == {"X": [4, 3, 16, 16], "ids": [4, 7]}
+    assert resolve_shapes(inputs, 2, None, {"X": (3, 8, 6), "ids": (5,)}) == {"X": [2, 3, 8, 6], "ids": [2, 5]}
+
+
+def test_resolve_shapes_rejects_a_per_input_shape_for_an_input_the_model_lacks():
+    inputs = model_inputs(_image_and_tokens())
+
+    with pytest.raises(PddError, match=r"names 'tokens', which the model does not have; its inputs are 'X', 'ids'"):
+        resolve_shapes(inputs, 1, None, {"tokens": (7,)})
+
+
+def test_resolve_shapes_rejects_a_per_input_shape_of_the_wrong_rank():
+    inputs = model_inputs(_image_and_tokens())
+
+    with pytest.raises(PddError, match=r"input 'ids' \[N, T\] has 1 dimension\(s\) after the batch, but --input-shape ids= gives 2"):
+        resolve_shapes(inputs, 1, shape_hint((3, 8, 8), None, "local", None), {"ids": (7, 2)})
