@@ -60,9 +60,10 @@ def main() -> None:
     args = ap.parse_args()
 
     data = DataConfig(name=args.dataset, data_dir=args.data_dir, download=args.download)
-    given = dict(kv.split("=", 1) for kv in args.teacher_weights.split(",") if "=" in kv)
-    if len(given) != len([kv for kv in args.teacher_weights.split(",") if kv]):
+    entries = [kv for kv in args.teacher_weights.split(",") if kv]
+    if any("=" not in kv for kv in entries):
         raise PddError(f"--teacher-weights wants teacher=path,..., got {args.teacher_weights!r}")
+    given = dict(kv.split("=", 1) for kv in entries)
     floats = (lambda s: tuple(float(v) for v in s.split(",")) if s else None)
     teacher_norm = NormOverride(mean=floats(args.teacher_mean), std=floats(args.teacher_std))
     root = Path(args.out)
