@@ -1,4 +1,4 @@
-"""The `pdd-edge` Typer application: one module per command group, registered here."""
+"""The `pdd-edge` Typer application. Each command lives in `cli/<command>.py` and registers itself here."""
 
 from __future__ import annotations
 
@@ -15,7 +15,22 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command module adds its commands to `app`; imports stay light (no torch at import).
-    from pdd_edge.cli import compress, deploy, evaluate, models, profile, pruning, report, targets, training  # noqa: F401
+    from pdd_edge.cli import (  # noqa: F401
+        compress,
+        distill,
+        evaluate,
+        export,
+        finetune,
+        gate,
+        models,
+        profile,
+        prune,
+        quantize,
+        report,
+        simplify,
+        targets,
+        train,
+    )
 
 
 def main() -> None:

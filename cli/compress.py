@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pdd_edge.cli import shared as o
+from pdd_edge.cli.app import app
+from pdd_edge.cli.shared import command, data_config, err, norm_override, out
 from rich.markup import escape
 from rich.table import Table
 
-from pdd_edge.cli import options as o
-from pdd_edge.cli._common import command, err, out
-from pdd_edge.cli.app import app
-from pdd_edge.cli.training import data_config, norm_override
 from pdd_edge.errors import PddError, require_torch
 
 
@@ -88,7 +87,6 @@ def compress_command(
 
 def print_summary(run, cfg) -> None:
     from pdd_edge.fileio import read_json
-
     from pdd_edge.profiling.targets import load_target
 
     total = sum(r["seconds"] for r in run.manifest["stages"].values())

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
-from pdd_edge.cli import options as o
-from pdd_edge.cli._common import command, err, out
+from pdd_edge.cli import shared as o
 from pdd_edge.cli.app import app
-from pdd_edge.cli.training import data_config, norm_override
+from pdd_edge.cli.shared import command, data_config, err, norm_override, out
+
 from pdd_edge.errors import PddError, require_torch
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-from rich.table import Table
-
-from pdd_edge.cli._common import command, out
 from pdd_edge.cli.app import app
-from pdd_edge.cli.options import Json
+from pdd_edge.cli.shared import Json, command, out
+from rich.table import Table
 
 
 @command(app, "models")

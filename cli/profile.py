@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pdd_edge.cli.app import app
+from pdd_edge.cli.shared import command, err, out, parse_ints
 from rich.markup import escape
 from rich.table import Table
 
-from pdd_edge.cli._common import command, err, out, parse_ints
-from pdd_edge.cli.app import app
 from pdd_edge.errors import PddError
 
 

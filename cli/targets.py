@@ -6,11 +6,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
-
-from pdd_edge.cli._common import command, out
 from pdd_edge.cli.app import app
-from pdd_edge.cli.options import Json
+from pdd_edge.cli.shared import Json, command, out
+from rich.table import Table
 
 targets_app = typer.Typer(help="Device targets: built-in TOML descriptions, or your own .toml file.",
                           no_args_is_help=True)

@@ -1,89 +1,16 @@
-"""`pdd-edge train` and `pdd-edge distill`."""
+"""`pdd-edge distill`: PDD, a student distilled from a teacher while it learns which channels to keep."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
-
-from pdd_edge.cli import options as o
-from pdd_edge.cli._common import command, err, out, parse_floats, parse_ints
+from pdd_edge.cli import shared as o
 from pdd_edge.cli.app import app
+from pdd_edge.cli.shared import command, data_config, err, norm_override, optim_overrides, print_fit_summary
+
 from pdd_edge.errors import require_torch
-
-
-def data_config(dataset: Optional[str], data_dir: Optional[Path], download: bool, input_size: Optional[int]):
-    """The dataset options as a DataConfig; no --dataset (None) means the one the model records."""
-    from pdd_edge.stages.common import DataConfig
-
-    return DataConfig(name=dataset.lower() if dataset else None, data_dir=str(data_dir) if data_dir else None, download=download,
-                      input_size=input_size)
-
-
-def norm_override(mean: Optional[str], std: Optional[str], what: str = ""):
-    from pdd_edge.stages.common import NormOverride
-
-    return NormOverride(mean=parse_floats(mean, f"--{what}mean", 3), std=parse_floats(std, f"--{what}std", 3))
-
-
-def optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs=None) -> dict[str, Any]:
-    return {"lr": lr, "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed,
-            "milestones": parse_ints(milestones, "--milestones"), "warmup_epochs": warmup_epochs}
-
-
-def print_fit_summary(result, best_path: Path, json_out: bool) -> None:
-    best = result.best
-    summary = {"checkpoint": str(best_path), "best_epoch": best.get("epoch"), "val_top1": best.get("val_top1"),
-               "val_top5": best.get("val_top5")}
-    for key in ("kept_pct", "masked_macs", "masked_params", "macs_reduction_pct"):
-        if key in best:
-            summary[key] = best[key]
-    if json_out:
-        out.print_json(json.dumps(summary))
-    else:
-        line = f"best epoch {summary['best_epoch']}: val top-1 {summary['val_top1']:.2f}%"
-        if "masked_macs" in summary:
-            line += (f", kept {summary['kept_pct']:.1f}% of channels, masked MACs {summary['masked_macs']:,}"
-                     f" (-{summary['macs_reduction_pct']:.1f}%)")
-        out.print(line)
-        out.print(f"checkpoint: {best_path}")
-
-
-@command(app, "train")
-def train_command(
-    *,
-    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model to train (see `pdd-edge models`).")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (best validation epoch).")],
-    dataset: o.Dataset = "digits",
-    data_dir: o.DataDir = None,
-    download: o.Download = False,
-    input_size: o.InputSize = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 200,
-    lr: o.Lr = None,
-    batch_size: o.BatchSize = None,
-    weight_decay: o.WeightDecay = None,
-    milestones: o.Milestones = None,
-    warmup_epochs: o.Warmup = None,
-    seed: o.Seed = 0,
-    mean: o.Mean = None,
-    std: o.Std = None,
-    resume: o.Resume = False,
-    json_out: o.Json = False,
-) -> None:
-    """Train a zoo model with plain cross-entropy (how a teacher is made when none is given)."""
-    require_torch("pdd-edge train")
-    from pdd_edge.stages import train
-
-    cfg = train.TrainConfig(
-        model=model,
-        data=data_config(dataset, data_dir, download, input_size),
-        optim=train.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs)),
-        norm=norm_override(mean, std),
-    )
-    result = train.run(cfg, out_path, resume=resume)
-    print_fit_summary(result, out_path, json_out)
 
 
 @command(app, "distill")

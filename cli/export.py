@@ -1,0 +1,44 @@
+"""`pdd-edge export`: a checkpoint to ONNX, checked against PyTorch on real images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pdd_edge.cli import shared as o
+from pdd_edge.cli.app import app
+from pdd_edge.cli.shared import Out, command, data_config, norm_override, out, print_json, print_parity, size
+
+from pdd_edge.errors import require_torch
+
+
+@command(app, "export")
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A pruned (or never-masked) checkpoint.")],
+    *,
+    out_path: Out,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Zoo model, for third-party weights only.")] = None,
+    dataset: o.RecordedDataset = None,
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
+    input_size: o.InputSize = None,
+    mean: o.Mean = None,
+    std: o.Std = None,
+    parity_images: o.ParityImages = 512,
+    json_out: o.Json = False,
+) -> None:
+    """Export to ONNX (opset 18, dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
+    require_torch("pdd-edge export")
+    from pdd_edge.onnx_eval import ParityConfig
+    from pdd_edge.stages import export
+
+    cfg = export.ExportConfig(data=data_config(dataset, data_dir, download, input_size), model=model,
+                              norm=norm_override(mean, std), parity=ParityConfig(images=parity_images))
+    r = export.run(cfg, checkpoint, out_path)
+    if json_out:
+        print_json(r)
+        return
+    out.print(f"{r.path}: {'pruned ' if r.pruned else ''}{r.model}, ONNX opset {r.opset}, {r.nodes} nodes, "
+              f"{size(r.size_bytes)}")
+    print_parity(r, "PyTorch")

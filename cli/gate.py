@@ -1,0 +1,53 @@
+"""`pdd-edge gate`: check a deployable model against a device budget; exit 0/1/2 (torch-free)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pdd_edge.cli.app import app
+from pdd_edge.cli.shared import command, err, out
+from rich.markup import escape
+from rich.table import Table
+
+from pdd_edge.errors import FAILURE
+
+
+@command(app, "gate")
+def gate_command(
+    report: Annotated[Path, typer.Argument(help="A report-<target>.json, or a run directory.")],
+    *,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Target whose [budget] to check (and whose report to pick in a run directory).")] = None,
+    budget: Annotated[Optional[Path], typer.Option(help="A TOML file whose [budget] table to check instead of the target's.")] = None,
+    junit: Annotated[Optional[Path], typer.Option(help="Write one JUnit test case per check to this XML file.")] = None,
+) -> None:
+    """Check the deployable model against a budget: exit 0 all pass, 1 any fails, 2 usage error."""
+    from pdd_edge.fileio import write_bytes
+    from pdd_edge.report.gate import check_budget, junit_xml, load_report, markdown_table, resolve_budget
+
+    rep = load_report(report, target)
+    source, limits = resolve_budget(rep, target, budget)
+    checks = check_budget(rep["gate"], limits)
+    name = rep["target"]["name"]
+    title = f"pdd-edge gate: {rep['gate'].get('variant')} model on {name}, budget from {source}"
+    table = Table(title=escape(title))
+    for col in ("check", "actual", "limit", "verdict"):
+        table.add_column(col, justify="left" if col in ("check", "verdict") else "right")
+    for c in checks:
+        actual = "missing" if c.actual is None else f"{c.actual:.4g} {c.unit}"
+        verdict = "[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}"
+        table.add_row(c.key, actual, f"{c.op} {c.limit:g} {c.unit}", verdict)
+    out.print(table)
+    if junit is not None:
+        write_bytes(junit, junit_xml(checks, name))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as fh:  # appended, as GitHub Actions expects
+            fh.write(markdown_table(checks, title) + "\n")
+    failed = [c.key for c in checks if not c.passed]
+    if failed:
+        err.print(f"gate failed: {', '.join(failed)}", markup=False)
+        raise typer.Exit(FAILURE)
+    out.print(f"gate passed: {len(checks)} checks")

@@ -1,0 +1,168 @@
+"""What several commands share: error reporting, option types, small parsers and printers.
+
+One command per module lives beside this file (`cli/<command>.py`); anything two of them
+need is defined here once.
+
+Every command is registered through `command(app)`, which turns a `PddError` raised anywhere
+below it into one line on stderr and the error's exit code (2 for bad input), and an
+interrupt into a short hint about `--resume` with exit code 130. Nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+from pdd_edge.errors import PddError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# stdout carries results (tables, JSON); stderr carries progress, warnings and errors, so that
+# `pdd-edge ... --json > out.json` gives a clean file.
+# Piped output (CI logs, files) gets wide tables instead of rich's default of 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+
+
+def fail(message: str, exit_code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(exit_code)
+
+
+def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """Register `fn` as a command of `app`, reporting user errors as one line."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            try:
+                return fn(*args, **kw)
+            except PddError as exc:
+                raise fail(_escape(str(exc)), exc.exit_code) from None
+            except KeyboardInterrupt:
+                err.print("interrupted: finished stages and epochs are kept; re-run with --resume")
+                raise typer.Exit(130) from None
+
+        app.command(name, **kwargs)(wrapper)
+        return fn
+
+    return decorate
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def parse_floats(text: str | None, what: str, count: int | None = None) -> tuple[float, ...] | None:
+    """Parse '0.485,0.456,0.406' into floats; a malformed list is a usage error."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip() != "")
+    except ValueError:
+        raise PddError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values or (count is not None and len(values) != count):
+        want = f"{count} " if count else ""
+        raise PddError(f"{what} needs {want}comma-separated numbers, got {text!r}")
+    return values
+
+
+def parse_ints(text: str | None, what: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip() != "")
+    except ValueError:
+        raise PddError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise PddError(f"{what} needs at least one integer, got {text!r}")
+    return values
+
+
+
+# --- option types shared by several commands (one definition, one help text) -----------------
+Dataset = Annotated[str, typer.Option("--dataset", "-d", help="digits (built in), cifar10, cifar100 or imagefolder.")]
+RecordedDataset = Annotated[Optional[str], typer.Option(
+    "--dataset", "-d", help="digits (built in), cifar10, cifar100 or imagefolder (default: the dataset the model records).")]
+DataDir = Annotated[Optional[Path], typer.Option(help="Folder with the dataset (CIFAR batches, or train/ and val/ for imagefolder).")]
+Download = Annotated[bool, typer.Option("--download", help="Download CIFAR into --data-dir if it is missing.")]
+InputSize = Annotated[Optional[int], typer.Option(help="Resize images to this square size (default: the model's input size where it records one, else 32).")]
+Mean = Annotated[Optional[str], typer.Option(help="Override the model's normalisation mean, e.g. 0.485,0.456,0.406.")]
+Std = Annotated[Optional[str], typer.Option(help="Override the model's normalisation std, e.g. 0.229,0.224,0.225.")]
+Epochs = Annotated[Optional[int], typer.Option(help="Training epochs.")]
+Lr = Annotated[Optional[float], typer.Option("--lr", help="Initial SGD learning rate.")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Training batch size.")]
+WeightDecay = Annotated[Optional[float], typer.Option(help="SGD weight decay (masks get the same, as in PDD).")]
+Milestones = Annotated[Optional[str], typer.Option(help="Epochs at which lr is multiplied by 0.1, e.g. 20,40 (default: the paper's, scaled to --epochs).")]
+Seed = Annotated[int, typer.Option(help="Random seed (weights, masks, data order, augmentation).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last finished epoch in the output location.")]
+ParityImages = Annotated[int, typer.Option(help="Validation images on which the output is compared with its source.")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+Warmup = Annotated[Optional[int], typer.Option(help="Epochs of linear learning-rate warm-up at the start (default 0).")]
+
+
+# --- dataset and optimiser options as library configs --------------------------------------
+
+def data_config(dataset: Optional[str], data_dir: Optional[Path], download: bool, input_size: Optional[int]):
+    """The dataset options as a DataConfig; no --dataset (None) means the one the model records."""
+    from pdd_edge.stages.common import DataConfig
+
+    return DataConfig(name=dataset.lower() if dataset else None, data_dir=str(data_dir) if data_dir else None, download=download,
+                      input_size=input_size)
+
+
+def norm_override(mean: Optional[str], std: Optional[str], what: str = ""):
+    from pdd_edge.stages.common import NormOverride
+
+    return NormOverride(mean=parse_floats(mean, f"--{what}mean", 3), std=parse_floats(std, f"--{what}std", 3))
+
+
+def optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs=None) -> dict[str, Any]:
+    return {"lr": lr, "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed,
+            "milestones": parse_ints(milestones, "--milestones"), "warmup_epochs": warmup_epochs}
+
+
+def print_fit_summary(result, best_path: Path, json_out: bool) -> None:
+    best = result.best
+    summary = {"checkpoint": str(best_path), "best_epoch": best.get("epoch"), "val_top1": best.get("val_top1"),
+               "val_top5": best.get("val_top5")}
+    for key in ("kept_pct", "masked_macs", "masked_params", "macs_reduction_pct"):
+        if key in best:
+            summary[key] = best[key]
+    if json_out:
+        out.print_json(json.dumps(summary))
+    else:
+        line = f"best epoch {summary['best_epoch']}: val top-1 {summary['val_top1']:.2f}%"
+        if "masked_macs" in summary:
+            line += (f", kept {summary['kept_pct']:.1f}% of channels, masked MACs {summary['masked_macs']:,}"
+                     f" (-{summary['macs_reduction_pct']:.1f}%)")
+        out.print(line)
+        out.print(f"checkpoint: {best_path}")
+
+
+# --- the deployment commands' file arguments and printers --------------------------------
+Out = Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write (only once every check passed).")]
+OnnxPath = Annotated[Path, typer.Argument(help="The FP32 ONNX model (e.g. from `pdd-edge export`).")]
+
+
+def size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def print_json(result) -> None:
+    out.print_json(json.dumps(asdict(result)))
+
+
+def print_parity(r, reference: str) -> None:
+    out.print(f"parity vs {reference} on {r.parity_images} {r.dataset} val images: max |logit difference| "
+              f"{r.parity_max_abs_diff:.2e} (limit {r.tolerance:g})")

@@ -1,0 +1,53 @@
+"""`pdd-edge simplify`: onnxsim with BatchNormalization folded, checked against the original."""
+
+from __future__ import annotations
+
+from pdd_edge.cli import shared as o
+from pdd_edge.cli.app import app
+from pdd_edge.cli.shared import (
+    OnnxPath,
+    Out,
+    command,
+    data_config,
+    err,
+    norm_override,
+    out,
+    print_json,
+    print_parity,
+    size,
+)
+
+from pdd_edge.errors import require_torch
+
+
+@command(app, "simplify")
+def simplify_command(
+    model_path: OnnxPath,
+    *,
+    out_path: Out,
+    dataset: o.RecordedDataset = None,
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
+    input_size: o.InputSize = None,
+    mean: o.Mean = None,
+    std: o.Std = None,
+    parity_images: o.ParityImages = 512,
+    json_out: o.Json = False,
+) -> None:
+    """Simplify with onnxsim (BatchNormalization folded into Conv) and check it against the original."""
+    require_torch("pdd-edge simplify")  # the parity images are read with torch
+    from pdd_edge.onnx_eval import ParityConfig
+    from pdd_edge.stages import simplify
+
+    cfg = simplify.SimplifyConfig(data=data_config(dataset, data_dir, download, input_size),
+                                  norm=norm_override(mean, std), parity=ParityConfig(images=parity_images))
+    r = simplify.run(cfg, model_path, out_path)
+    if json_out:
+        print_json(r)
+        return
+    out.print(f"{r.path}: nodes {r.nodes_before} -> {r.nodes_after}, BatchNormalization {r.batchnorm_before} -> "
+              f"{r.batchnorm_after}, {size(r.size_before)} -> {size(r.size_after)}")
+    print_parity(r, str(model_path))
+    if r.batchnorm_after:
+        err.print(f"note: {r.batchnorm_after} BatchNormalization nodes could not be folded "
+                  "(their input is not the only use of a Conv output)")

@@ -1,0 +1,48 @@
+"""`pdd-edge train`: plain cross-entropy training (how a teacher is made when none is given)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pdd_edge.cli import shared as o
+from pdd_edge.cli.app import app
+from pdd_edge.cli.shared import command, data_config, norm_override, optim_overrides, print_fit_summary
+
+from pdd_edge.errors import require_torch
+
+
+@command(app, "train")
+def train_command(
+    *,
+    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model to train (see `pdd-edge models`).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (best validation epoch).")],
+    dataset: o.Dataset = "digits",
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
+    input_size: o.InputSize = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 200,
+    lr: o.Lr = None,
+    batch_size: o.BatchSize = None,
+    weight_decay: o.WeightDecay = None,
+    milestones: o.Milestones = None,
+    warmup_epochs: o.Warmup = None,
+    seed: o.Seed = 0,
+    mean: o.Mean = None,
+    std: o.Std = None,
+    resume: o.Resume = False,
+    json_out: o.Json = False,
+) -> None:
+    """Train a zoo model with plain cross-entropy (how a teacher is made when none is given)."""
+    require_torch("pdd-edge train")
+    from pdd_edge.stages import train
+
+    cfg = train.TrainConfig(
+        model=model,
+        data=data_config(dataset, data_dir, download, input_size),
+        optim=train.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs)),
+        norm=norm_override(mean, std),
+    )
+    result = train.run(cfg, out_path, resume=resume)
+    print_fit_summary(result, out_path, json_out)
