@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pdd_edge.data.options import DataConfig
 from pdd_edge.stages import distill, prune, train
-from pdd_edge.stages.common import DataConfig
 
 
 def main() -> None:

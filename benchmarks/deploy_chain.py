@@ -22,9 +22,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pdd_edge.data.options import DataConfig
 from pdd_edge.fileio import write_json, write_text
 from pdd_edge.stages import export, quantize, simplify
-from pdd_edge.stages.common import DataConfig
 from pdd_edge.stages.evaluate import evaluate_onnx
 
 SETTINGS = [(1, 1), (1, 2), (32, 1), (32, 2)]  # (batch, threads)
@@ -35,7 +35,7 @@ def interleaved_latency(paths: dict[str, Path], batch: int, threads: int, *, war
                         min_time_s: float) -> dict[str, dict[str, Any]]:
     """Latency statistics of every file at one (batch, threads) setting, timed round-robin in one
     process by pdd-edge's profiler (the same code `profile` and `report` use)."""
-    from pdd_edge.onnx_meta import load_onnx
+    from pdd_edge.onnx.meta import load_onnx
     from pdd_edge.profiling.inputs import model_inputs
     from pdd_edge.profiling.measure import MeasureSettings, measure_models, prepare_model
 

@@ -30,7 +30,7 @@ def export_command(
 ) -> None:
     """Export to ONNX (opset 18, dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
     require_torch("pdd-edge export")
-    from pdd_edge.onnx_eval import ParityConfig
+    from pdd_edge.onnx.runtime import ParityConfig
     from pdd_edge.stages import export
 
     cfg = export.ExportConfig(data=data_config(dataset, data_dir, download, input_size), model=model,

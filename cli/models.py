@@ -12,7 +12,7 @@ from rich.table import Table
 @command(app, "models")
 def models_command(*, json_out: Json = False) -> None:
     """List the model zoo: name, parameters and MACs at 32x32 (MACs = conv+linear multiply-accumulates)."""
-    from pdd_edge.zoo_info import zoo_table
+    from pdd_edge.zoo.listing import zoo_table
 
     rows = zoo_table()
     if json_out:

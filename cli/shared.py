@@ -115,14 +115,14 @@ Warmup = Annotated[Optional[int], typer.Option(help="Epochs of linear learning-r
 
 def data_config(dataset: Optional[str], data_dir: Optional[Path], download: bool, input_size: Optional[int]):
     """The dataset options as a DataConfig; no --dataset (None) means the one the model records."""
-    from pdd_edge.stages.common import DataConfig
+    from pdd_edge.data.options import DataConfig
 
     return DataConfig(name=dataset.lower() if dataset else None, data_dir=str(data_dir) if data_dir else None, download=download,
                       input_size=input_size)
 
 
 def norm_override(mean: Optional[str], std: Optional[str], what: str = ""):
-    from pdd_edge.stages.common import NormOverride
+    from pdd_edge.data.options import NormOverride
 
     return NormOverride(mean=parse_floats(mean, f"--{what}mean", 3), std=parse_floats(std, f"--{what}std", 3))
 

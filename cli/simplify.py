@@ -36,7 +36,7 @@ def simplify_command(
 ) -> None:
     """Simplify with onnxsim (BatchNormalization folded into Conv) and check it against the original."""
     require_torch("pdd-edge simplify")  # the parity images are read with torch
-    from pdd_edge.onnx_eval import ParityConfig
+    from pdd_edge.onnx.runtime import ParityConfig
     from pdd_edge.stages import simplify
 
     cfg = simplify.SimplifyConfig(data=data_config(dataset, data_dir, download, input_size),

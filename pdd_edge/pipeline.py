@@ -24,9 +24,9 @@ from typing import Any, Callable
 
 from pdd_edge.artifact import RunDir, StageRecord
 from pdd_edge.config import config_hash, to_jsonable
+from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path, write_json
-from pdd_edge.stages.common import DataConfig, NormOverride
 
 # Recipes: the paper's CIFAR schedule, and a short one that fits the built-in `digits` (1,438
 # training images) in minutes on 2 CPU cores. Chosen per dataset unless options override them.
@@ -97,8 +97,8 @@ def _copy(src: Path, dest: Path) -> None:
 
 def teacher_stage(run: RunDir, cfg: CompressConfig) -> tuple[list[Path], dict[str, Any]]:
     """The teacher: given weights, or trained once per (architecture, dataset, seed, recipe) and cached."""
-    from pdd_edge import checkpoint as ckpt_io
     from pdd_edge.stages import train
+    from pdd_edge.zoo import checkpoint as ckpt_io
 
     out = run.stage_dir("teacher") / "teacher.pt"
     if cfg.teacher_weights:
@@ -245,9 +245,8 @@ def profile_stage(run: RunDir, cfg: CompressConfig):
 
 
 def report_stage(run: RunDir, cfg: CompressConfig):
-    from pdd_edge.report.build import write_reports
-
     from pdd_edge.profiling.targets import load_target
+    from pdd_edge.report.build import write_reports
 
     files = write_reports(run, [load_target(t).name for t in cfg.targets])
     return files, {"reports": [run.rel(f) for f in files if str(f).endswith(".md")]}

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from pdd_edge.cli.app import app
+from typer.testing import CliRunner
 
 
 def run_cli(*args: str):

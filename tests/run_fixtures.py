@@ -13,9 +13,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from pdd_edge.artifact import RunDir, StageRecord
+from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.fileio import write_json
-from pdd_edge.onnx_meta import OnnxMeta, write_meta
-from pdd_edge.preprocess import Preprocess
+from pdd_edge.onnx.meta import OnnxMeta, write_meta
 
 TOP1 = {"baseline": 97.5, "pruned": 97.2, "int8": 96.9}
 WIDTH = {"baseline": 32, "pruned": 12, "int8": 12}

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.nn.masks import attach_masks, get_masks
+from pdd_edge.zoo import checkpoint as ckpt_io
 from tests.helpers import cli_json, files_in, run_cli
 from tests.test_cli_core import assert_usage_error
 
@@ -38,7 +38,7 @@ def test_prune_then_evaluate_gives_same_top1_as_masked_checkpoint(masked_ckpt, t
 
 
 def test_prune_json_counts_agree_with_fvcore_of_pruned_checkpoint(masked_ckpt, tmp_path):
-    from pdd_edge.flops import fvcore_counts
+    from pdd_edge.zoo.cost import fvcore_counts
 
     report = cli_json("prune", masked_ckpt, "--out", tmp_path / "p.pt", "--json")
     pruned, _ = ckpt_io.load(tmp_path / "p.pt")

@@ -7,8 +7,8 @@ import torch
 from pdd_edge.data import load_dataset
 from pdd_edge.data.base import Augment, TensorSource, random_crop_flip
 from pdd_edge.data.imagefolder import StreamSource, load_imagefolder
+from pdd_edge.data.preprocess import CIFAR10_MEAN
 from pdd_edge.errors import PddError
-from pdd_edge.preprocess import CIFAR10_MEAN
 
 
 def test_load_digits_gives_fixed_stratified_split_of_real_sklearn_digits():

@@ -3,14 +3,19 @@
 Every dataset yields float RGB images in [0, 1] at its input size and integer labels; the
 normalisation belongs to each *model* (a teacher is fed with its own mean/std), so it is
 applied in the training step, not here.
+
+Importing this package loads no torch: `data.preprocess` is read by torch-free edge installs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pdd_edge.data.base import Dataset
 from pdd_edge.errors import PddError
+
+if TYPE_CHECKING:
+    from pdd_edge.data.base import Dataset
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 
@@ -21,7 +26,7 @@ def load_dataset(
     data_dir: str | Path | None = None,
     download: bool = False,
     input_size: int | None = None,
-) -> Dataset:
+) -> "Dataset":
     """Load a dataset by name; every failure is a `PddError` that says how to fix it."""
     key = name.lower()
     if key == "digits":

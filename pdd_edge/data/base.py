@@ -18,7 +18,7 @@ from typing import Iterator, Protocol
 import torch
 import torch.nn.functional as F
 
-from pdd_edge.preprocess import Preprocess
+from pdd_edge.data.preprocess import Preprocess
 
 
 @dataclass(frozen=True)

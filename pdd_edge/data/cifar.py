@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from pdd_edge.data.base import Augment, Dataset, TensorSource, resize_uint8
+from pdd_edge.data.preprocess import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.preprocess import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Preprocess
 
 _INFO = {
     "cifar10": ("CIFAR10", "cifar-10-batches-py", CIFAR10_MEAN, CIFAR10_STD, "about 170 MB"),

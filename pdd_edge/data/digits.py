@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pdd_edge.data.base import Augment, Dataset, TensorSource, resize_uint8
-from pdd_edge.preprocess import Preprocess
+from pdd_edge.data.preprocess import Preprocess
 
 VAL_FRACTION = 0.2
 SPLIT_SEED = 0

@@ -15,8 +15,8 @@ from typing import Iterator
 import torch
 
 from pdd_edge.data.base import Augment, Dataset, Source, TensorSource, epoch_generator, shard_order
+from pdd_edge.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 MEMORY_LIMIT_BYTES = 2 * 1024**3
 

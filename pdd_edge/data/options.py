@@ -1,18 +1,22 @@
-"""Pieces several training stages share: dataset options, preprocessing resolution, model checks."""
+"""Dataset options as the commands give them, and how a model is matched to its data.
+
+`DataConfig` and `NormOverride` are what the command line says; `dataset_for` and
+`resolve_preprocess` decide which images a model sees and how they are normalised (command line >
+the checkpoint's record > the dataset's default), refusing mismatched sizes and class counts.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from pdd_edge.checkpoint import CheckpointInfo
 from pdd_edge.data import load_dataset
-from pdd_edge.data.base import Dataset
+from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import kept_fraction, mask_points, open_counts
-from pdd_edge.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from pdd_edge.data.base import Dataset
+    from pdd_edge.zoo.checkpoint import CheckpointInfo
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class DataConfig:
         folder = self.data_dir if self.data_dir is not None or name != dataset else data_dir
         return replace(self, name=name, input_size=size, data_dir=folder)
 
-    def load(self) -> Dataset:
+    def load(self) -> "Dataset":
         if self.name is None:
             raise PddError("no dataset given; pass --dataset")
         return load_dataset(self.name, data_dir=self.data_dir, download=self.download, input_size=self.input_size)
@@ -50,7 +54,7 @@ class NormOverride:
     std: tuple[float, ...] | None = None
 
 
-def resolve_preprocess(dataset: Dataset, info: CheckpointInfo | None, override: NormOverride) -> Preprocess:
+def resolve_preprocess(dataset: "Dataset", info: "CheckpointInfo" | None, override: NormOverride) -> Preprocess:
     """Command-line override > the checkpoint's own record > the dataset's default."""
     base = info.preprocess if info is not None and info.preprocess is not None else dataset.preprocess
     pre = base.with_overrides(mean=override.mean, std=override.std)
@@ -62,7 +66,7 @@ def resolve_preprocess(dataset: Dataset, info: CheckpointInfo | None, override: 
     return pre
 
 
-def check_classes(info: CheckpointInfo, dataset: Dataset, role: str) -> None:
+def check_classes(info: "CheckpointInfo", dataset: "Dataset", role: str) -> None:
     if info.num_classes != dataset.num_classes:
         raise PddError(
             f"the {role} ({info.path}) predicts {info.num_classes} classes but {dataset.name} has "
@@ -70,7 +74,7 @@ def check_classes(info: CheckpointInfo, dataset: Dataset, role: str) -> None:
         )
 
 
-def dataset_for(info: CheckpointInfo, data: DataConfig, norm: NormOverride) -> tuple[Dataset, Preprocess]:
+def dataset_for(info: "CheckpointInfo", data: DataConfig, norm: NormOverride) -> tuple["Dataset", Preprocess]:
     """The dataset a loaded checkpoint is measured on (by default the one it records, at its input
     size) and the preprocessing that feeds it."""
     hw = info.preprocess.input_size if info.preprocess is not None else None
@@ -79,18 +83,3 @@ def dataset_for(info: CheckpointInfo, data: DataConfig, norm: NormOverride) -> t
     dataset = data.for_model(info.dataset, hw, info.path, recorded_dir).load()
     check_classes(info, dataset, "model")
     return dataset, resolve_preprocess(dataset, info, norm)
-
-
-def mask_stats(model: nn.Module, input_hw: tuple[int, int], dense_macs: int) -> dict[str, Any]:
-    """Kept channels and MACs/params of the masked network (only open channels counted)."""
-    cost = model.cost(open_counts(model), input_hw).as_ints()  # type: ignore[operator]
-    return {
-        "kept_pct": 100.0 * kept_fraction(model),
-        "masked_macs": cost["macs"],
-        "masked_params": cost["params"],
-        "macs_reduction_pct": 100.0 * (1 - cost["macs"] / dense_macs),
-    }
-
-
-def dense_cost(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
-    return model.cost(mask_points(model), input_hw).as_ints()  # type: ignore[operator]

@@ -15,10 +15,12 @@ load with `strict=True`); `attach_masks` swaps them for `ChannelMask` modules.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
+
+from pdd_edge.zoo.protocol import prunable
 
 INIT_CHOICES = ("normal", "open")
 INIT_STD = 1e-3  # N(0, 0.001^2): roughly half the gates start closed (PDD reference).
@@ -74,7 +76,7 @@ class ChannelMask(nn.Module):
 
 def mask_points(model: nn.Module) -> dict[str, int]:
     """Ordered mask points of a zoo model: module path -> number of channels it gates."""
-    return dict(model.mask_points())  # type: ignore[operator]
+    return dict(prunable(model).mask_points())
 
 
 def attach_masks(model: nn.Module, init: str = "normal") -> dict[str, ChannelMask]:
@@ -150,3 +152,17 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     parent = root.get_submodule(parent_path) if parent_path else root
     setattr(parent, leaf, module)
 
+
+def mask_stats(model: nn.Module, input_hw: tuple[int, int], dense_macs: int) -> dict[str, Any]:
+    """Kept channels and MACs/params of the masked network (only open channels counted)."""
+    cost = prunable(model).cost(open_counts(model), input_hw).as_ints()
+    return {
+        "kept_pct": 100.0 * kept_fraction(model),
+        "masked_macs": cost["macs"],
+        "masked_params": cost["params"],
+        "macs_reduction_pct": 100.0 * (1 - cost["macs"] / dense_macs),
+    }
+
+
+def dense_cost(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
+    return prunable(model).cost(mask_points(model), input_hw).as_ints()

@@ -25,6 +25,7 @@ from torch import nn
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
 from pdd_edge.nn.masks import get_masks, load_mask_logits, mask_points
+from pdd_edge.zoo.protocol import prunable
 
 
 @dataclass
@@ -39,19 +40,14 @@ class PrunePlan:
         return sum(self.reopened.values())
 
 
-def _may_be_empty(point: str) -> bool:
-    # Only a ResNet block's inner layer can vanish (its branch becomes a constant).
-    return point.endswith("gate_mid")
-
-
 def plan_from_masks(model: nn.Module, round_to: int = 1) -> PrunePlan:
-    if round_to < 1:
-        raise PddError(f"--round-to must be a positive integer, got {round_to}")
+    """`round_to` is validated by `PruneConfig`."""
+    arch = prunable(model)
     masks = get_masks(model)
     points = mask_points(model)
     if not masks:
         raise PddError("the checkpoint has no masks: prune a checkpoint written by `pdd-edge distill` (with masks)")
-    current_keep: dict[str, list[int]] = model.keep  # type: ignore[assignment]
+    current_keep = arch.keep
     local: dict[str, list[int]] = {p: [] for p in current_keep}  # points absent from `points` stay empty
     reopened: dict[str, int] = {}
     notes: list[str] = []
@@ -60,7 +56,7 @@ def plan_from_masks(model: nn.Module, round_to: int = 1) -> PrunePlan:
         is_open = logits >= 0
         n_open = int(is_open.sum())
         want = n_open
-        if n_open == 0 and not _may_be_empty(point):
+        if n_open == 0 and not arch.may_vanish(point):
             want = 1
             notes.append(f"{point}: every channel was closed; kept the one with the largest mask value")
         if round_to > 1 and want > 0:
@@ -92,13 +88,8 @@ def adjusted_logits(model: nn.Module, plan: PrunePlan) -> dict[str, torch.Tensor
 
 def prune(model: nn.Module, model_name: str, plan: PrunePlan) -> nn.Module:
     """The dense smaller model that computes what `model` computes under the plan's masks."""
-    spec = zoo.spec(model_name)
-    if spec.family == "resnet":
-        from pdd_edge.zoo.resnet_cifar import pruned_state
-    else:
-        from pdd_edge.zoo.vgg_cifar import pruned_state
-    pruned = zoo.build(spec.name, num_classes=model.num_classes, keep=plan.keep)  # type: ignore[arg-type]
-    pruned.load_state_dict(pruned_state(model, plan.local), strict=True)  # type: ignore[arg-type]
+    pruned = zoo.build(model_name, num_classes=prunable(model).num_classes, keep=plan.keep)
+    pruned.load_state_dict(prunable(model).pruned_state(plan.local), strict=True)
     return pruned.eval()
 
 

@@ -7,7 +7,7 @@ must also run on an edge board. Keys (all values are strings in ONNX `metadata_p
     pdd_edge.model            zoo name, e.g. "resnet20"
     pdd_edge.num_classes      e.g. "10"
     pdd_edge.classes          JSON list of label names
-    pdd_edge.preprocess       JSON {"mean": [3 floats], "std": [3 floats], "input_size": [h, w]}
+    pdd_edge.data.preprocess       JSON {"mean": [3 floats], "std": [3 floats], "input_size": [h, w]}
     pdd_edge.keep             JSON channel plan of a pruned model (absent when unpruned)
     pdd_edge.dataset          dataset the model was trained on
     pdd_edge.quantization     JSON record of how an INT8 model was made (absent when FP32):
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.preprocess import Preprocess
 
 PREFIX = "pdd_edge."
 META_VERSION = "1"

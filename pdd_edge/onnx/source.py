@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pdd_edge import onnx_eval
 from pdd_edge.data.base import Dataset
-from pdd_edge.onnx_eval import GraphIO
-from pdd_edge.onnx_meta import OnnxMeta, load_onnx, read_meta
-from pdd_edge.preprocess import Preprocess
-from pdd_edge.stages.common import DataConfig, NormOverride
+from pdd_edge.data.options import DataConfig, NormOverride
+from pdd_edge.data.preprocess import Preprocess
+from pdd_edge.onnx import accuracy as onnx_accuracy
+from pdd_edge.onnx import runtime
+from pdd_edge.onnx.meta import OnnxMeta, load_onnx, read_meta
+from pdd_edge.onnx.runtime import GraphIO
 
 
 @dataclass
@@ -25,25 +26,25 @@ class OnnxInput:
     preprocess_source: str  # where mean/std came from, reported next to the numbers
 
     def val_batches(self, batch_size: int, limit: int | None = None):
-        return onnx_eval.normalized_batches(self.data.val, self.preprocess, self.io.batch_size(batch_size), limit)
+        return onnx_accuracy.normalized_batches(self.data.val, self.preprocess, self.io.batch_size(batch_size), limit)
 
     def train_batches(self, batch_size: int, limit: int):
         """The first `limit` images of one fixed shuffle of the training split (all classes mixed)."""
-        return onnx_eval.normalized_batches(self.data.train, self.preprocess, self.io.batch_size(batch_size), limit,
+        return onnx_accuracy.normalized_batches(self.data.train, self.preprocess, self.io.batch_size(batch_size), limit,
                                             shuffle=True)
 
     def session(self, threads: int | None = None):
-        return onnx_eval.session(self.model, threads=threads, what=str(self.path))
+        return runtime.session(self.model, threads=threads, what=str(self.path))
 
 
 def open_onnx(path: str | Path, data: DataConfig, norm: NormOverride) -> OnnxInput:
     """Load, check and describe `path`, and the dataset it is fed with; every misfit is a PddError."""
     p = Path(path)
     model = load_onnx(p)
-    onnx_eval.check_graph(model, p)
+    runtime.check_graph(model, p)
     meta = read_meta(model)
-    io = onnx_eval.graph_io(model, p)
+    io = runtime.graph_io(model, p)
     recorded_hw = io.hw or (meta.preprocess.input_size if meta.preprocess is not None else None)
     dataset = data.for_model(meta.dataset, recorded_hw, str(p)).load()
-    pre, source = onnx_eval.resolve_preprocess(meta, io, dataset, mean=norm.mean, std=norm.std, path=p)
+    pre, source = onnx_accuracy.resolve_preprocess(meta, io, dataset, mean=norm.mean, std=norm.std, path=p)
     return OnnxInput(p, model, meta, io, dataset, pre, source)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pdd_edge
-from pdd_edge.onnx_meta import load_onnx, read_meta
+from pdd_edge.onnx.meta import load_onnx, read_meta
 from pdd_edge.profiling.graph_cost import count_cost
 from pdd_edge.profiling.inputs import model_inputs, resolve_shapes, shape_hint
 from pdd_edge.profiling.measure import MeasureSettings, check_batch_sizes, measure_models, prepare_model

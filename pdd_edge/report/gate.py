@@ -16,8 +16,8 @@ from typing import Any
 
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import read_json
-from pdd_edge.profiling.targets import BUDGET_KEYS, load_target, read_target_file
 from pdd_edge.profiling.profile import SCHEMA as PROFILE_SCHEMA
+from pdd_edge.profiling.targets import BUDGET_KEYS, load_target, read_target_file
 from pdd_edge.report.build import SCHEMA as REPORT_SCHEMA
 
 # budget key -> (report.gate metric, comparison, unit)

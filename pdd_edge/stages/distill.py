@@ -15,16 +15,16 @@ from typing import Any
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.config import config_hash, to_jsonable
+from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.nn.budget import DEFAULT_RATE, MacsBudget
-from pdd_edge.nn.masks import attach_masks
-from pdd_edge.stages.common import DataConfig, NormOverride, check_classes, dense_cost, mask_stats, resolve_preprocess
+from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+from pdd_edge.nn.masks import attach_masks, dense_cost, mask_stats
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import DistillTask
+from pdd_edge.zoo import checkpoint as ckpt_io
 
 # PDD reference recipe for CIFAR-10 (PDD_METHOD.md): 50 epochs, lr 0.01 (x0.1 at 20 and 40).
 RECIPE = Recipe(epochs=50, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(0.4, 0.8))

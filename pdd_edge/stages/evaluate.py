@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pdd_edge import checkpoint as ckpt_io
-from pdd_edge import onnx_eval
-from pdd_edge.stages.common import DataConfig, NormOverride, dataset_for
-from pdd_edge.stages.onnx_input import open_onnx
-from pdd_edge.training.evaluate import evaluate
+from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
+from pdd_edge.onnx import accuracy as onnx_accuracy
+from pdd_edge.onnx.source import open_onnx
+from pdd_edge.training.accuracy import evaluate
+from pdd_edge.zoo import checkpoint as ckpt_io
 
 
 def is_onnx(path: str | Path) -> bool:
@@ -38,7 +38,7 @@ def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: s
 def evaluate_onnx(path: str | Path, data_cfg: DataConfig, *, norm: NormOverride = NormOverride(),
                   batch_size: int = 500) -> dict[str, Any]:
     src = open_onnx(path, data_cfg, norm)
-    metrics = onnx_eval.accuracy(src.session(), src.io, src.val_batches(batch_size))
+    metrics = onnx_accuracy.score(src.session(), src.io, src.val_batches(batch_size))
     return {
         "path": str(path),
         "model": src.meta.model or "ONNX model",

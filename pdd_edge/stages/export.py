@@ -15,13 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from pdd_edge import checkpoint as ckpt_io
-from pdd_edge import onnx_eval
+from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.fileio import atomic_path
-from pdd_edge.onnx_meta import OnnxMeta, write_meta
-from pdd_edge.quiet import quiet
-from pdd_edge.stages.common import DataConfig, NormOverride, dataset_for
+from pdd_edge.onnx import accuracy as onnx_accuracy
+from pdd_edge.onnx import parity, runtime
+from pdd_edge.onnx.meta import OnnxMeta, write_meta
+from pdd_edge.onnx.parity import ParityConfig
+from pdd_edge.onnx.quiet import quiet
+from pdd_edge.zoo import checkpoint as ckpt_io
 
 # Opset 18 is what the torch.export-based exporter emits natively; asking it for 17 makes it
 # down-convert, which fails for Pad (used by the index-mapped shortcuts of pruned ResNets).
@@ -35,7 +37,7 @@ class ExportConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(name=None))  # None: the checkpoint's dataset
     model: str | None = None  # zoo name, for third-party state dicts only
     norm: NormOverride = field(default_factory=NormOverride)
-    parity: onnx_eval.ParityConfig = field(default_factory=onnx_eval.ParityConfig)
+    parity: ParityConfig = field(default_factory=ParityConfig)
 
 
 @dataclass(frozen=True)
@@ -96,18 +98,18 @@ def run(cfg: ExportConfig, checkpoint: str | Path, out: str | Path) -> ExportRes
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise PddError(f"the exported graph fails onnx.checker: {onnx_eval.first_line(exc)}",
+        raise PddError(f"the exported graph fails onnx.checker: {runtime.first_line(exc)}",
                        exit_code=FAILURE) from None
 
-    sess = onnx_eval.session(proto, what=f"the ONNX export of {checkpoint}")
-    graph = onnx_eval.graph_io(proto, out)
+    sess = runtime.session(proto, what=f"the ONNX export of {checkpoint}")
+    graph = runtime.graph_io(proto, out)
 
     @torch.no_grad()
     def reference(x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).numpy()
 
-    batches = onnx_eval.normalized_batches(data.val, pre, cfg.parity.batch_size, cfg.parity.images)
-    check = onnx_eval.parity(reference, sess, graph, batches)
+    batches = onnx_accuracy.normalized_batches(data.val, pre, cfg.parity.batch_size, cfg.parity.images)
+    check = parity.compare(reference, sess, graph, batches)
     check.require(cfg.parity.tolerance, candidate="the ONNX export", reference="PyTorch", dataset=data.name)
 
     with atomic_path(out) as tmp:

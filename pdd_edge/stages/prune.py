@@ -1,6 +1,6 @@
 """`prune`: remove every closed channel of a distilled checkpoint, exactly.
 
-Reads a checkpoint with masks, builds the dense smaller model (`pdd_edge.pruning`), checks on
+Reads a checkpoint with masks, builds the dense smaller model (`pdd_edge.nn.pruning`), checks on
 real validation images that its logits equal the masked model's (with the adjusted masks) to
 1e-4, checks that fvcore's MACs/params of the pruned model equal the masked-network counts,
 and writes a self-describing checkpoint. Nothing is written if a check fails.
@@ -14,14 +14,14 @@ from typing import Any
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.config import config_hash
+from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
 from pdd_edge.errors import PddError
-from pdd_edge.flops import fvcore_counts
-from pdd_edge.nn.masks import mask_points, open_counts
-from pdd_edge.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
-from pdd_edge.stages.common import DataConfig, NormOverride, dataset_for, dense_cost
+from pdd_edge.nn.masks import dense_cost, mask_points, open_counts
+from pdd_edge.nn.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
 from pdd_edge.training.tasks import Normalize
+from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.zoo.cost import fvcore_counts
 
 EXACTNESS_TOLERANCE = 1e-4
 MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore/thop convention)"

@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from pdd_edge import onnx_eval
+from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
-from pdd_edge.onnx_meta import copy_meta, write_meta
-from pdd_edge.quiet import quiet
-from pdd_edge.stages.common import DataConfig, NormOverride
-from pdd_edge.stages.onnx_input import OnnxInput, open_onnx
+from pdd_edge.onnx import accuracy as onnx_accuracy
+from pdd_edge.onnx import runtime
+from pdd_edge.onnx.meta import copy_meta, write_meta
+from pdd_edge.onnx.quiet import quiet
+from pdd_edge.onnx.source import OnnxInput, open_onnx
 
 METHODS = ("static", "dynamic")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -103,8 +104,14 @@ def _reader(batches: list[np.ndarray], input_name: str):
 def _quantize(cfg: QuantizeConfig, src: OnnxInput, calibration: list[np.ndarray], workdir: Path):
     """Pre-process and quantize `src` with onnxruntime; the INT8 ModelProto."""
     import onnx
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_dynamic, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     prepared, int8 = workdir / "prepared.onnx", workdir / "int8.onnx"
     with quiet("", "onnxruntime"):
@@ -121,7 +128,7 @@ def _quantize(cfg: QuantizeConfig, src: OnnxInput, calibration: list[np.ndarray]
                 quantize_dynamic(str(prepared), str(int8), per_channel=True, reduce_range=cfg.reduce_range,
                                  weight_type=QuantType.QInt8)
         except Exception as exc:  # onnxruntime.quantization raises ValueError, RuntimeError, its own types
-            raise PddError(f"onnxruntime cannot quantize {src.path}: {onnx_eval.first_line(exc)}") from None
+            raise PddError(f"onnxruntime cannot quantize {src.path}: {runtime.first_line(exc)}") from None
     return onnx.load(str(int8))
 
 
@@ -143,7 +150,7 @@ def run(cfg: QuantizeConfig, model_path: str | Path, out: str | Path) -> Quantiz
     import onnx
 
     src = open_onnx(model_path, cfg.data, cfg.norm)
-    if src.meta.quantization is not None or QUANTIZED_OPS & set(onnx_eval.op_counts(src.model)):
+    if src.meta.quantization is not None or QUANTIZED_OPS & set(runtime.op_counts(src.model)):
         raise PddError(f"{model_path} is already quantized; quantize the FP32 model it was made from")
     calibration = calibration_batches(src, cfg.calibration_size) if cfg.method == "static" else []
     n_calibration = sum(len(x) for x in calibration)
@@ -153,11 +160,11 @@ def run(cfg: QuantizeConfig, model_path: str | Path, out: str | Path) -> Quantiz
     # The preprocessing recorded is the one the ranges were calibrated with (--mean/--std included).
     write_meta(int8, replace(src.meta, preprocess=src.preprocess,
                              quantization=quantization_record(cfg, src, n_calibration)))
-    onnx_eval.check_graph(int8, f"the INT8 model of {model_path}")
+    runtime.check_graph(int8, f"the INT8 model of {model_path}")
 
-    fp32 = onnx_eval.accuracy(src.session(), src.io, src.val_batches(cfg.batch_size))
-    int8_io = onnx_eval.graph_io(int8, out)
-    int8_metrics = onnx_eval.accuracy(onnx_eval.session(int8, what=f"the INT8 model of {model_path}"), int8_io,
+    fp32 = onnx_accuracy.score(src.session(), src.io, src.val_batches(cfg.batch_size))
+    int8_io = runtime.graph_io(int8, out)
+    int8_metrics = onnx_accuracy.score(runtime.session(int8, what=f"the INT8 model of {model_path}"), int8_io,
                                       src.val_batches(cfg.batch_size))
     with atomic_path(out) as tmp:
         onnx.save(int8, tmp)

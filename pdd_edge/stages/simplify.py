@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pdd_edge import onnx_eval
+from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
-from pdd_edge.onnx_meta import copy_meta
-from pdd_edge.stages.common import DataConfig, NormOverride
-from pdd_edge.stages.onnx_input import open_onnx
+from pdd_edge.onnx import parity, runtime
+from pdd_edge.onnx.meta import copy_meta
+from pdd_edge.onnx.parity import ParityConfig
+from pdd_edge.onnx.source import open_onnx
 
 BATCHNORM = "BatchNormalization"
 
@@ -26,7 +27,7 @@ BATCHNORM = "BatchNormalization"
 class SimplifyConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(name=None))  # None: the model's dataset
     norm: NormOverride = field(default_factory=NormOverride)
-    parity: onnx_eval.ParityConfig = field(default_factory=onnx_eval.ParityConfig)
+    parity: ParityConfig = field(default_factory=ParityConfig)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def simplify_proto(model):
     try:
         simplified, _ = onnxsim.simplify(model)
     except Exception as exc:  # onnxsim raises RuntimeError, ValueError and its own types
-        raise PddError(f"onnxsim cannot simplify the model: {onnx_eval.first_line(exc)}") from None
+        raise PddError(f"onnxsim cannot simplify the model: {runtime.first_line(exc)}") from None
     return simplified
 
 
@@ -62,11 +63,11 @@ def run(cfg: SimplifyConfig, model_path: str | Path, out: str | Path) -> Simplif
     simplified = simplify_proto(src.model)
     copy_meta(src.model, simplified)
 
-    before, after = onnx_eval.op_counts(src.model), onnx_eval.op_counts(simplified)
+    before, after = runtime.op_counts(src.model), runtime.op_counts(simplified)
     reference = src.session()
-    graph = onnx_eval.graph_io(simplified, out)
-    candidate = onnx_eval.session(simplified, what=f"the simplified {model_path}")
-    check = onnx_eval.parity(lambda x: onnx_eval.run_logits(reference, src.io, x), candidate, graph,
+    graph = runtime.graph_io(simplified, out)
+    candidate = runtime.session(simplified, what=f"the simplified {model_path}")
+    check = parity.compare(lambda x: runtime.run_logits(reference, src.io, x), candidate, graph,
                              src.val_batches(cfg.parity.batch_size, cfg.parity.images))
     check.require(cfg.parity.tolerance, candidate="the simplified model", reference=str(model_path),
                   dataset=src.data.name)

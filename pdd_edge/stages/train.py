@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.config import config_hash, to_jsonable
-from pdd_edge.stages.common import DataConfig, NormOverride, resolve_preprocess
+from pdd_edge.data.options import DataConfig, NormOverride, resolve_preprocess
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import SupervisedTask
+from pdd_edge.zoo import checkpoint as ckpt_io
 
 # He et al.'s CIFAR schedule (lr 0.1, x0.1 at 50 % and 75 % of the epochs).
 RECIPE = Recipe(epochs=200, lr=0.1, batch_size=128, weight_decay=5e-4, milestone_fractions=(0.5, 0.75))

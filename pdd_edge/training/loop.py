@@ -23,14 +23,14 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.data.base import Dataset
+from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import write_json
-from pdd_edge.preprocess import Preprocess
+from pdd_edge.training.accuracy import evaluate, topk_correct
 from pdd_edge.training.distributed import all_reduce_sum, dist_info, wrap
-from pdd_edge.training.evaluate import evaluate, topk_correct
 from pdd_edge.training.progress import EpochProgress
+from pdd_edge.zoo import checkpoint as ckpt_io
 
 Task = Callable[[nn.Module, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 

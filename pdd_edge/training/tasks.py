@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, distillation_loss
-from pdd_edge.preprocess import Preprocess
 
 
 class Normalize:

@@ -1,74 +1,88 @@
-"""Model zoo: an explicit registry of builder functions (no import side effects).
+"""Model zoo: an explicit registry of builders (no import side effects, no torch at import).
 
-Every zoo model is built as `build(name, num_classes, keep)`. `keep` (None for the full network)
-is the channel plan of a pruned network: for each PDD mask point, the kept channel indices.
-Together with the name and the class count it is all a checkpoint needs to rebuild a model.
+Each entry carries its builder callables: `build(num_classes, keep)` returns a network that
+implements `zoo.protocol.PrunableModel`, and `full_keep()` its full-width channel plan. `keep`
+(None for the full network) is the channel plan of a pruned network: for each PDD mask point,
+the kept channel indices. Together with the name and the class count it is all a checkpoint
+needs to rebuild a model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from pdd_edge.errors import PddError
 
 if TYPE_CHECKING:
     from torch import nn
 
+Keep = Mapping[str, Sequence[int]]
+
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelEntry:
     name: str
-    family: str  # "resnet" or "vgg"
-    depth: int
+    family: str  # shown by `pdd-edge models`
+    build: Callable[[int, "Keep | None"], "nn.Module"]  # (num_classes, keep) -> network
+    full_keep: Callable[[], dict[str, list[int]]]
     classifier_key: str  # state-dict key of the last layer's weight: tells the class count
     description: str
 
 
-MODELS: dict[str, ModelSpec] = {
-    **{
-        f"resnet{d}": ModelSpec(f"resnet{d}", "resnet", d, "linear.weight", f"CIFAR ResNet-{d}, option-A shortcuts")
-        for d in (20, 32, 44, 56, 110)
-    },
-    **{
-        f"vgg{d}": ModelSpec(f"vgg{d}", "vgg", d, "classifier.6.weight", f"CIFAR VGG-{d} with BN (PDD authors' layout)")
-        for d in (11, 13, 16, 19)
-    },
-}
+def _resnet(depth: int) -> ModelEntry:
+    def build(num_classes: int, keep: Keep | None) -> "nn.Module":
+        from pdd_edge.zoo.resnet_cifar import CifarResNet
+
+        return CifarResNet(depth, num_classes=num_classes, keep=keep)
+
+    def full() -> dict[str, list[int]]:
+        from pdd_edge.zoo.resnet_cifar import full_keep
+
+        return full_keep(depth)
+
+    return ModelEntry(f"resnet{depth}", "resnet", build, full, "linear.weight", f"CIFAR ResNet-{depth}, option-A shortcuts")
 
 
-def spec(name: str) -> ModelSpec:
+def _vgg(depth: int) -> ModelEntry:
+    def build(num_classes: int, keep: Keep | None) -> "nn.Module":
+        from pdd_edge.zoo.vgg_cifar import CifarVGG
+
+        return CifarVGG(depth, num_classes=num_classes, keep=keep)
+
+    def full() -> dict[str, list[int]]:
+        from pdd_edge.zoo.vgg_cifar import full_keep
+
+        return full_keep(depth)
+
+    return ModelEntry(f"vgg{depth}", "vgg", build, full, "classifier.6.weight", f"CIFAR VGG-{depth} with BN (PDD authors' layout)")
+
+
+MODELS: dict[str, ModelEntry] = {e.name: e for e in [*map(_resnet, (20, 32, 44, 56, 110)), *map(_vgg, (11, 13, 16, 19))]}
+
+
+def spec(name: str) -> ModelEntry:
     try:
         return MODELS[name.lower()]
     except KeyError:
         raise PddError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (see `pdd-edge models`)") from None
 
 
-def build(name: str, num_classes: int = 10, keep: Mapping[str, Sequence[int]] | None = None) -> "nn.Module":
-    s = spec(name)
-    builder: Callable[..., Any]
-    if s.family == "resnet":
-        from pdd_edge.zoo.resnet_cifar import CifarResNet as builder
-    else:
-        from pdd_edge.zoo.vgg_cifar import CifarVGG as builder
+def build(name: str, num_classes: int = 10, keep: Keep | None = None) -> "nn.Module":
+    entry = spec(name)
     if num_classes < 1:
         raise PddError(f"num_classes must be positive, got {num_classes}")
     try:
-        return builder(s.depth, num_classes=num_classes, keep=keep)
+        return entry.build(num_classes, keep)
     except ValueError as exc:
         raise PddError(f"{name}: {exc}") from None
 
 
 def full_keep(name: str) -> dict[str, list[int]]:
-    s = spec(name)
-    if s.family == "resnet":
-        from pdd_edge.zoo.resnet_cifar import full_keep as fk
-    else:
-        from pdd_edge.zoo.vgg_cifar import full_keep as fk
-    return fk(s.depth)
+    return spec(name).full_keep()
 
 
-def is_pruned(name: str, keep: Mapping[str, Sequence[int]] | None) -> bool:
+def is_pruned(name: str, keep: Keep | None) -> bool:
     if keep is None:
         return False
     full = full_keep(name)

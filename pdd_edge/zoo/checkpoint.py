@@ -29,10 +29,11 @@ import torch
 from torch import nn
 
 from pdd_edge import zoo
+from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
 from pdd_edge.nn.masks import get_masks, load_mask_logits, mask_logits
-from pdd_edge.preprocess import Preprocess
+from pdd_edge.zoo.protocol import prunable
 
 FORMAT = "pdd-edge.checkpoint"
 FORMAT_VERSION = 1
@@ -82,7 +83,7 @@ def checkpoint_dict(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model_name,
-        "arch": model.arch_args(),  # type: ignore[operator]
+        "arch": prunable(model).arch_args(),
         "preprocess": preprocess.to_dict(),
         "classes": list(classes) if classes is not None else None,
         "dataset": dataset,

@@ -12,10 +12,12 @@ DEFAULT_INPUT = (32, 32)
 
 def zoo_table(num_classes: int = 10) -> list[dict[str, Any]]:
     require_torch("pdd-edge models")
+    from pdd_edge.nn.masks import dense_cost
+
     rows = []
     for name, spec in zoo.MODELS.items():
         model = zoo.build(name, num_classes=num_classes)
-        cost = model.cost(model.mask_points(), DEFAULT_INPUT).as_ints()
+        cost = dense_cost(model, DEFAULT_INPUT)
         rows.append({"name": name, "family": spec.family, "params": cost["params"], "macs": cost["macs"],
                      "input_size": list(DEFAULT_INPUT), "num_classes": num_classes, "description": spec.description})
     return rows

@@ -163,6 +163,13 @@ class CifarResNet(nn.Module):
     def arch_args(self) -> dict:
         return {"num_classes": self.num_classes, "keep": self.keep}
 
+    def may_vanish(self, point: str) -> bool:
+        # Only a block's inner layer can keep no channel: its branch becomes the constant bn2(0).
+        return point.endswith(".gate_mid")
+
+    def pruned_state(self, local: Mapping[str, Sequence[int]]) -> dict[str, torch.Tensor]:
+        return pruned_state(self, local)
+
     def mask_points(self) -> dict[str, int]:
         """Mask point -> channels; a block without inner channels has no inner mask point."""
         points = {}

@@ -94,6 +94,12 @@ class CifarVGG(nn.Module):
     def arch_args(self) -> dict:
         return {"num_classes": self.num_classes, "keep": self.keep}
 
+    def may_vanish(self, point: str) -> bool:
+        return False  # every conv layer feeds the next: it needs at least one channel
+
+    def pruned_state(self, local: Mapping[str, Sequence[int]]) -> dict[str, torch.Tensor]:
+        return pruned_state(self, local)
+
     def mask_points(self) -> dict[str, int]:
         return {name: len(idx) for name, idx in self.keep.items()}
 

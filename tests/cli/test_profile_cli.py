@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "profiling"))
 from onnx_builders import conv_model, make_model, save, tensor_input, weight  # noqa: E402
-
 from pdd_edge.cli.app import app  # noqa: E402
 
 runner = CliRunner()

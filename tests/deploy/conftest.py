@@ -21,8 +21,8 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     """ResNet-20 trained for 4 epochs on digits: enough for INT8 to have something to lose.
     At 16x16 (the digits are 8x8 scans) training costs a quarter of 32x32 on 2 shared cores;
     every later stage takes the size from the model."""
+    from pdd_edge.data.options import DataConfig
     from pdd_edge.stages import train
-    from pdd_edge.stages.common import DataConfig
 
     torch.set_num_threads(1)  # session fixtures run before the autouse one above
     out = tmp_path_factory.mktemp("trained") / "resnet20.pt"

@@ -7,10 +7,10 @@ import json
 
 import pytest
 from deploy_helpers import digits_preprocess, masked_checkpoint, tiny_classifier
+from pdd_edge.cli.app import app
 from typer.testing import CliRunner
 
-from pdd_edge.cli.app import app
-from pdd_edge.onnx_meta import OnnxMeta
+from pdd_edge.onnx.meta import OnnxMeta
 
 runner = CliRunner()
 ONNX_COMMANDS = ["evaluate", "simplify", "quantize"]  # the commands that read an ONNX model

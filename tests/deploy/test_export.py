@@ -6,16 +6,23 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from deploy_helpers import (DIGITS_CLASSES, digits_preprocess, masked_checkpoint, perturb_last_bias, save_checkpoint,
-                            zoo_checkpoint)
+from deploy_helpers import (
+    DIGITS_CLASSES,
+    digits_preprocess,
+    masked_checkpoint,
+    perturb_last_bias,
+    save_checkpoint,
+    zoo_checkpoint,
+)
 
-from pdd_edge import checkpoint as ckpt_io
-from pdd_edge import onnx_eval, zoo
+from pdd_edge import zoo
+from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import FAILURE, PddError
-from pdd_edge.onnx_eval import ParityConfig
-from pdd_edge.onnx_meta import read_meta
+from pdd_edge.onnx import runtime
+from pdd_edge.onnx.meta import read_meta
+from pdd_edge.onnx.runtime import ParityConfig
 from pdd_edge.stages import export
-from pdd_edge.stages.common import DataConfig
+from pdd_edge.zoo import checkpoint as ckpt_io
 
 CASES = [("resnet20", False), ("resnet20", True), ("vgg11", False), ("vgg11", True)]
 
@@ -34,7 +41,7 @@ def test_run_matches_pytorch_within_tolerance(tmp_path, name, pruned):
     assert (read_meta(onnx.load(str(tmp_path / "m.onnx"))).keep is not None) == pruned
     # Independent of the stage's own check: batch sizes other than the traced one, against PyTorch.
     model, _ = ckpt_io.load(ckpt)
-    sess = onnx_eval.session(str(tmp_path / "m.onnx"))
+    sess = runtime.session(str(tmp_path / "m.onnx"))
     for batch in (1, 7):
         x = torch.randn(batch, 3, 32, 32)
         got = sess.run(["logits"], {"input": x.numpy()})[0]
@@ -47,7 +54,7 @@ def test_run_writes_dynamic_batch_named_io_and_metadata_that_round_trips(tmp_pat
     export.run(cfg(), ckpt, tmp_path / "m.onnx")
 
     model = onnx.load(str(tmp_path / "m.onnx"))
-    io = onnx_eval.graph_io(model, "m.onnx")
+    io = runtime.graph_io(model, "m.onnx")
     assert (io.input_name, io.output_name, io.dynamic_batch, io.input_shape[1:]) == ("input", "logits", True, (3, 32, 32))
     meta = read_meta(model)
     assert meta.model == "resnet20" and meta.num_classes == 10 and meta.classes == DIGITS_CLASSES

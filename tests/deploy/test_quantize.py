@@ -6,11 +6,11 @@ import onnx
 import pytest
 from deploy_helpers import tiny_classifier
 
-from pdd_edge import onnx_eval
+from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import PddError
-from pdd_edge.onnx_meta import read_meta
+from pdd_edge.onnx import runtime
+from pdd_edge.onnx.meta import read_meta
 from pdd_edge.stages import quantize
-from pdd_edge.stages.common import DataConfig
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_run_static_is_smaller_and_within_two_points_of_fp32_on_digits(static_in
 
 def test_run_static_writes_qdq_graph_with_per_channel_conv_weights(static_int8):
     model = onnx.load(static_int8.path)
-    ops = onnx_eval.op_counts(model)
+    ops = runtime.op_counts(model)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
     inits = {t.name: t for t in model.graph.initializer}
     conv = next(n for n in model.graph.node if n.op_type == "Conv")
@@ -57,7 +57,7 @@ def test_run_dynamic_runs_and_records_no_calibration(trained_onnx, tmp_path):
     assert r.calibration_images == 0 and r.size_int8 < r.size_fp32
     assert r.int8_top1 >= r.fp32_top1 - 2.0
     model = onnx.load(str(tmp_path / "dyn.onnx"))
-    assert "DynamicQuantizeLinear" in onnx_eval.op_counts(model)
+    assert "DynamicQuantizeLinear" in runtime.op_counts(model)
     assert read_meta(model).quantization["calibration"] is None
 
 

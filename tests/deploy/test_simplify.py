@@ -7,10 +7,10 @@ import onnx
 import pytest
 from deploy_helpers import DIGITS_CLASSES, digits_preprocess, perturb_last_bias, tiny_classifier, zoo_checkpoint
 
-from pdd_edge import onnx_eval
 from pdd_edge.errors import FAILURE, PddError
-from pdd_edge.onnx_eval import ParityConfig
-from pdd_edge.onnx_meta import OnnxMeta, read_meta
+from pdd_edge.onnx import runtime
+from pdd_edge.onnx.meta import OnnxMeta, read_meta
+from pdd_edge.onnx.runtime import ParityConfig
 from pdd_edge.stages import export, simplify
 
 META = OnnxMeta(model="tiny", num_classes=10, classes=DIGITS_CLASSES, preprocess=digits_preprocess(), dataset="digits")
@@ -27,11 +27,11 @@ def test_run_folds_batchnorm_into_conv_and_preserves_outputs(tmp_path):
     assert (result.batchnorm_before, result.batchnorm_after) == (1, 0)
     assert result.nodes_after < result.nodes_before
     assert result.parity_max_abs_diff <= 1e-4 and result.parity_images == 96
-    ops = onnx_eval.op_counts(onnx.load(str(tmp_path / "m.sim.onnx")))
+    ops = runtime.op_counts(onnx.load(str(tmp_path / "m.sim.onnx")))
     assert "BatchNormalization" not in ops and ops["Conv"] == 1
     x = np.random.default_rng(0).normal(size=(5, 3, 32, 32)).astype(np.float32)
-    before = onnx_eval.session(str(src)).run(None, {"input": x})[0]
-    after = onnx_eval.session(str(tmp_path / "m.sim.onnx")).run(None, {"input": x})[0]
+    before = runtime.session(str(src)).run(None, {"input": x})[0]
+    after = runtime.session(str(tmp_path / "m.sim.onnx")).run(None, {"input": x})[0]
     np.testing.assert_allclose(after, before, atol=1e-4, rtol=0)
 
 
@@ -56,7 +56,7 @@ def test_run_uses_dataset_option_when_model_has_no_metadata(tmp_path):
     src = tiny_classifier(tmp_path / "m.onnx")
     with pytest.raises(PddError, match="does not record the dataset.*pass --dataset"):
         simplify.run(cfg(), src, tmp_path / "out.onnx")
-    from pdd_edge.stages.common import DataConfig
+    from pdd_edge.data.options import DataConfig
 
     result = simplify.run(cfg(data=DataConfig(name="digits")), src, tmp_path / "out.onnx")
     assert result.dataset == "digits" and result.batchnorm_after == 0

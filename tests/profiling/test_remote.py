@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from onnx_builders import conv_model, save
+from pdd_edge.cli.app import app
 from typer.testing import CliRunner
 
-from pdd_edge.cli.app import app
 from pdd_edge.errors import PddError
 from pdd_edge.profiling.remote import RemoteHost
 

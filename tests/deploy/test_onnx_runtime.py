@@ -1,4 +1,4 @@
-"""pdd_edge.onnx_eval: what a graph expects, how it is fed, and the numbers computed from its logits."""
+"""pdd_edge.onnx (runtime, accuracy, parity): what a graph expects, how it is fed, and the numbers computed from its logits."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 from deploy_helpers import DIGITS_CLASSES, digits_preprocess, tiny_classifier
 
-from pdd_edge import onnx_eval
 from pdd_edge.data import load_dataset
+from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.onnx_meta import OnnxMeta, read_meta
-from pdd_edge.preprocess import Preprocess
+from pdd_edge.onnx import accuracy as onnx_accuracy
+from pdd_edge.onnx import parity, runtime
+from pdd_edge.onnx.meta import OnnxMeta, read_meta
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def digits():
 
 def describe(path):
     model = onnx.load(str(path))
-    return read_meta(model), onnx_eval.graph_io(model, path)
+    return read_meta(model), runtime.graph_io(model, path)
 
 
 def test_graph_io_reads_input_name_dynamic_batch_and_class_count(tmp_path):
@@ -40,7 +41,7 @@ def test_graph_io_rejects_non_float_input_when_graph_takes_uint8(tmp_path):
     model = onnx.load(str(path))
     model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
     with pytest.raises(PddError, match="takes UINT8 input"):
-        onnx_eval.graph_io(model, path)
+        runtime.graph_io(model, path)
 
 
 def test_graph_io_rejects_fixed_batch_when_it_is_not_one(tmp_path):
@@ -53,20 +54,20 @@ def test_graph_io_rejects_fixed_batch_when_it_is_not_one(tmp_path):
 def test_resolve_preprocess_uses_metadata_when_present(tmp_path, digits):
     pre = Preprocess(mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6), input_size=(32, 32))
     meta, io = describe(tiny_classifier(tmp_path / "m.onnx", meta=OnnxMeta(preprocess=pre)))
-    resolved, source = onnx_eval.resolve_preprocess(meta, io, digits)
+    resolved, source = onnx_accuracy.resolve_preprocess(meta, io, digits)
     assert resolved == pre and source == "model metadata"
 
 
 def test_resolve_preprocess_falls_back_to_dataset_default_when_model_has_no_metadata(tmp_path, digits):
     meta, io = describe(tiny_classifier(tmp_path / "m.onnx"))
-    resolved, source = onnx_eval.resolve_preprocess(meta, io, digits)
+    resolved, source = onnx_accuracy.resolve_preprocess(meta, io, digits)
     assert resolved == digits.preprocess
     assert "no preprocessing metadata" in source
 
 
 def test_resolve_preprocess_command_line_overrides_metadata(tmp_path, digits):
     meta, io = describe(tiny_classifier(tmp_path / "m.onnx", meta=OnnxMeta(preprocess=digits_preprocess())))
-    resolved, source = onnx_eval.resolve_preprocess(meta, io, digits, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    resolved, source = onnx_accuracy.resolve_preprocess(meta, io, digits, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     assert resolved.mean == (0.5, 0.5, 0.5) and resolved.std == (0.25, 0.25, 0.25)
     assert source == "command line"
 
@@ -74,24 +75,24 @@ def test_resolve_preprocess_command_line_overrides_metadata(tmp_path, digits):
 def test_resolve_preprocess_rejects_dataset_size_when_model_expects_64x64(tmp_path, digits):
     meta, io = describe(tiny_classifier(tmp_path / "m.onnx", hw=(64, 64)))
     with pytest.raises(PddError, match="expects 64x64 inputs but digits gives 32x32; pass --input-size 64"):
-        onnx_eval.resolve_preprocess(meta, io, digits)
+        onnx_accuracy.resolve_preprocess(meta, io, digits)
 
 
 def test_resolve_preprocess_rejects_rgb_dataset_when_model_takes_one_channel(tmp_path, digits):
     meta, io = describe(tiny_classifier(tmp_path / "m.onnx", channels=1))
     with pytest.raises(PddError, match="expects 1-channel input"):
-        onnx_eval.resolve_preprocess(meta, io, digits)
+        onnx_accuracy.resolve_preprocess(meta, io, digits)
 
 
 def test_resolve_preprocess_rejects_dataset_when_class_counts_differ(tmp_path, digits):
     meta, io = describe(tiny_classifier(tmp_path / "m.onnx", classes=100))
     with pytest.raises(PddError, match="predicts 100 classes but digits has 10"):
-        onnx_eval.resolve_preprocess(meta, io, digits)
+        onnx_accuracy.resolve_preprocess(meta, io, digits)
 
 
 def test_normalized_batches_normalises_and_stops_at_limit(digits):
     pre = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(32, 32))
-    batches = list(onnx_eval.normalized_batches(digits.val, pre, 16, limit=40))
+    batches = list(onnx_accuracy.normalized_batches(digits.val, pre, 16, limit=40))
     assert [len(y) for _, y in batches] == [16, 16, 8]
     x_raw, y_raw = next(digits.val.batches(16, shuffle=False, augment=None, seed=0, epoch=0))
     np.testing.assert_allclose(batches[0][0], (x_raw.numpy() - 0.5) / 0.25, rtol=1e-6)
@@ -103,33 +104,33 @@ def test_topk_correct_matches_torch_topk():
     logits, labels = rng.normal(size=(200, 10)).astype(np.float32), rng.integers(0, 10, 200)
     for k in (1, 5):
         expected = (torch.from_numpy(logits).topk(k, dim=1).indices == torch.from_numpy(labels)[:, None]).any(1).sum()
-        assert onnx_eval.topk_correct(logits, labels, k) == int(expected)
+        assert onnx_accuracy.topk_correct(logits, labels, k) == int(expected)
 
 
 def test_cross_entropy_sum_matches_torch():
     rng = np.random.default_rng(1)
     logits, labels = rng.normal(0, 20, size=(64, 10)).astype(np.float32), rng.integers(0, 10, 64)
     expected = F.cross_entropy(torch.from_numpy(logits).double(), torch.from_numpy(labels), reduction="sum")
-    assert onnx_eval.cross_entropy_sum(logits, labels) == pytest.approx(float(expected), rel=1e-9)
+    assert onnx_accuracy.cross_entropy_sum(logits, labels) == pytest.approx(float(expected), rel=1e-9)
 
 
 def test_max_abs_diff_is_infinite_when_outputs_have_nan_or_other_shape():
     a = np.zeros((2, 3), dtype=np.float32)
-    assert onnx_eval.max_abs_diff(a, np.full((2, 3), np.nan, dtype=np.float32)) == float("inf")
-    assert onnx_eval.max_abs_diff(a, np.zeros((2, 4), dtype=np.float32)) == float("inf")
-    assert onnx_eval.max_abs_diff(a, a + 0.5) == 0.5
+    assert parity.max_abs_diff(a, np.full((2, 3), np.nan, dtype=np.float32)) == float("inf")
+    assert parity.max_abs_diff(a, np.zeros((2, 4), dtype=np.float32)) == float("inf")
+    assert parity.max_abs_diff(a, a + 0.5) == 0.5
 
 
 def test_accuracy_counts_every_image_of_the_split(tmp_path, digits):
     path = tiny_classifier(tmp_path / "m.onnx", meta=OnnxMeta(preprocess=digits_preprocess(), classes=DIGITS_CLASSES))
     meta, io = describe(path)
-    pre, _ = onnx_eval.resolve_preprocess(meta, io, digits)
-    result = onnx_eval.accuracy(onnx_eval.session(str(path)), io, onnx_eval.normalized_batches(digits.val, pre, 100))
+    pre, _ = onnx_accuracy.resolve_preprocess(meta, io, digits)
+    result = onnx_accuracy.score(runtime.session(str(path)), io, onnx_accuracy.normalized_batches(digits.val, pre, 100))
     assert result["count"] == len(digits.val)
     assert 0.0 <= result["top1"] <= result["top5"] <= 100.0 and np.isfinite(result["loss"])
 
 
-def test_onnx_eval_imports_without_torch():
+def test_onnx_modules_import_without_torch():
     # profile/report run it on boards without torch; a torch import here would break them.
-    code = "import sys, pdd_edge.onnx_eval, pdd_edge.onnx_meta; sys.exit('torch' in sys.modules)"
+    code = "import sys, pdd_edge.onnx.runtime, pdd_edge.onnx.accuracy, pdd_edge.onnx.parity, pdd_edge.onnx.meta; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
