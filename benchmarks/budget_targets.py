@@ -13,7 +13,8 @@ import argparse
 from pathlib import Path
 
 from pdd_edge.data.options import DataConfig
-from pdd_edge.stages import distill, prune, train
+from pdd_edge.stages import distill, prune
+from pdd_edge.stages import teacher as teacher_stage
 
 
 def main() -> None:
@@ -31,16 +32,16 @@ def main() -> None:
     root = Path(args.out)
     data = DataConfig("digits")
     teacher = root / f"teacher-{args.teacher}.pt"
-    train.run(train.TrainConfig(model=args.teacher, data=data, optim=train.default_optim(
+    teacher_stage.train(teacher_stage.TrainConfig(model=args.teacher, data=data, optim=teacher_stage.default_optim(
         args.teacher_epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=1)), teacher, resume=True)
     rows = []
     for r in (float(t) for t in args.targets.split(",")):
         folder = root / f"budget-{r:g}"
-        res = distill.run(distill.DistillConfig(student=args.student, teacher_weights=str(teacher), data=data,
+        res = distill.distill(distill.DistillConfig(student=args.student, teacher_weights=str(teacher), data=data,
                                                 target_macs_reduction=r, optim=distill.default_optim(
                                                     args.epochs, batch_size=args.batch_size, lr=args.lr)),
                           folder, resume=True)
-        report = prune.run(prune.PruneConfig(checkpoint=str(folder / "best.pt")), folder / "pruned.pt")
+        report = prune.prune_checkpoint(prune.PruneConfig(checkpoint=str(folder / "best.pt")), folder / "pruned.pt")
         trajectory = "  ".join(f"{h['epoch']}:{h['macs_reduction_pct']:.1f}%/{h['val_top1']:.0f}" for h in res.history)
         rows.append((r, res.best["epoch"], res.best["val_top1"], report["macs_reduction_pct"], trajectory))
 

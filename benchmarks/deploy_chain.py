@@ -49,9 +49,9 @@ def run_chain(label: str, checkpoint: Path, work: Path, dataset: str) -> tuple[d
     data = DataConfig(name=dataset)
     paths = {v: work / f"{label}.{v}.onnx" for v in VARIANTS}
     steps = {
-        "export": export.run(export.ExportConfig(data=data), checkpoint, paths["fp32"]),
-        "simplify": simplify.run(simplify.SimplifyConfig(data=data), paths["fp32"], paths["simplified"]),
-        "quantize": quantize.run(quantize.QuantizeConfig(data=data), paths["simplified"], paths["int8"]),
+        "export": export.export_checkpoint(export.ExportConfig(data=data), checkpoint, paths["fp32"]),
+        "simplify": simplify.simplify_model(simplify.SimplifyConfig(data=data), paths["fp32"], paths["simplified"]),
+        "quantize": quantize.quantize_model(quantize.QuantizeConfig(data=data), paths["simplified"], paths["int8"]),
     }
     return paths, {k: asdict(v) for k, v in steps.items()}
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
 from pdd_edge.nn.masks import dense_cost
-from pdd_edge.stages import distill, finetune, prune, train
+from pdd_edge.stages import distill, finetune, prune
+from pdd_edge.stages import teacher as teacher_stage
 from pdd_edge.zoo import checkpoint as ckpt_io
 
 PAPER = {  # Dan et al. 2024, abstract (CIFAR-10): FLOPs reduction, params removed, top-1 change
@@ -74,8 +75,8 @@ def main() -> None:
         teacher_ckpt = given.get(teacher)
         if teacher_ckpt is None:
             teacher_ckpt = str(root / f"teacher-{teacher}.pt")
-            train.run(train.TrainConfig(model=teacher, data=data,
-                                        optim=train.default_optim(args.teacher_epochs, batch_size=args.batch_size,
+            teacher_stage.train(teacher_stage.TrainConfig(model=teacher, data=data,
+                                        optim=teacher_stage.default_optim(args.teacher_epochs, batch_size=args.batch_size,
                                                                   lr=args.teacher_lr, warmup_epochs=args.teacher_warmup,
                                                                   seed=args.seed)),
                       teacher_ckpt, resume=True)
@@ -84,7 +85,7 @@ def main() -> None:
         pair_dir = root / f"{student}-{teacher}"
 
         kd_epochs = args.distill_epochs + args.finetune_epochs
-        kd = distill.run(distill.DistillConfig(**common, masks=False, optim=distill.default_optim(
+        kd = distill.distill(distill.DistillConfig(**common, masks=False, optim=distill.default_optim(
             kd_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)), pair_dir / "kd", resume=True)
         kd_model, kd_info = ckpt_io.load(pair_dir / "kd" / "best.pt")
         kd_cost = dense_cost(kd_model, kd_info.preprocess.input_size)
@@ -92,10 +93,10 @@ def main() -> None:
 
         for label, target in (("PDD", None), (f"PDD, MACs -{100 * args.budget:.0f}%", args.budget)):
             d = pair_dir / ("pdd" if target is None else f"pdd-{int(100 * args.budget)}")
-            distill.run(distill.DistillConfig(**common, target_macs_reduction=target, optim=distill.default_optim(
+            distill.distill(distill.DistillConfig(**common, target_macs_reduction=target, optim=distill.default_optim(
                 args.distill_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)), d / "distill", resume=True)
-            report = prune.run(prune.PruneConfig(checkpoint=str(d / "distill" / "best.pt")), d / "pruned.pt")
-            ft = finetune.run(finetune.FinetuneConfig(checkpoint=str(d / "pruned.pt"), data=data, optim=finetune.default_optim(
+            report = prune.prune_checkpoint(prune.PruneConfig(checkpoint=str(d / "distill" / "best.pt")), d / "pruned.pt")
+            ft = finetune.finetune(finetune.FinetuneConfig(checkpoint=str(d / "pruned.pt"), data=data, optim=finetune.default_optim(
                 args.finetune_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)), d / "finetune", resume=True)
             after = {"macs": report["macs_after"], "params": report["params_after"]}
             rows.append(row(student, teacher, label, ft.best["val_top1"], after, kd_cost, kd.best["val_top1"],

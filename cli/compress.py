@@ -12,7 +12,7 @@ from pdd_edge.cli.shared import command, data_config, err, norm_override, out
 from rich.markup import escape
 from rich.table import Table
 
-from pdd_edge.errors import PddError, require_torch
+from pdd_edge.errors import require_torch
 
 
 @command(app, "compress")
@@ -51,18 +51,14 @@ def compress_command(
 ) -> None:
     """distill-prune -> prune -> finetune -> export -> simplify -> quantize -> profile -> report, in one run directory."""
     require_torch("pdd-edge compress")
-    from pdd_edge import pipeline
+    from pdd_edge import config, pipeline
     from pdd_edge.profiling.targets import load_target
 
     data = data_config(dataset, data_dir, download, input_size)
-    recipe = recipe or pipeline.default_recipe(data.name)
-    if recipe not in pipeline.RECIPES:
-        raise PddError(f"unknown recipe {recipe!r}; choose one of: {', '.join(pipeline.RECIPES)}")
     # Built-in targets by name; a user's file by path (its content is read when profiling).
     targets = tuple(t if str(t).endswith(".toml") else load_target(t).name for t in (target or ["local"]))
-    base = pipeline.CompressConfig(student=student, teacher=teacher, data=data, recipe=recipe,
-                                   **pipeline.RECIPES[recipe])
-    cfg = pipeline.resolve(
+    base = config.from_recipe(recipe, student=student, teacher=teacher, data=data)
+    cfg = config.resolve(
         base, teacher_weights=str(teacher_weights) if teacher_weights else None,
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"), targets=targets, quantize=quantize,
         target_macs_reduction=target_macs_reduction, round_to=round_to, seed=seed, teacher_epochs=teacher_epochs,
@@ -70,8 +66,8 @@ def compress_command(
         finetune_lr=finetune_lr, weight_decay=weight_decay, alpha=alpha, temperature=temperature,
         calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
     )
-    pipeline.validate(cfg)
     run_dir = out_dir or Path("runs") / f"{student}-{teacher}-{data.name}"
+    pipeline.validate(cfg, run_dir)
 
     def on_event(ev) -> None:
         if ev.status == "start":
@@ -92,7 +88,7 @@ def print_summary(run, cfg) -> None:
     total = sum(r["seconds"] for r in run.manifest["stages"].values())
     for target in cfg.targets:
         name = load_target(target).name
-        rep = read_json(run.path(f"report/report-{name}.json"), "report")
+        rep = read_json(run.report_json(name), "report")
         table = Table(title=escape(f"{cfg.student} from {cfg.teacher} on {cfg.data.name}, target {name} "
                                    "(MACs = multiply-accumulates, conv+linear)"))
         for col in ("variant", "top-1 %", "MACs", "params", "size MiB", "p50 ms", "p90 ms", "speedup"):
@@ -102,8 +98,7 @@ def print_summary(run, cfg) -> None:
             table.add_row(label, f"{v['top1']:.2f}", f"{v['macs']:,}", f"{v['params']:,}", f"{v['size_mb']:.3f}",
                           f"{v['latency_p50_ms']:.3f}", f"{v['latency_p90_ms']:.3f}", f"{v['speedup_p50']:.2f}x")
         out.print(table)
-        out.print(f"report: {run.path(f'report/report-{name}.md')}", markup=False)
-    out.print(f"deployable models: {run.path('simplify/pruned.onnx')}"
-              + (f", {run.path('quantize/pruned.int8.onnx')}" if cfg.quantize else ""), markup=False)
+        out.print(f"report: {run.report_md(name)}", markup=False)
+    out.print(f"deployable models: {run.simplified('pruned')}" + (f", {run.int8()}" if cfg.quantize else ""), markup=False)
     out.print(f"run directory: {run.root} (manifest.json; stage time in this run and earlier ones: {total:.0f}s)",
               markup=False)

@@ -64,7 +64,7 @@ def distill_command(
         target_macs_reduction=target_macs_reduction,
         budget_rate=budget_rate,
     )
-    result = distill.run(cfg, out_dir, resume=resume)
+    result = distill.distill(cfg, out_dir, resume=resume)
     print_fit_summary(result, out_dir / "best.pt", json_out)
     if not json_out:
         err.print("next: pdd-edge prune " + str(out_dir / "best.pt") + " --out pruned.pt")

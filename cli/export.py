@@ -30,12 +30,12 @@ def export_command(
 ) -> None:
     """Export to ONNX (opset 18, dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
     require_torch("pdd-edge export")
-    from pdd_edge.onnx.runtime import ParityConfig
+    from pdd_edge.onnx.parity import ParityConfig
     from pdd_edge.stages import export
 
     cfg = export.ExportConfig(data=data_config(dataset, data_dir, download, input_size), model=model,
                               norm=norm_override(mean, std), parity=ParityConfig(images=parity_images))
-    r = export.run(cfg, checkpoint, out_path)
+    r = export.export_checkpoint(cfg, checkpoint, out_path)
     if json_out:
         print_json(r)
         return

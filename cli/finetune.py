@@ -51,5 +51,5 @@ def finetune_command(
         temperature=temperature,
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"),
     )
-    result = finetune.run(cfg, out_dir, resume=resume)
+    result = finetune.finetune(cfg, out_dir, resume=resume)
     print_fit_summary(result, out_dir / "best.pt", json_out)

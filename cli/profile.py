@@ -39,13 +39,13 @@ def profile_command(
     from pdd_edge.profiling.remote import RemoteHost
     from pdd_edge.profiling.targets import load_target
 
-    req = ProfileRequest(model=model, target=load_target(target), batch_sizes=parse_ints(batch_size, "--batch-size"),
+    req = ProfileRequest(target=load_target(target), batch_sizes=parse_ints(batch_size, "--batch-size"),
                          threads=threads, **parse_input_shapes(input_shape or []), warmup=warmup,
                          min_runs=min_runs, min_time_s=min_time, memory=memory)
     host = RemoteHost.parse(remote, port=ssh_port, identity=ssh_key, options=ssh_option or (),
                             python=remote_python) if remote else None
     err.print(f"profiling {model} on {host.label if host else 'this machine'} (target {req.target.name}) ...", markup=False)
-    record = profile_model(req, host)
+    record = profile_model(model, req, host)
     print_summary(record)
     if json_path is not None:
         write_json(json_path, record)

@@ -30,7 +30,7 @@ def prune_command(
     from pdd_edge.stages import prune
 
     data = data_config(dataset, data_dir, False, None)
-    report = prune.run(prune.PruneConfig(checkpoint=str(checkpoint), round_to=round_to, data=data), out_path)
+    report = prune.prune_checkpoint(prune.PruneConfig(checkpoint=str(checkpoint), round_to=round_to, data=data), out_path)
     if json_out:
         out.print_json(json.dumps(report))
         return

@@ -40,7 +40,7 @@ def quantize_command(
         calibration_size=quantize.DEFAULT_CALIBRATION_SIZE if calibration_size is None else calibration_size,
         activation_type=activation_type, reduce_range=reduce_range,
     )
-    r = quantize.run(cfg, model_path, out_path)
+    r = quantize.quantize_model(cfg, model_path, out_path)
     if json_out:
         print_json(r)
         return

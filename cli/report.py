@@ -9,8 +9,6 @@ import typer
 from pdd_edge.cli.app import app
 from pdd_edge.cli.shared import command, err, out
 
-from pdd_edge.errors import PddError
-
 
 @command(app, "report")
 def report_command(
@@ -26,32 +24,26 @@ def report_command(
     from pdd_edge.artifact import RunDir
     from pdd_edge.fileio import write_json
     from pdd_edge.profiling.remote import RemoteHost
-    from pdd_edge.profiling.targets import load_target
-    from pdd_edge.report.build import profile_files, write_reports
-    from pdd_edge.report.measure import profile_variants
+    from pdd_edge.report.build import write_reports
+    from pdd_edge.stages.profile import profile_variants, request
 
     run = RunDir.load(run_dir)
     names = None
     if target:
-        names = [load_target(t).name for t in target]
-        profiled = {p.stem[len("profile-"):] for p in profile_files(run)}
+        reqs = [request(t, min_runs=min_runs, min_time_s=min_time) for t in target]
+        names = [r.target.name for r in reqs]
         host = RemoteHost.parse(remote, identity=ssh_key) if remote else None
-        for t, name in zip(target, names):
-            if name in profiled and host is None:
+        added = []
+        for req in reqs:
+            name = req.target.name
+            if name in run.profiles() and host is None:
                 continue
-            files = _variant_files(run)
+            files = run.evaluated_files()
             err.print(f"profiling {', '.join(files)} for target {name} on {host.label if host else 'this machine'} ...", markup=False)
-            record = profile_variants(files, t, min_runs=min_runs, min_time_s=min_time, remote=host)
-            write_json(run.stage_dir("profile") / f"profile-{name}.json", record)
-    for path in write_reports(run, names):
+            added.append(write_json(run.profile(name), profile_variants(files, req, remote=host)))
+        if added:
+            run.record_command("report --target " + " --target ".join(names), added)
+    written = write_reports(run, names)
+    run.record_command("report", written)
+    for path in written:
         out.print(str(path), markup=False)
-
-
-def _variant_files(run) -> dict[str, Path]:
-    """The deployable files of the run, as its evaluate stage recorded them."""
-    from pdd_edge.fileio import read_json
-
-    if run.record("evaluate") is None:
-        raise PddError("the run has no evaluated variants yet; finish it with `pdd-edge compress ... --resume`")
-    variants = read_json(run.path("evaluate/accuracy.json"), "accuracy record")["variants"]
-    return {name: run.path(v["file"]) for name, v in variants.items()}

@@ -99,7 +99,6 @@ Download = Annotated[bool, typer.Option("--download", help="Download CIFAR into 
 InputSize = Annotated[Optional[int], typer.Option(help="Resize images to this square size (default: the model's input size where it records one, else 32).")]
 Mean = Annotated[Optional[str], typer.Option(help="Override the model's normalisation mean, e.g. 0.485,0.456,0.406.")]
 Std = Annotated[Optional[str], typer.Option(help="Override the model's normalisation std, e.g. 0.229,0.224,0.225.")]
-Epochs = Annotated[Optional[int], typer.Option(help="Training epochs.")]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Initial SGD learning rate.")]
 BatchSize = Annotated[Optional[int], typer.Option(help="Training batch size.")]
 WeightDecay = Annotated[Optional[float], typer.Option(help="SGD weight decay (masks get the same, as in PDD).")]
@@ -133,12 +132,9 @@ def optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epoch
 
 
 def print_fit_summary(result, best_path: Path, json_out: bool) -> None:
-    best = result.best
-    summary = {"checkpoint": str(best_path), "best_epoch": best.get("epoch"), "val_top1": best.get("val_top1"),
-               "val_top5": best.get("val_top5")}
-    for key in ("kept_pct", "masked_macs", "masked_params", "macs_reduction_pct"):
-        if key in best:
-            summary[key] = best[key]
+    best = result.summary()
+    summary = {"checkpoint": str(best_path), "best_epoch": best.pop("epoch", None)}
+    summary |= {k: v for k, v in best.items() if k != "epochs_run"}
     if json_out:
         out.print_json(json.dumps(summary))
     else:

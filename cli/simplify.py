@@ -36,12 +36,12 @@ def simplify_command(
 ) -> None:
     """Simplify with onnxsim (BatchNormalization folded into Conv) and check it against the original."""
     require_torch("pdd-edge simplify")  # the parity images are read with torch
-    from pdd_edge.onnx.runtime import ParityConfig
+    from pdd_edge.onnx.parity import ParityConfig
     from pdd_edge.stages import simplify
 
     cfg = simplify.SimplifyConfig(data=data_config(dataset, data_dir, download, input_size),
                                   norm=norm_override(mean, std), parity=ParityConfig(images=parity_images))
-    r = simplify.run(cfg, model_path, out_path)
+    r = simplify.simplify_model(cfg, model_path, out_path)
     if json_out:
         print_json(r)
         return

@@ -36,13 +36,13 @@ def train_command(
 ) -> None:
     """Train a zoo model with plain cross-entropy (how a teacher is made when none is given)."""
     require_torch("pdd-edge train")
-    from pdd_edge.stages import train
+    from pdd_edge.stages import teacher
 
-    cfg = train.TrainConfig(
+    cfg = teacher.TrainConfig(
         model=model,
         data=data_config(dataset, data_dir, download, input_size),
-        optim=train.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs)),
+        optim=teacher.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs)),
         norm=norm_override(mean, std),
     )
-    result = train.run(cfg, out_path, resume=resume)
+    result = teacher.train(cfg, out_path, resume=resume)
     print_fit_summary(result, out_path, json_out)

@@ -1,11 +1,23 @@
 """The run directory: the artifact of `pdd-edge compress`, and its `manifest.json`.
 
     RUN_DIR/
-      manifest.json          typed record of the run (schema pdd-edge.manifest/1)
-      <stage>/...            the files each stage wrote
+      manifest.json                      typed record of the run (schema pdd-edge.manifest/1)
+      teacher/teacher.pt                 the teacher (given, or trained and cached)
+      baseline/ distill/ finetune/       best.pt, last.pt (resume state), history.json
+      prune/pruned.pt, prune/pruned.json the pruned student and its pruning report
+      export/<variant>.onnx              baseline.onnx, pruned.onnx
+      simplify/<variant>.onnx            the deployable FP32 files
+      quantize/pruned.int8.onnx          the deployable INT8 file
+      evaluate/accuracy.json             top-1 of every deployable file (onnxruntime)
+      profile/profile-<target>.json      the variants timed interleaved on each target
+      report/report-<target>.json|.md    per-target report, with PNG plots
+
+`RunDir` owns this layout: every path above has a named accessor here and nowhere else.
 
 The manifest holds the resolved configuration, the dataset, and per stage: its config hash,
-seconds, the files it wrote (relative paths), its metrics and the library versions. A stage is
+seconds, the files it wrote (relative paths), its metrics and the library versions. Files a
+command adds to a finished run later (`pdd-edge report --target T` profiling a new target) are
+recorded under `commands`. A stage is
 skipped when its record is present with the same hash and all its files still exist; each
 stage's hash folds in the hashes of the stages before it, so changing one stage's options re-runs
 it and everything after it, and nothing before it.
@@ -57,7 +69,87 @@ class StageRecord:
 class RunDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.manifest: dict[str, Any] = {"schema": SCHEMA, "created_utc": now_utc(), "config": {}, "stages": {}}
+        self.manifest: dict[str, Any] = {"schema": SCHEMA, "created_utc": now_utc(), "config": {}, "stages": {},
+                                         "commands": []}
+
+    # --- layout: the one place that knows where a run keeps each file ------------------------
+    TRAINING_STAGES = ("baseline", "distill", "finetune")
+
+    def teacher(self) -> Path:
+        return self.root / "teacher" / "teacher.pt"
+
+    def training_dir(self, stage: str) -> Path:
+        """Folder of a training stage: best.pt, last.pt, history.json (see training.loop.TrainFiles)."""
+        if stage not in self.TRAINING_STAGES:
+            raise ValueError(f"{stage!r} is not a training stage")
+        return self.root / stage
+
+    def best(self, stage: str) -> Path:
+        return self.training_dir(stage) / "best.pt"
+
+    def history(self, stage: str) -> Path:
+        return self.training_dir(stage) / "history.json"
+
+    def pruned(self) -> Path:
+        return self.root / "prune" / "pruned.pt"
+
+    def prune_report(self) -> Path:
+        return self.root / "prune" / "pruned.json"
+
+    def exported(self, variant: str) -> Path:
+        return self.root / "export" / f"{variant}.onnx"
+
+    def simplified(self, variant: str) -> Path:
+        return self.root / "simplify" / f"{variant}.onnx"
+
+    def int8(self) -> Path:
+        return self.root / "quantize" / "pruned.int8.onnx"
+
+    def accuracy(self) -> Path:
+        return self.root / "evaluate" / "accuracy.json"
+
+    def profile(self, target: str) -> Path:
+        return self.root / "profile" / f"profile-{target}.json"
+
+    def report_json(self, target: str) -> Path:
+        return self.root / "report" / f"report-{target}.json"
+
+    def report_md(self, target: str) -> Path:
+        return self.root / "report" / f"report-{target}.md"
+
+    def plot(self, name: str) -> Path:
+        return self.root / "report" / f"{name}.png"
+
+    def profiles(self) -> dict[str, Path]:
+        """Target name -> profile record, for every target profiled in this run."""
+        return self._by_target(self.profile("*"))
+
+    def reports(self) -> dict[str, Path]:
+        """Target name -> report JSON, for every target reported in this run."""
+        return self._by_target(self.report_json("*"))
+
+    def deployable(self, quantize: bool) -> dict[str, Path]:
+        """Variant name -> the deployable ONNX file compared in the evaluation, profile and report."""
+        files = {"baseline": self.simplified("baseline"), "pruned": self.simplified("pruned")}
+        if quantize:
+            files["int8"] = self.int8()
+        return files
+
+    def evaluated_files(self) -> dict[str, Path]:
+        """The deployable files of a finished run, as its evaluate stage recorded them."""
+        if self.record("evaluate") is None:
+            raise PddError("the run has no evaluated variants yet; finish it with `pdd-edge compress ... --resume`")
+        variants = read_json(self.accuracy(), "accuracy record")["variants"]
+        return {name: self.path(v["file"]) for name, v in variants.items()}
+
+    def _by_target(self, pattern: Path) -> dict[str, Path]:
+        prefix, suffix = pattern.name.split("*")
+        found = sorted(pattern.parent.glob(pattern.name)) if pattern.parent.is_dir() else []
+        return {p.name[len(prefix): len(p.name) - len(suffix)]: p for p in found}
+
+    def stage_folder(self, stage: str) -> Path:
+        """The folder a stage writes into (removed when the stage's options change)."""
+        return self.root / stage
 
     # --- opening ----------------------------------------------------------------------------
     @classmethod
@@ -94,12 +186,8 @@ class RunDir:
             tmp.unlink(missing_ok=True)
 
     # --- stages -----------------------------------------------------------------------------
-    def stage_dir(self, name: str) -> Path:
-        d = self.root / name
-        d.mkdir(parents=True, exist_ok=True)
-        return d
-
     def path(self, relative: str) -> Path:
+        """A file the manifest names (relative paths are what it stores)."""
         return self.root / relative
 
     def rel(self, path: str | Path) -> str:
@@ -121,6 +209,12 @@ class RunDir:
         """Drop a stage's record (it is about to be redone)."""
         if self.manifest["stages"].pop(name, None) is not None:
             self.save()
+
+    def record_command(self, command: str, files: list[Path]) -> None:
+        """Record files that a command added to this run after its stages ran."""
+        self.manifest.setdefault("commands", []).append(
+            {"command": command, "files": [self.rel(f) for f in files], "finished_utc": now_utc()})
+        self.save()
 
     def save(self) -> None:
         write_json(self.root / MANIFEST, self.manifest)

@@ -31,9 +31,9 @@ def _threads():
 def digits_teacher(tmp_path_factory):
     """A ResNet20 trained for a few epochs on digits: a real teacher for short distillations."""
     from pdd_edge.data.options import DataConfig
-    from pdd_edge.stages import train
+    from pdd_edge.stages import teacher
 
     out = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    cfg = train.TrainConfig(model="resnet20", data=DataConfig("digits"), optim=train.default_optim(4, batch_size=64))
-    train.run(cfg, out)
+    cfg = teacher.TrainConfig(model="resnet20", data=DataConfig("digits"), optim=teacher.default_optim(4, batch_size=64))
+    teacher.train(cfg, out)
     return out

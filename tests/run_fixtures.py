@@ -46,10 +46,10 @@ def make_run(root: Path, *, profile: bool = True, variants=("baseline", "pruned"
     run = RunDir.create(root, {"student": "resnet20", "teacher": "resnet56", "data": {"name": "digits"}}, resume=False)
     files = {}
     for name in variants:
-        rel = f"simplify/{name}.onnx"
-        run.stage_dir("simplify")
-        onnx.save(classifier(WIDTH[name]), str(run.path(rel)))
-        files[name] = rel
+        path = run.int8() if name == "int8" else run.simplified(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(classifier(WIDTH[name]), str(path))
+        files[name] = run.rel(path)
     for stage, metrics in (("teacher", {"val_top1": 98.9}), ("baseline", {"val_top1": TOP1["baseline"]}),
                            ("distill", {"val_top1": 96.0}), ("finetune", {"val_top1": TOP1["pruned"]}),
                            ("prune", {"macs_before": 40_551_040, "macs_after": 20_000_000, "params_before": 269_722,
@@ -57,11 +57,11 @@ def make_run(root: Path, *, profile: bool = True, variants=("baseline", "pruned"
                                       "max_abs_diff": 1e-6, "reopened_channels": 1, "notes": [], "layers": LAYERS})):
         run.commit(StageRecord(name=stage, config_hash="h", seconds=1.0, files=[], metrics=metrics))
     accuracy = {name: {"top1": TOP1[name], "top5": 100.0, "count": 359, "file": rel} for name, rel in files.items()}
-    write_json(run.stage_dir("evaluate") / "accuracy.json", {"schema": "pdd-edge.accuracy/1", "variants": accuracy})
-    run.commit(StageRecord(name="evaluate", config_hash="h", seconds=1.0, files=["evaluate/accuracy.json"]))
+    write_json(run.accuracy(), {"schema": "pdd-edge.accuracy/1", "variants": accuracy})
+    run.commit(StageRecord(name="evaluate", config_hash="h", seconds=1.0, files=[run.rel(run.accuracy())]))
     if profile:
-        from pdd_edge.report.measure import profile_variants
+        from pdd_edge.stages.profile import profile_variants, request
 
-        record = profile_variants({k: run.path(v) for k, v in files.items()}, "local", min_runs=5, min_time_s=0.0)
-        write_json(run.stage_dir("profile") / "profile-local.json", record)
+        record = profile_variants({k: run.path(v) for k, v in files.items()}, request("local", min_runs=5, min_time_s=0.0))
+        write_json(run.profile("local"), record)
     return run

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from pdd_edge import zoo
+from pdd_edge.errors import PddError
 from pdd_edge.nn.masks import (
     ChannelMask,
     attach_masks,
@@ -101,5 +102,5 @@ def test_load_mask_logits_rejects_masks_of_another_architecture():
     model = zoo.build("resnet20")
     other = zoo.build("resnet32")
     attach_masks(other)
-    with pytest.raises(KeyError, match="do not fit"):
+    with pytest.raises(PddError, match="do not fit"):
         load_mask_logits(model, {p: m.logits for p, m in get_masks(other).items()})

@@ -80,3 +80,13 @@ def test_run_dir_create_refuses_existing_run_without_resume(tmp_path):
 
     with pytest.raises(PddError, match="already holds a run; add --resume"):
         RunDir.create(tmp_path / "run", {}, resume=False)
+
+
+def test_report_records_the_files_it_adds_in_the_manifest(tmp_path):
+    run = make_run(tmp_path / "run", profile=False)
+    result = run_cli("report", run.root, "--target", "rpi4", "--min-runs", "3", "--min-time", "0")
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((run.root / "manifest.json").read_text())
+    added = {f for c in manifest["commands"] for f in c["files"]}
+    assert {"profile/profile-rpi4.json", "report/report-rpi4.json", "report/report-rpi4.md"} <= added
+    assert all((run.root / f).is_file() for f in added)

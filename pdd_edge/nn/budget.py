@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from pdd_edge.nn.masks import open_counts
+from pdd_edge.zoo.protocol import prunable
 
 # Gains chosen on digits (ResNet20 from a ResNet20 teacher, 10 epochs): targets 0.3, 0.5 and 0.7
 # end within the +/- 3 point tolerance; docs/BENCHMARKS.md has the measured trajectories.
@@ -38,8 +39,6 @@ TOLERANCE_PCT = 3.0  # a checkpoint "meets the budget" within +/- 3 percentage p
 class MacsBudget:
     def __init__(self, target_reduction: float, dense_macs: int, input_hw: tuple[int, int], rate: float = DEFAULT_RATE,
                  gain: float = DEFAULT_GAIN) -> None:
-        if not 0.0 < target_reduction < 1.0:
-            raise ValueError(f"target MACs reduction must be in (0, 1), got {target_reduction}")
         self.target_reduction = target_reduction
         self.dense_macs = dense_macs
         self.input_hw = input_hw
@@ -52,8 +51,8 @@ class MacsBudget:
         self.lr_compensation = base_lr / lr
 
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        bare = getattr(model, "module", model)  # DDP wrapper
-        relative = bare.cost(open_counts(bare, soft=True), self.input_hw).macs / self.dense_macs
+        arch = prunable(model)  # unwraps DDP
+        relative = arch.cost(open_counts(model, soft=True), self.input_hw).macs / self.dense_macs
         # The soft count equals the hard count in the forward pass, so `error` is exact.
         error = relative.detach().item() - (1.0 - self.target_reduction)
         lam = self.gain * error + self.integral

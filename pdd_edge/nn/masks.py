@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from pdd_edge.errors import PddError
 from pdd_edge.zoo.protocol import prunable
 
 INIT_CHOICES = ("normal", "open")
@@ -48,13 +49,17 @@ def binary_gate(logits: torch.Tensor) -> torch.Tensor:
     return _BiRealSign.apply(logits)
 
 
+def check_init(init: str) -> None:
+    if init not in INIT_CHOICES:
+        raise PddError(f"mask init must be one of: {', '.join(INIT_CHOICES)}; got {init!r}")
+
+
 class ChannelMask(nn.Module):
     """Multiplies each channel of an NCHW (or NC) activation by its learned binary gate."""
 
     def __init__(self, channels: int, init: str = "normal") -> None:
         super().__init__()
-        if init not in INIT_CHOICES:
-            raise ValueError(f"mask init must be one of {INIT_CHOICES}, got {init!r}")
+        check_init(init)
         logits = torch.randn(channels) * INIT_STD
         if init == "open":
             # Same scale as the paper's init, all gates open: a pretrained student keeps its
@@ -91,6 +96,7 @@ def attach_masks(model: nn.Module, init: str = "normal") -> dict[str, ChannelMas
 
 def get_masks(model: nn.Module) -> dict[str, ChannelMask]:
     """The attached masks of `model` by point name (empty when the model is unmasked)."""
+    model = getattr(model, "module", model)  # DDP / DataParallel wrapper
     found = {}
     for name in mask_points(model):
         module = model.get_submodule(name)
@@ -109,13 +115,13 @@ def load_mask_logits(model: nn.Module, logits: Mapping[str, torch.Tensor]) -> No
     missing = [p for p in points if p not in logits]
     unknown = [p for p in logits if p not in points]
     if missing or unknown:
-        raise KeyError(
+        raise PddError(
             f"masks do not fit this architecture (missing {missing[:3]}, unexpected {unknown[:3]})"
         )
     for name, channels in points.items():
         values = logits[name]
         if values.shape != (channels,):
-            raise KeyError(f"mask {name} has {tuple(values.shape)} values, the layer has {channels} channels")
+            raise PddError(f"mask {name} has {tuple(values.shape)} values, the layer has {channels} channels")
     for name, mask in attach_masks(model).items():
         with torch.no_grad():
             mask.logits.copy_(logits[name])

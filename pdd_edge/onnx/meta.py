@@ -91,7 +91,7 @@ class OnnxMeta:
         )
 
 
-def load_onnx(path: str | Path, *, load_weights: bool = True):
+def load_onnx(path: str | Path):
     """`onnx.load` with one readable error for a missing, truncated or non-ONNX file."""
     import onnx
 
@@ -101,7 +101,7 @@ def load_onnx(path: str | Path, *, load_weights: bool = True):
     if not p.is_file():
         raise PddError(f"{p} is not a file")
     try:
-        model = onnx.load(str(p), load_external_data=load_weights)
+        model = onnx.load(str(p))
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError... for bad files
         raise PddError(f"{p} is not a readable ONNX model (truncated or not ONNX?): {type(exc).__name__}") from None
     if not model.graph.node and not model.graph.output:

@@ -27,9 +27,8 @@ MACS_CONVENTION = "multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul 
 
 @dataclass(frozen=True)
 class ProfileRequest:
-    """What to profile and how; None fields fall back to the target's values."""
+    """How to profile (the models are given separately); None fields fall back to the target's values."""
 
-    model: Path
     target: Target
     batch_sizes: tuple[int, ...] | None = None
     threads: int | None = None
@@ -40,6 +39,9 @@ class ProfileRequest:
     min_time_s: float = MeasureSettings.min_time_s
     memory: bool = True
 
+    def __post_init__(self) -> None:
+        self.settings()  # the timing options are checked here, before any model is loaded
+
     def settings(self) -> MeasureSettings:
         return MeasureSettings(provider=self.target.execution_provider,
                                threads=self.threads if self.threads is not None else self.target.threads,
@@ -47,13 +49,13 @@ class ProfileRequest:
                                memory=self.memory)
 
 
-def profile_model(req: ProfileRequest, remote=None) -> dict:
-    """The profile record of `req.model`; measured on `remote` (a RemoteHost) when given.
+def profile_model(model: Path, req: ProfileRequest, remote=None) -> dict:
+    """The profile record of `model`; measured on `remote` (a RemoteHost) when given.
 
     Everything that can be wrong with the inputs (file, shapes, batch sizes, settings) is
     checked before the first timed run.
     """
-    return profile_models({"model": req.model}, req, remote)["model"]
+    return profile_models({"model": model}, req, remote)["model"]
 
 
 @dataclass
@@ -86,7 +88,7 @@ def _static(name: str, path: Path, req: ProfileRequest, batch_sizes: tuple[int, 
 
 
 def profile_models(models: dict[str, Path], req: ProfileRequest, remote=None) -> dict[str, dict]:
-    """One profile record per model (`req.model` is ignored), all measured in one run with the
+    """One profile record per model, all measured in one run with the
     models interleaved (see `measure_models`), so that machine drift favours none of them."""
     batch_sizes = check_batch_sizes(req.batch_sizes or req.target.batch_sizes)
     settings = req.settings()

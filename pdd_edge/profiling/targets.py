@@ -48,7 +48,6 @@ PERCENT_KEYS = {"min_top1", "max_top1_drop", "min_macs_reduction"}
 QUANTIZATIONS = ("fp32", "int8-qdq", "int8-qoperator")
 TOP_KEYS = {"name", "description", "cpu", "execution_provider", "threads", "batch_sizes", "input_shape",
             "quantization", "budget"}
-DEFAULT_TARGET = "local"
 
 
 @dataclass(frozen=True)

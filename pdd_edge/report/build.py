@@ -1,8 +1,8 @@
 """`report`: per target, `report-<target>.json` and `report-<target>.md` with PNG plots.
 
-Inputs are files of the run directory only: the manifest (training and pruning records),
-`evaluate/accuracy.json` (top-1 of every deployable file, measured with onnxruntime) and
-`profile/profile-<target>.json` (the variants timed interleaved on that target). The report JSON
+Inputs are files of the run directory only (paths from `RunDir`): the manifest (training and
+pruning records), the accuracy record (top-1 of every deployable file, measured with
+onnxruntime) and the target's profile record (the variants timed interleaved on that target). The report JSON
 (schema `pdd-edge.report/1`, documented in docs/report.md) carries, besides the comparison, a
 `gate` section: the numbers `pdd-edge gate` checks, of the variant deployed on that target.
 """
@@ -27,17 +27,13 @@ VARIANT_LABELS = {
 }
 
 
-def profile_files(run: RunDir) -> list[Path]:
-    return sorted((run.root / "profile").glob("profile-*.json"))
-
-
 def write_reports(run: RunDir, targets: list[str] | None = None) -> list[Path]:
     """Write the report of every profiled target (or of `targets`); returns the files written."""
     files: list[Path] = []
-    available = {p.stem[len("profile-"):]: p for p in profile_files(run)}
+    available = run.profiles()
     names = targets or sorted(available)
     if not names:
-        raise PddError(f"{run.root} has no profile yet (profile/profile-<target>.json); run the profile stage first")
+        raise PddError(f"{run.root} has no profile yet; run the profile stage first (pdd-edge compress ... --resume)")
     for name in names:
         if name not in available:
             raise PddError(f"{run.root} has no profile for target {name!r} (profiled: {', '.join(sorted(available)) or 'none'})")
@@ -57,7 +53,7 @@ def deployable_variant(variants: dict[str, Any], target: dict[str, Any]) -> str:
 
 
 def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
-    accuracy = read_json(run.path("evaluate/accuracy.json"), "accuracy record")["variants"]
+    accuracy = read_json(run.accuracy(), "accuracy record")["variants"]
     target = profile["target"]
     variants: dict[str, Any] = {}
     for name, rec in profile["variants"].items():
@@ -124,18 +120,17 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
 def write_report(run: RunDir, profile: dict[str, Any]) -> list[Path]:
     report = build_report(run, profile)
     name = report["target"]["name"]
-    folder = run.stage_dir("report")
     written: list[Path] = []
     if plots.available():
-        acc = plots.accuracy_vs_latency(report["variants"], name, folder / f"accuracy-latency-{name}.png")
+        acc = plots.accuracy_vs_latency(report["variants"], name, run.plot(f"accuracy-latency-{name}"))
         written.append(acc)
         report["plots"]["accuracy_latency"] = acc.name
         if report["layers"]:
-            ch = plots.channels_per_layer(report["layers"], folder / "channels.png")
+            ch = plots.channels_per_layer(report["layers"], run.plot("channels"))
             written.append(ch)
             report["plots"]["channels"] = ch.name
-    json_path = write_json(folder / f"report-{name}.json", report)
-    md_path = write_text(folder / f"report-{name}.md", markdown(report))
+    json_path = write_json(run.report_json(name), report)
+    md_path = write_text(run.report_md(name), markdown(report))
     return written + [json_path, md_path]
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pdd_edge.artifact import RunDir
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import read_json
 from pdd_edge.profiling.profile import SCHEMA as PROFILE_SCHEMA
@@ -48,10 +49,9 @@ def load_report(path: str | Path, target: str | None) -> dict[str, Any]:
     """A report JSON file, or the report of `target` in a run directory (the only one if no target)."""
     p = Path(path)
     if p.is_dir():
-        reports = sorted((p / "report").glob("report-*.json")) if (p / "report").is_dir() else []
-        if not reports:
-            raise PddError(f"{p} holds no report (report/report-<target>.json); run `pdd-edge report {p}` first")
-        names = {r.stem[len("report-"):]: r for r in reports}
+        names = RunDir(p).reports()
+        if not names:
+            raise PddError(f"{p} holds no report; run `pdd-edge report {p}` first")
         if target is None:
             if len(names) > 1:
                 raise PddError(f"{p} has reports for several targets ({', '.join(names)}); choose one with --target")

@@ -4,7 +4,7 @@ The student (optionally from pretrained weights) gets a `ChannelMask` at every m
 masks are ordinary parameters in the same SGD optimiser as the weights, with the same weight
 decay, and are driven by the distillation loss alone (pure PDD). The checkpoint of the epoch with
 the best validation top-1, masks included, is kept. `masks=False` runs the same KD without
-masks: the unpruned student the paper compares against.
+masks: the unpruned student the paper compares against (the `baseline` stage).
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from typing import Any
 import torch
 
 from pdd_edge import zoo
-from pdd_edge.config import config_hash, to_jsonable
+from pdd_edge.artifact import RunDir
+from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.nn.budget import DEFAULT_RATE, MacsBudget
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
-from pdd_edge.nn.masks import attach_masks, dense_cost, mask_stats
-from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
+from pdd_edge.nn.masks import attach_masks, check_init, dense_cost, mask_stats
+from pdd_edge.stages import StageResult, training_result
+from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles, summary
 from pdd_edge.training.tasks import DistillTask
 from pdd_edge.zoo import checkpoint as ckpt_io
 
@@ -58,11 +60,11 @@ class DistillConfig:
             raise PddError(f"alpha must be in [0, 1], got {self.alpha}")
         if not self.temperature > 0:
             raise PddError(f"temperature must be positive, got {self.temperature}")
-        if self.mask_init not in (None, "normal", "open"):
-            raise PddError(f"mask init must be 'normal' or 'open', got {self.mask_init!r}")
+        if self.mask_init is not None:
+            check_init(self.mask_init)
 
 
-def run(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
+def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
     spec = zoo.spec(cfg.student)
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
     teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher)
@@ -92,8 +94,7 @@ def run(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False) 
     def make_checkpoint(m, best) -> dict[str, Any]:
         return ckpt_io.checkpoint_dict(
             m, model_name=spec.name, preprocess=s_pre, classes=data.classes, dataset=data.name,
-            metrics={k: best[k] for k in ("val_top1", "val_top5", "epoch", "kept_pct", "masked_macs",
-                                          "masked_params", "macs_reduction_pct") if k in best},
+            metrics=summary(best),
             record={"stage": "distill", "config_hash": config_hash(cfg), "teacher": t_info.model,
                     "teacher_weights": str(cfg.teacher_weights), "dense_macs": dense["macs"],
                     "dense_params": dense["params"], "alpha": cfg.alpha, "temperature": cfg.temperature,
@@ -122,3 +123,21 @@ def run(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False) 
         extra_state={"budget": budget} if budget else {},
         resume=resume,
     ).run()
+
+
+# --- the pipeline stage ------------------------------------------------------------------------
+
+def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int | None = None) -> DistillConfig:
+    """Distillation of the run's student from the run's teacher: PDD with masks (this stage), or
+    the same KD without them for `epochs` (the `baseline` stage)."""
+    return DistillConfig(
+        student=cfg.student, teacher_weights=str(run.teacher()), teacher=cfg.teacher,
+        data=cfg.data, masks=masks, alpha=cfg.alpha, temperature=cfg.temperature, teacher_norm=cfg.teacher_norm,
+        target_macs_reduction=cfg.target_macs_reduction if masks else None,
+        optim=default_optim(cfg.distill_epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, seed=cfg.seed),
+    )
+
+
+def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+    return training_result(run, "distill", distill(config(run, cfg), run.training_dir("distill"), resume="auto"))

@@ -1,14 +1,22 @@
 """`evaluate`: top-1/top-5 of a checkpoint (pdd-edge's own, or third-party weights of a zoo model),
-or of an ONNX classifier, measured on the ONNX file itself with onnxruntime."""
+or of an ONNX classifier, measured on the ONNX file itself with onnxruntime.
+
+As a pipeline stage it measures every deployable file of the run (`RunDir.deployable`) and writes
+`accuracy.json`; the report reads accuracy from there, never from PyTorch.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from pdd_edge.artifact import RunDir
+from pdd_edge.config import CompressConfig
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
+from pdd_edge.fileio import write_json
 from pdd_edge.onnx import accuracy as onnx_accuracy
 from pdd_edge.onnx.source import open_onnx
+from pdd_edge.stages import StageResult
 from pdd_edge.training.accuracy import evaluate
 from pdd_edge.zoo import checkpoint as ckpt_io
 
@@ -52,3 +60,16 @@ def evaluate_onnx(path: str | Path, data_cfg: DataConfig, *, norm: NormOverride 
         "preprocess_source": src.preprocess_source,
         **metrics,
     }
+
+
+# --- the pipeline stage ------------------------------------------------------------------------
+
+ACCURACY_SCHEMA = "pdd-edge.accuracy/1"
+
+
+def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+    results = {name: evaluate_onnx(path, cfg.data) | {"file": run.rel(path)} for name, path in run.deployable(cfg.quantize).items()}
+    write_json(run.accuracy(), {"schema": ACCURACY_SCHEMA, "dataset": cfg.data.name, "variants": results})
+    return StageResult([run.accuracy()], {name: {"top1": r["top1"], "top5": r["top5"], "count": r["count"]}
+                                          for name, r in results.items()})
+

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pdd_edge.artifact import RunDir
+from pdd_edge.config import CompressConfig
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.fileio import atomic_path
@@ -23,6 +25,7 @@ from pdd_edge.onnx import parity, runtime
 from pdd_edge.onnx.meta import OnnxMeta, write_meta
 from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.onnx.quiet import quiet
+from pdd_edge.stages import StageResult
 from pdd_edge.zoo import checkpoint as ckpt_io
 
 # Opset 18 is what the torch.export-based exporter emits natively; asking it for 17 makes it
@@ -81,7 +84,7 @@ def opset_version(proto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def run(cfg: ExportConfig, checkpoint: str | Path, out: str | Path) -> ExportResult:
+def export_checkpoint(cfg: ExportConfig, checkpoint: str | Path, out: str | Path) -> ExportResult:
     import onnx
 
     model, info = ckpt_io.load(checkpoint, model_name=cfg.model)
@@ -119,3 +122,18 @@ def run(cfg: ExportConfig, checkpoint: str | Path, out: str | Path) -> ExportRes
         nodes=len(proto.graph.node), size_bytes=Path(out).stat().st_size,
         parity_max_abs_diff=check.max_abs_diff, parity_images=check.images, tolerance=cfg.parity.tolerance,
     )
+
+
+# --- the pipeline stage ------------------------------------------------------------------------
+
+# The two trained students of a run, each exported under its variant name.
+SOURCES = {"baseline": "baseline", "pruned": "finetune"}
+
+
+def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+    files, metrics = [], {}
+    for variant, stage in SOURCES.items():
+        res = export_checkpoint(ExportConfig(data=cfg.data), run.best(stage), run.exported(variant))
+        metrics[variant] = {"parity_max_abs_diff": res.parity_max_abs_diff, "nodes": res.nodes, "size_bytes": res.size_bytes}
+        files.append(run.exported(variant))
+    return StageResult(files, metrics)

@@ -13,11 +13,13 @@ from typing import Any
 
 import torch
 
-from pdd_edge.config import config_hash, to_jsonable
+from pdd_edge.artifact import RunDir
+from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.nn.masks import dense_cost
+from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import DistillTask, SupervisedTask
 from pdd_edge.zoo import checkpoint as ckpt_io
@@ -39,12 +41,10 @@ class FinetuneConfig:
     teacher_norm: NormOverride = field(default_factory=NormOverride)
 
 
-def run(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
+def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
     student, s_info = ckpt_io.load(cfg.checkpoint)
     if s_info.masked:
         raise PddError(f"{cfg.checkpoint} still has masks; run `pdd-edge prune` on it first")
-    if s_info.third_party:  # pragma: no cover - load() without a model name only returns own files
-        raise PddError(f"{cfg.checkpoint} is not a pdd-edge checkpoint")
     teacher = t_info = None
     if cfg.teacher_weights:
         teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher)
@@ -81,3 +81,14 @@ def run(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = False)
         config_hash=config_hash(cfg),
         resume=resume,
     ).run()
+
+
+# --- the pipeline stage ------------------------------------------------------------------------
+
+def config(run: RunDir, cfg: CompressConfig) -> FinetuneConfig:
+    return FinetuneConfig(checkpoint=str(run.pruned()), data=cfg.data, optim=default_optim(
+        cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay, seed=cfg.seed))
+
+
+def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+    return training_result(run, "finetune", finetune(config(run, cfg), run.training_dir("finetune"), resume="auto"))

@@ -14,14 +14,18 @@ from typing import Any
 
 import torch
 
-from pdd_edge.config import config_hash
+from pdd_edge.artifact import RunDir
+from pdd_edge.config import CompressConfig, config_hash
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
-from pdd_edge.errors import PddError
+from pdd_edge.errors import FAILURE, PddError
+from pdd_edge.fileio import write_json
 from pdd_edge.nn.masks import dense_cost, mask_points, open_counts
 from pdd_edge.nn.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
+from pdd_edge.stages import StageResult
 from pdd_edge.training.tasks import Normalize
 from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo.cost import fvcore_counts
+from pdd_edge.zoo.protocol import prunable
 
 EXACTNESS_TOLERANCE = 1e-4
 MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore/thop convention)"
@@ -34,15 +38,18 @@ class PruneConfig:
     data: DataConfig = DataConfig(name=None)  # images for the exactness check; None: the checkpoint's dataset
     check_images: int = 256
 
+    def __post_init__(self) -> None:
+        if self.round_to < 1:
+            raise PddError(f"--round-to must be a positive integer, got {self.round_to}")
 
-def run(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
+
+def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     masked, info = ckpt_io.load(cfg.checkpoint)
     if not info.masked:
         raise PddError(
             f"{cfg.checkpoint} has no masks: prune a checkpoint written by `pdd-edge distill` (without --no-masks)"
         )
-    if info.preprocess is None:  # pragma: no cover - own checkpoints always record it
-        raise PddError(f"{cfg.checkpoint} records no preprocessing")
+    assert info.preprocess is not None  # a checkpoint with masks is always one of ours, which records it
     input_hw = info.preprocess.input_size
     plan = plan_from_masks(masked, cfg.round_to)
     pruned = prune(masked, info.model, plan)
@@ -52,13 +59,15 @@ def run(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     x = _validation_batch(data, cfg.check_images)
     diff = max_abs_diff(reference, pruned, Normalize(info.preprocess)(x))
     if not diff <= EXACTNESS_TOLERANCE:
-        raise RuntimeError(f"pruned model deviates from the masked model by {diff:.3g} (> {EXACTNESS_TOLERANCE}); this is a bug")
+        raise PddError(f"the pruned model deviates from the masked model by {diff:.3g} (> {EXACTNESS_TOLERANCE}); "
+                       "nothing written; this is a pdd-edge bug, please report it", exit_code=FAILURE)
 
     before = dense_cost(masked, input_hw)
-    masked_counts = reference.cost(open_counts(reference), input_hw).as_ints()
+    masked_counts = prunable(reference).cost(open_counts(reference), input_hw).as_ints()
     after = fvcore_counts(pruned, input_hw)
     if after != masked_counts:
-        raise RuntimeError(f"fvcore counts {after} differ from the masked-network counts {masked_counts}; this is a bug")
+        raise PddError(f"fvcore counts {after} differ from the masked-network counts {masked_counts}; "
+                       "nothing written; this is a pdd-edge bug, please report it", exit_code=FAILURE)
 
     layers = {p: {"kept": len(plan.local[p]), "total": n, "reopened": plan.reopened.get(p, 0)}
               for p, n in mask_points(masked).items()}
@@ -100,3 +109,15 @@ def _validation_batch(data, n: int) -> torch.Tensor:
         raise PddError(f"the {data.name} validation split is empty; cannot check the pruned model")
     return torch.cat(images)[:n]
 
+
+# --- the pipeline stage ------------------------------------------------------------------------
+
+def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
+    return PruneConfig(checkpoint=str(run.best("distill")), round_to=cfg.round_to)
+
+
+def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+    out = run.pruned()
+    report = prune_checkpoint(config(run, cfg), out)
+    write_json(run.prune_report(), report)
+    return StageResult([out, run.prune_report()], {k: v for k, v in report.items() if k not in ("source", "output")})

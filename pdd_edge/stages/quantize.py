@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from pdd_edge.artifact import RunDir
+from pdd_edge.config import CompressConfig
 from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
@@ -32,6 +34,7 @@ from pdd_edge.onnx import runtime
 from pdd_edge.onnx.meta import copy_meta, write_meta
 from pdd_edge.onnx.quiet import quiet
 from pdd_edge.onnx.source import OnnxInput, open_onnx
+from pdd_edge.stages import StageResult
 
 METHODS = ("static", "dynamic")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -146,7 +149,7 @@ def quantization_record(cfg: QuantizeConfig, src: OnnxInput, calibration_images:
     }
 
 
-def run(cfg: QuantizeConfig, model_path: str | Path, out: str | Path) -> QuantizeResult:
+def quantize_model(cfg: QuantizeConfig, model_path: str | Path, out: str | Path) -> QuantizeResult:
     import onnx
 
     src = open_onnx(model_path, cfg.data, cfg.norm)
@@ -174,3 +177,14 @@ def run(cfg: QuantizeConfig, model_path: str | Path, out: str | Path) -> Quantiz
         int8_top1=int8_metrics["top1"], int8_top5=int8_metrics["top5"], size_fp32=src.path.stat().st_size,
         size_int8=Path(out).stat().st_size, preprocess_source=src.preprocess_source,
     )
+
+
+# --- the pipeline stage ------------------------------------------------------------------------
+
+def config(cfg: CompressConfig) -> QuantizeConfig:
+    return QuantizeConfig(data=cfg.data, calibration_size=cfg.calibration_size)
+
+
+def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+    res = quantize_model(config(cfg), run.simplified("pruned"), run.int8())
+    return StageResult([run.int8()], {k: v for k, v in vars(res).items() if k != "path"})

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pdd_edge.artifact import RunDir
+from pdd_edge.config import CompressConfig
 from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
@@ -19,6 +21,8 @@ from pdd_edge.onnx import parity, runtime
 from pdd_edge.onnx.meta import copy_meta
 from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.onnx.source import open_onnx
+from pdd_edge.stages import StageResult
+from pdd_edge.stages.export import SOURCES
 
 BATCHNORM = "BatchNormalization"
 
@@ -56,7 +60,7 @@ def simplify_proto(model):
     return simplified
 
 
-def run(cfg: SimplifyConfig, model_path: str | Path, out: str | Path) -> SimplifyResult:
+def simplify_model(cfg: SimplifyConfig, model_path: str | Path, out: str | Path) -> SimplifyResult:
     import onnx
 
     src = open_onnx(model_path, cfg.data, cfg.norm)
@@ -80,3 +84,14 @@ def run(cfg: SimplifyConfig, model_path: str | Path, out: str | Path) -> Simplif
         size_before=src.path.stat().st_size, size_after=Path(out).stat().st_size,
         parity_max_abs_diff=check.max_abs_diff, parity_images=check.images, tolerance=cfg.parity.tolerance,
     )
+
+
+# --- the pipeline stage ------------------------------------------------------------------------
+
+def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+    files, metrics = [], {}
+    for variant in SOURCES:
+        res = simplify_model(SimplifyConfig(data=cfg.data), run.exported(variant), run.simplified(variant))
+        metrics[variant] = {k: v for k, v in vars(res).items() if k != "path"}
+        files.append(run.simplified(variant))
+    return StageResult(files, metrics)

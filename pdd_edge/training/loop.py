@@ -116,11 +116,24 @@ class TrainFiles:
         return cls(p, p.with_name(f"{stem}.last.pt"), p.with_name(f"{stem}.history.json"))
 
 
+# The numbers of an epoch record that describe the chosen checkpoint: the epoch, its accuracy and,
+# for masked students, the masked network's size (see nn.masks.mask_stats).
+SUMMARY_KEYS = ("epoch", "val_top1", "val_top5", "kept_pct", "masked_macs", "masked_params", "macs_reduction_pct")
+
+
+def summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in SUMMARY_KEYS if k in record}
+
+
 @dataclass
 class FitResult:
     best: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """The best epoch's summary numbers, and how many epochs the run has."""
+        return summary(self.best) | {"epochs_run": len(self.history)}
 
 
 @dataclass

@@ -9,6 +9,7 @@ needs to rebuild a model.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
@@ -30,35 +31,28 @@ class ModelEntry:
     description: str
 
 
-def _resnet(depth: int) -> ModelEntry:
-    def build(num_classes: int, keep: Keep | None) -> "nn.Module":
-        from pdd_edge.zoo.resnet_cifar import CifarResNet
+def _entry(family: str, depth: int, module: str, cls: str, classifier_key: str, description: str) -> ModelEntry:
+    """A registry entry whose builders import `pdd_edge.zoo.<module>` only when called."""
 
-        return CifarResNet(depth, num_classes=num_classes, keep=keep)
+    def arch():
+        return importlib.import_module(f"pdd_edge.zoo.{module}")
+
+    def build(num_classes: int, keep: Keep | None) -> "nn.Module":
+        return getattr(arch(), cls)(depth, num_classes=num_classes, keep=keep)
 
     def full() -> dict[str, list[int]]:
-        from pdd_edge.zoo.resnet_cifar import full_keep
+        return arch().full_keep(depth)
 
-        return full_keep(depth)
-
-    return ModelEntry(f"resnet{depth}", "resnet", build, full, "linear.weight", f"CIFAR ResNet-{depth}, option-A shortcuts")
+    return ModelEntry(f"{family}{depth}", family, build, full, classifier_key, description)
 
 
-def _vgg(depth: int) -> ModelEntry:
-    def build(num_classes: int, keep: Keep | None) -> "nn.Module":
-        from pdd_edge.zoo.vgg_cifar import CifarVGG
-
-        return CifarVGG(depth, num_classes=num_classes, keep=keep)
-
-    def full() -> dict[str, list[int]]:
-        from pdd_edge.zoo.vgg_cifar import full_keep
-
-        return full_keep(depth)
-
-    return ModelEntry(f"vgg{depth}", "vgg", build, full, "classifier.6.weight", f"CIFAR VGG-{depth} with BN (PDD authors' layout)")
-
-
-MODELS: dict[str, ModelEntry] = {e.name: e for e in [*map(_resnet, (20, 32, 44, 56, 110)), *map(_vgg, (11, 13, 16, 19))]}
+_ENTRIES = [
+    *(_entry("resnet", d, "resnet_cifar", "CifarResNet", "linear.weight", f"CIFAR ResNet-{d}, option-A shortcuts")
+      for d in (20, 32, 44, 56, 110)),
+    *(_entry("vgg", d, "vgg_cifar", "CifarVGG", "classifier.6.weight", f"CIFAR VGG-{d} with BN (PDD authors' layout)")
+      for d in (11, 13, 16, 19)),
+]
+MODELS: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
 
 
 def spec(name: str) -> ModelEntry:

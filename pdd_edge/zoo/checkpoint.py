@@ -165,27 +165,22 @@ def load(
     path: str | Path,
     *,
     model_name: str | None = None,
-    num_classes: int | None = None,
-    with_masks: bool = True,
 ) -> tuple[nn.Module, CheckpointInfo]:
     """Rebuild the model stored in `path` (eval mode, CPU) and describe it.
 
     `model_name` is required for third-party files and must agree with a pdd-edge checkpoint.
-    `with_masks=False` drops stored masks (the dense student they were trained on).
     """
     p = Path(path)
     raw = read(p)
     if isinstance(raw, Mapping) and raw.get("format") == FORMAT:
-        return _load_own(raw, p, model_name, with_masks)
+        return _load_own(raw, p, model_name)
     if model_name is None:
         raise PddError(f"{p} is not a pdd-edge checkpoint; pass --model NAME to load it as a state dict of a zoo model")
     spec = zoo.spec(model_name)
     state = _third_party_state(raw, p)
     head = state.get(spec.classifier_key)
-    inferred = int(head.shape[0]) if head is not None and head.dim() == 2 else None
-    if num_classes is not None and inferred is not None and inferred != num_classes:
-        raise PddError(f"{p} has a {inferred}-class head but {num_classes} classes were expected")
-    classes = inferred or num_classes or 10
+    # The class count comes from the classifier's weight; a file without it fails in _fit_state.
+    classes = int(head.shape[0]) if head is not None and head.dim() == 2 else 10
     model = zoo.build(spec.name, num_classes=classes)
     _fit_state(model, state, spec.name, p)
     model.eval()
@@ -195,7 +190,7 @@ def load(
     return model, info
 
 
-def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, with_masks: bool) -> tuple[nn.Module, CheckpointInfo]:
+def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None) -> tuple[nn.Module, CheckpointInfo]:
     version = raw.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise PddError(f"{p} has checkpoint format version {version}; this pdd-edge reads up to {FORMAT_VERSION}: upgrade pdd-edge")
@@ -213,11 +208,11 @@ def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, with_mask
     model = zoo.build(name, num_classes=num_classes, keep=keep)
     _fit_state(model, state, name, p)
     masks = raw.get("masks")
-    if with_masks and masks:
+    if masks:
         try:
             load_mask_logits(model, masks)
-        except KeyError as exc:
-            raise PddError(f"{p}: {exc.args[0]}") from None
+        except PddError as exc:
+            raise PddError(f"{p}: {exc}") from None
     model.eval()
     info = CheckpointInfo(
         model=name,

@@ -22,13 +22,13 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     At 16x16 (the digits are 8x8 scans) training costs a quarter of 32x32 on 2 shared cores;
     every later stage takes the size from the model."""
     from pdd_edge.data.options import DataConfig
-    from pdd_edge.stages import train
+    from pdd_edge.stages import teacher
 
     torch.set_num_threads(1)  # session fixtures run before the autouse one above
     out = tmp_path_factory.mktemp("trained") / "resnet20.pt"
-    cfg = train.TrainConfig(model="resnet20", data=DataConfig(name="digits", input_size=16),
-                            optim=train.default_optim(4, lr=0.05, batch_size=64))
-    train.run(cfg, out)
+    cfg = teacher.TrainConfig(model="resnet20", data=DataConfig(name="digits", input_size=16),
+                            optim=teacher.default_optim(4, lr=0.05, batch_size=64))
+    teacher.train(cfg, out)
     return out
 
 
@@ -37,5 +37,5 @@ def trained_onnx(trained_checkpoint, tmp_path_factory) -> Path:
     from pdd_edge.stages import export
 
     out = tmp_path_factory.mktemp("exported") / "resnet20.onnx"
-    export.run(export.ExportConfig(), trained_checkpoint, out)
+    export.export_checkpoint(export.ExportConfig(), trained_checkpoint, out)
     return out

@@ -20,7 +20,7 @@ from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.onnx import runtime
 from pdd_edge.onnx.meta import read_meta
-from pdd_edge.onnx.runtime import ParityConfig
+from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.stages import export
 from pdd_edge.zoo import checkpoint as ckpt_io
 
@@ -34,7 +34,7 @@ def cfg(**kw) -> export.ExportConfig:
 @pytest.mark.parametrize(("name", "pruned"), CASES, ids=[f"{n}-{'pruned' if p else 'unpruned'}" for n, p in CASES])
 def test_run_matches_pytorch_within_tolerance(tmp_path, name, pruned):
     ckpt, _ = zoo_checkpoint(name, pruned, tmp_path / "m.pt")
-    result = export.run(cfg(), ckpt, tmp_path / "m.onnx")
+    result = export.export_checkpoint(cfg(), ckpt, tmp_path / "m.onnx")
 
     assert result.parity_images == 96 and result.parity_max_abs_diff <= 1e-4
     assert result.opset >= 17 and result.pruned == pruned
@@ -51,7 +51,7 @@ def test_run_matches_pytorch_within_tolerance(tmp_path, name, pruned):
 
 def test_run_writes_dynamic_batch_named_io_and_metadata_that_round_trips(tmp_path):
     ckpt, keep = zoo_checkpoint("resnet20", True, tmp_path / "m.pt")
-    export.run(cfg(), ckpt, tmp_path / "m.onnx")
+    export.export_checkpoint(cfg(), ckpt, tmp_path / "m.onnx")
 
     model = onnx.load(str(tmp_path / "m.onnx"))
     io = runtime.graph_io(model, "m.onnx")
@@ -66,7 +66,7 @@ def test_run_writes_dynamic_batch_named_io_and_metadata_that_round_trips(tmp_pat
 def test_run_refuses_checkpoint_when_masks_are_attached(tmp_path):
     ckpt = masked_checkpoint(tmp_path / "masked.pt")
     with pytest.raises(PddError, match=r"still has PDD masks.*pdd-edge prune"):
-        export.run(cfg(), ckpt, tmp_path / "m.onnx")
+        export.export_checkpoint(cfg(), ckpt, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -75,7 +75,7 @@ def test_run_writes_nothing_when_onnx_differs_from_pytorch(tmp_path, monkeypatch
     to_onnx = export.to_onnx
     monkeypatch.setattr(export, "to_onnx", lambda *a: perturb_last_bias(to_onnx(*a), 1e-3))
     with pytest.raises(PddError, match="differs from PyTorch by up to 0.001") as info:
-        export.run(cfg(), ckpt, tmp_path / "m.onnx")
+        export.export_checkpoint(cfg(), ckpt, tmp_path / "m.onnx")
     assert info.value.exit_code == FAILURE
     assert list(tmp_path.iterdir()) == [tmp_path / "m.pt"]  # no output, no temporary file
 
@@ -84,20 +84,20 @@ def test_run_asks_for_data_dir_when_recorded_dataset_needs_one(tmp_path):
     model = zoo.build("resnet20", 10)
     ckpt = save_checkpoint(model, "resnet20", tmp_path / "m.pt", dataset="cifar10")
     with pytest.raises(PddError, match="cifar10 needs --data-dir"):
-        export.run(cfg(), ckpt, tmp_path / "m.onnx")
+        export.export_checkpoint(cfg(), ckpt, tmp_path / "m.onnx")
 
 
 def test_run_rejects_dataset_when_class_count_differs(tmp_path):
     ckpt = save_checkpoint(zoo.build("vgg11", 100), "vgg11", tmp_path / "m.pt")
     with pytest.raises(PddError, match="predicts 100 classes but digits has 10"):
-        export.run(cfg(), ckpt, tmp_path / "m.onnx")
+        export.export_checkpoint(cfg(), ckpt, tmp_path / "m.onnx")
 
 
 def test_run_exports_third_party_state_dict_when_model_and_dataset_are_given(tmp_path):
     torch.save({"state_dict": zoo.build("resnet20", 10).state_dict()}, tmp_path / "theirs.pth")
     with pytest.raises(PddError, match="does not record the dataset.*pass --dataset"):
-        export.run(cfg(model="resnet20"), tmp_path / "theirs.pth", tmp_path / "m.onnx")
-    result = export.run(cfg(model="resnet20", data=DataConfig(name="digits")), tmp_path / "theirs.pth",
+        export.export_checkpoint(cfg(model="resnet20"), tmp_path / "theirs.pth", tmp_path / "m.onnx")
+    result = export.export_checkpoint(cfg(model="resnet20", data=DataConfig(name="digits")), tmp_path / "theirs.pth",
                         tmp_path / "m.onnx")
     meta = read_meta(onnx.load(str(tmp_path / "m.onnx")))
     assert result.parity_max_abs_diff <= 1e-4

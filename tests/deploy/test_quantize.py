@@ -16,7 +16,7 @@ from pdd_edge.stages import quantize
 @pytest.fixture(scope="module")
 def static_int8(trained_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "resnet20.int8.onnx"
-    return quantize.run(quantize.QuantizeConfig(), trained_onnx, out)
+    return quantize.quantize_model(quantize.QuantizeConfig(), trained_onnx, out)
 
 
 def test_run_static_is_smaller_and_within_two_points_of_fp32_on_digits(static_int8, trained_onnx):
@@ -53,7 +53,7 @@ def test_run_static_keeps_metadata_and_records_quantization(static_int8, trained
 
 
 def test_run_dynamic_runs_and_records_no_calibration(trained_onnx, tmp_path):
-    r = quantize.run(quantize.QuantizeConfig(method="dynamic"), trained_onnx, tmp_path / "dyn.onnx")
+    r = quantize.quantize_model(quantize.QuantizeConfig(method="dynamic"), trained_onnx, tmp_path / "dyn.onnx")
     assert r.calibration_images == 0 and r.size_int8 < r.size_fp32
     assert r.int8_top1 >= r.fp32_top1 - 2.0
     model = onnx.load(str(tmp_path / "dyn.onnx"))
@@ -63,7 +63,7 @@ def test_run_dynamic_runs_and_records_no_calibration(trained_onnx, tmp_path):
 
 def test_run_calibrates_on_requested_images_when_model_has_fixed_batch_of_one(tmp_path):
     src = tiny_classifier(tmp_path / "m.onnx", batch=1)
-    r = quantize.run(quantize.QuantizeConfig(data=DataConfig(name="digits"), calibration_size=40), src,
+    r = quantize.quantize_model(quantize.QuantizeConfig(data=DataConfig(name="digits"), calibration_size=40), src,
                      tmp_path / "q.onnx")
     assert r.calibration_images == 40 and r.val_images == 359
 
@@ -80,5 +80,5 @@ def test_quantize_config_rejects_int8_activations_when_method_is_dynamic():
 
 def test_run_refuses_model_when_already_quantized(static_int8, tmp_path):
     with pytest.raises(PddError, match="already quantized"):
-        quantize.run(quantize.QuantizeConfig(), static_int8.path, tmp_path / "again.onnx")
+        quantize.quantize_model(quantize.QuantizeConfig(), static_int8.path, tmp_path / "again.onnx")
     assert not (tmp_path / "again.onnx").exists()

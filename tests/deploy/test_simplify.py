@@ -10,7 +10,7 @@ from deploy_helpers import DIGITS_CLASSES, digits_preprocess, perturb_last_bias,
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.onnx import runtime
 from pdd_edge.onnx.meta import OnnxMeta, read_meta
-from pdd_edge.onnx.runtime import ParityConfig
+from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.stages import export, simplify
 
 META = OnnxMeta(model="tiny", num_classes=10, classes=DIGITS_CLASSES, preprocess=digits_preprocess(), dataset="digits")
@@ -22,7 +22,7 @@ def cfg(**kw) -> simplify.SimplifyConfig:
 
 def test_run_folds_batchnorm_into_conv_and_preserves_outputs(tmp_path):
     src = tiny_classifier(tmp_path / "m.onnx", meta=META)
-    result = simplify.run(cfg(), src, tmp_path / "m.sim.onnx")
+    result = simplify.simplify_model(cfg(), src, tmp_path / "m.sim.onnx")
 
     assert (result.batchnorm_before, result.batchnorm_after) == (1, 0)
     assert result.nodes_after < result.nodes_before
@@ -37,7 +37,7 @@ def test_run_folds_batchnorm_into_conv_and_preserves_outputs(tmp_path):
 
 def test_run_keeps_pdd_metadata_and_drops_onnxsim_keys(tmp_path):
     src = tiny_classifier(tmp_path / "m.onnx", meta=META)
-    simplify.run(cfg(), src, tmp_path / "m.sim.onnx")
+    simplify.simplify_model(cfg(), src, tmp_path / "m.sim.onnx")
     model = onnx.load(str(tmp_path / "m.sim.onnx"))
     assert read_meta(model) == read_meta(onnx.load(str(src)))
     assert not [p.key for p in model.metadata_props if p.key.startswith("onnxsim")]
@@ -45,8 +45,8 @@ def test_run_keeps_pdd_metadata_and_drops_onnxsim_keys(tmp_path):
 
 def test_run_preserves_outputs_of_exported_pruned_resnet(tmp_path):
     ckpt, keep = zoo_checkpoint("resnet20", True, tmp_path / "m.pt")
-    export.run(export.ExportConfig(parity=ParityConfig(images=96)), ckpt, tmp_path / "m.onnx")
-    result = simplify.run(cfg(), tmp_path / "m.onnx", tmp_path / "m.sim.onnx")
+    export.export_checkpoint(export.ExportConfig(parity=ParityConfig(images=96)), ckpt, tmp_path / "m.onnx")
+    result = simplify.simplify_model(cfg(), tmp_path / "m.onnx", tmp_path / "m.sim.onnx")
     assert result.parity_max_abs_diff <= 1e-4
     assert result.nodes_after <= result.nodes_before and result.batchnorm_after == 0
     assert read_meta(onnx.load(str(tmp_path / "m.sim.onnx"))).keep == keep
@@ -55,10 +55,10 @@ def test_run_preserves_outputs_of_exported_pruned_resnet(tmp_path):
 def test_run_uses_dataset_option_when_model_has_no_metadata(tmp_path):
     src = tiny_classifier(tmp_path / "m.onnx")
     with pytest.raises(PddError, match="does not record the dataset.*pass --dataset"):
-        simplify.run(cfg(), src, tmp_path / "out.onnx")
+        simplify.simplify_model(cfg(), src, tmp_path / "out.onnx")
     from pdd_edge.data.options import DataConfig
 
-    result = simplify.run(cfg(data=DataConfig(name="digits")), src, tmp_path / "out.onnx")
+    result = simplify.simplify_model(cfg(data=DataConfig(name="digits")), src, tmp_path / "out.onnx")
     assert result.dataset == "digits" and result.batchnorm_after == 0
 
 
@@ -67,6 +67,6 @@ def test_run_writes_nothing_when_simplified_model_differs(tmp_path, monkeypatch)
     simplify_proto = simplify.simplify_proto
     monkeypatch.setattr(simplify, "simplify_proto", lambda m: perturb_last_bias(simplify_proto(m), 1e-3))
     with pytest.raises(PddError, match="differs from .* by up to 0.001") as info:
-        simplify.run(cfg(), src, tmp_path / "m.sim.onnx")
+        simplify.simplify_model(cfg(), src, tmp_path / "m.sim.onnx")
     assert info.value.exit_code == FAILURE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

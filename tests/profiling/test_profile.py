@@ -22,7 +22,7 @@ TOP_KEYS = {"schema", "created_utc", "pdd_edge_version", "model", "target", "set
 @pytest.fixture(scope="module")
 def resnet20_record(zoo_onnx):
     path, torch_model = zoo_onnx["resnet20"]
-    record = profile_model(ProfileRequest(model=path, target=load_target("local"), batch_sizes=(1, 2), threads=1, **LEAN))
+    record = profile_model(path, ProfileRequest(target=load_target("local"), batch_sizes=(1, 2), threads=1, **LEAN))
     return record, torch_model
 
 

@@ -1,0 +1,108 @@
+"""`teacher`: the teacher of a run, and plain cross-entropy training (`pdd-edge train`).
+
+A run's teacher is either given (`--teacher-weights`, copied into the run) or trained once per
+(architecture, dataset, seed, recipe) with `train` and cached, so the next run reuses it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pdd_edge import zoo
+from pdd_edge.artifact import RunDir
+from pdd_edge.config import CompressConfig, config_hash, to_jsonable
+from pdd_edge.data.options import DataConfig, NormOverride, resolve_preprocess
+from pdd_edge.errors import PddError
+from pdd_edge.fileio import atomic_path
+from pdd_edge.stages import StageResult
+from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
+from pdd_edge.training.tasks import SupervisedTask
+from pdd_edge.zoo import checkpoint as ckpt_io
+
+# He et al.'s CIFAR schedule (lr 0.1, x0.1 at 50 % and 75 % of the epochs).
+RECIPE = Recipe(epochs=200, lr=0.1, batch_size=128, weight_decay=5e-4, milestone_fractions=(0.5, 0.75))
+default_optim = RECIPE.optim
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=default_optim)
+    norm: NormOverride = field(default_factory=NormOverride)
+
+
+def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None) -> FitResult:
+    spec = zoo.spec(cfg.model)
+    data = cfg.data.load()
+    pre = resolve_preprocess(data, None, cfg.norm)
+    torch.manual_seed(cfg.optim.seed)
+    model = zoo.build(spec.name, num_classes=data.num_classes)
+
+    def make_checkpoint(m, best) -> dict[str, Any]:
+        return ckpt_io.checkpoint_dict(
+            m, model_name=spec.name, preprocess=pre, classes=data.classes, dataset=data.name,
+            metrics={"val_top1": best["val_top1"], "val_top5": best["val_top5"], "epoch": best["epoch"]},
+            record={"stage": "train", "config_hash": config_hash(cfg), "data": to_jsonable(cfg.data)},
+        )
+
+    return Fit(
+        title=f"train {spec.name}",
+        model=model,
+        task=SupervisedTask(pre),
+        data=data,
+        cfg=cfg.optim,
+        files=files or TrainFiles.beside(out),
+        make_checkpoint=make_checkpoint,
+        preprocess=pre,
+        config_hash=config_hash(cfg),
+        resume=resume,
+    ).run()
+
+
+# --- the pipeline stage ------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    root = os.environ.get("PDD_EDGE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pdd-edge")
+    return Path(root)
+
+
+def config(cfg: CompressConfig) -> TrainConfig:
+    """How the teacher is trained when no weights are given (validates the teacher options)."""
+    if cfg.teacher_weights is not None and not Path(cfg.teacher_weights).is_file():
+        raise PddError(f"teacher weights not found: {cfg.teacher_weights}")
+    return TrainConfig(model=cfg.teacher, data=cfg.data, optim=default_optim(
+        cfg.teacher_epochs, batch_size=cfg.batch_size, lr=cfg.teacher_lr, warmup_epochs=cfg.teacher_warmup_epochs,
+        seed=cfg.seed))
+
+
+def _copy(src: Path, dest: Path) -> None:
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+    out = run.teacher()
+    if cfg.teacher_weights:
+        ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher)  # fail now on a bad file, not mid-run
+        _copy(Path(cfg.teacher_weights), out)
+        return StageResult([out], {"source": str(cfg.teacher_weights), "cached": False})
+    tcfg = config(cfg)
+    key = f"{cfg.teacher}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
+    cached = cache_dir() / "teachers" / f"{key}.pt"
+    reused = cached.exists()  # only complete teachers are published under this name
+    if not reused:
+        work = cache_dir() / "teachers" / f"{key}.training"  # resumable if this run is interrupted
+        train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work))
+        _copy(work / "best.pt", cached)
+        shutil.rmtree(work, ignore_errors=True)
+    _copy(cached, out)
+    metrics = ckpt_io.read(out)["metrics"]
+    return StageResult([out], {"source": str(cached), "cached": reused, "val_top1": metrics.get("val_top1")})
