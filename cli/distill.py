@@ -37,6 +37,7 @@ def distill_command(
     student_weights: Annotated[Optional[Path], typer.Option(help="Start from a pretrained student checkpoint.")] = None,
     target_macs_reduction: Annotated[Optional[float], typer.Option(help="Add a MACs budget: e.g. 0.5 lands the pruned model at -50 % MACs (+/- 3 points). Without it: pure PDD.")] = None,
     budget_rate: Annotated[float, typer.Option(help="Integral gain of the budget's PI controller, per step.")] = 0.05,
+    budget_ramp_epochs: Annotated[int, typer.Option(help="Ramp the MACs target from 0 to its value over these first epochs (0: the full target from the start).")] = 0,
     mean: o.Mean = None,
     std: o.Std = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,
@@ -63,6 +64,7 @@ def distill_command(
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"),
         target_macs_reduction=target_macs_reduction,
         budget_rate=budget_rate,
+        budget_ramp_epochs=budget_ramp_epochs,
     )
     result = distill.distill(cfg, out_dir, resume=resume)
     print_fit_summary(result, out_dir / "best.pt", json_out)

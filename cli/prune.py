@@ -21,6 +21,7 @@ def prune_command(
     *,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Pruned checkpoint to write.")],
     round_to: Annotated[int, typer.Option(help="Keep every layer's width a multiple of N (re-opens the strongest closed channels).")] = 1,
+    min_macs_reduction: Annotated[Optional[float], typer.Option(help="Guarantee at least this MACs reduction, e.g. 0.5: closes the open channels with the smallest mask values until the pruned model fits (default: keep what the masks keep).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Images for the exactness check (default: the checkpoint's dataset).")] = None,
     data_dir: o.DataDir = None,
     json_out: o.Json = False,
@@ -30,7 +31,8 @@ def prune_command(
     from pdd_edge.stages import prune
 
     data = data_config(dataset, data_dir, False, None)
-    report = prune.prune_checkpoint(prune.PruneConfig(checkpoint=str(checkpoint), round_to=round_to, data=data), out_path)
+    report = prune.prune_checkpoint(prune.PruneConfig(checkpoint=str(checkpoint), round_to=round_to, data=data,
+                                               min_macs_reduction=min_macs_reduction), out_path)
     if json_out:
         out.print_json(json.dumps(report))
         return
@@ -41,6 +43,8 @@ def prune_command(
     table.add_row("params", f"{report['params_before']:,}", f"{report['params_after']:,}", f"{report['params_reduction_pct']:.2f} %")
     out.print(table)
     out.print(f"max |logit difference| masked vs pruned on {report['check_images']} validation images: {report['max_abs_diff']:.2e}")
+    if report["closed_channels"]:
+        out.print(f"--min-macs-reduction {report['min_macs_reduction']:g}: closed {report['closed_channels']} channels")
     if report["round_to"] > 1:
         out.print(f"--round-to {report['round_to']}: re-opened {report['reopened_channels']} channels")
     for note in report["notes"]:

@@ -44,13 +44,27 @@ from pdd_edge.stages import (
 )
 
 
+Names = tuple[str, ...] | Callable[[CompressConfig], tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     run: Callable[[RunDir, CompressConfig], StageResult]
-    options: tuple[str, ...]  # CompressConfig fields the stage depends on
-    inputs: tuple[str, ...] = ()  # stages whose files it reads
+    options: Names  # CompressConfig fields the stage depends on (or a function of the config giving them)
+    inputs: Names = ()  # stages whose files it reads
     enabled: Callable[[CompressConfig], bool] = lambda cfg: True
+
+    def depends_on(self, cfg: CompressConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(options, input stages) of this stage under `cfg`."""
+        return tuple(_names(self.options, cfg)), tuple(_names(self.inputs, cfg))
+
+
+def _names(names: Names, cfg: CompressConfig) -> tuple[str, ...]:
+    return names(cfg) if callable(names) else names
+
+
+KD = ("teacher_norm", "alpha", "temperature")
 
 
 ALL = ("student", "teacher", "data", "seed")
@@ -62,11 +76,14 @@ STAGES: tuple[Stage, ...] = (
           ALL + ("teacher_norm", "distill_epochs", "finetune_epochs", "batch_size", "lr", "weight_decay", "alpha",
                  "temperature"), ("teacher",)),
     Stage("distill", distill.run,
-          ALL + ("teacher_norm", "distill_epochs", "batch_size", "lr", "weight_decay", "alpha", "temperature",
-                 "target_macs_reduction"), ("teacher",)),
-    Stage("prune", prune.run, ("round_to",), ("distill",)),
+          ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
+                      "budget_ramp"),
+          lambda c: ("teacher", "baseline") if c.warm_start else ("teacher",)),
+    Stage("prune", prune.run, ("round_to", "target_macs_reduction"), ("distill",)),
     Stage("finetune", finetune.run,
-          ("data", "seed", "finetune_epochs", "batch_size", "finetune_lr", "weight_decay"), ("prune",)),
+          lambda c: ("data", "seed", "finetune_epochs", "batch_size", "finetune_lr", "weight_decay", "finetune_kd")
+          + (("teacher",) + KD if c.finetune_kd else ()),
+          lambda c: ("prune", "teacher") if c.finetune_kd else ("prune",)),
     Stage("export", export.run, ("data",), ("baseline", "finetune")),
     Stage("simplify", simplify.run, ("data",), ("export",)),
     Stage("quantize", quantize.run, ("data", "calibration_size"), ("simplify",), enabled=lambda c: c.quantize),
@@ -82,8 +99,9 @@ def stage_hashes(cfg: CompressConfig) -> dict[str, str]:
     for stage in STAGES:
         if not stage.enabled(cfg):
             continue
-        own = {k: to_jsonable(getattr(cfg, k)) for k in stage.options}
-        upstream = {name: hashes[name] for name in stage.inputs if name in hashes}
+        options, inputs = stage.depends_on(cfg)
+        own = {k: to_jsonable(getattr(cfg, k)) for k in options}
+        upstream = {name: hashes[name] for name in inputs if name in hashes}
         hashes[stage.name] = config_hash({"stage": stage.name, "options": own, "inputs": upstream})
     return hashes
 

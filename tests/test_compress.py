@@ -135,14 +135,29 @@ def test_compress_changed_option_reruns_that_stage_and_downstream_only(reference
 
     out = tmp_path / "run"
     shutil.copytree(reference[0], out)
+    code, _, stderr = finish(start(out, env, "--resume", "--round-to", "2"))
+    assert code == 0, stderr[-3000:]
+    for stage in ("teacher", "baseline", "distill"):
+        assert f"skip {stage}" in stderr
+    for stage in ("prune", "finetune", "export", "simplify", "quantize", "evaluate", "profile", "report"):
+        assert f">> {stage}" in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["round_to"] == 2
+
+
+def test_compress_warm_started_distill_reruns_when_the_baseline_changes(reference, tmp_path, env):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference[0], out)
     code, _, stderr = finish(start(out, env, "--resume", "--finetune-epochs", "2"))
     assert code == 0, stderr[-3000:]
-    for stage in ("teacher", "distill", "prune"):
-        assert f"skip {stage}" in stderr
-    for stage in ("baseline", "finetune", "export", "simplify", "quantize", "evaluate", "profile", "report"):
-        assert f">> {stage}" in stderr  # baseline trains for distill + finetune epochs, so it re-runs too
+    assert "skip teacher" in stderr
+    # the baseline trains for distill + finetune epochs, and the warm-started distillation starts from it
+    for stage in ("baseline", "distill", "prune", "finetune", "export", "report"):
+        assert f">> {stage}" in stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["finetune_epochs"] == 2
+    assert manifest["config"]["finetune_epochs"] == 2 and manifest["config"]["warm_start"] is True
 
 
 def test_compress_existing_run_without_resume_is_usage_error(reference, env):

@@ -135,3 +135,32 @@ def test_prune_twice_composes_channel_plans_against_full_width():
 def test_plan_from_masks_without_masks_is_an_error():
     with pytest.raises(PddError, match="no masks"):
         plan_from_masks(zoo.build("resnet20"))
+
+
+@pytest.mark.parametrize("name, round_to", [("resnet20", 1), ("resnet20", 4), ("vgg11", 1)])
+def test_macs_ceiling_closes_the_weakest_open_channels_and_stays_exact(name, round_to):
+    g = torch.Generator().manual_seed(3)
+    model = masked_model(name, lambda p, c: torch.rand(c, generator=g) + 0.01)  # every channel open, distinct values
+    dense = int(model.cost(mask_points(model), (32, 32)).macs)
+    ceiling = dense // 2
+    plan = plan_from_masks(model, round_to, max_macs=ceiling, input_hw=(32, 32))
+    counts = {p: len(idx) for p, idx in plan.local.items() if p in mask_points(model)}
+    after = int(model.cost(counts, (32, 32)).macs)
+    assert after <= ceiling and plan.closed_total > 0
+    assert all(len(idx) % round_to == 0 or len(idx) == mask_points(model)[p] for p, idx in counts.items() for idx in [plan.local[p]])
+    for point, idx in plan.local.items():  # the closed channels are the ones with the smallest mask values
+        logits = model.get_submodule(point).logits.detach()
+        closed = [i for i in range(logits.numel()) if i not in idx]
+        if closed and idx:
+            assert float(logits[closed].max()) <= float(logits[idx].min()) + 1e-9 or round_to > 1
+    check = masked_reference(model, plan)
+    pruned = prune(model, name, plan)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert max_abs_diff(check, pruned, x) <= TOL
+
+
+def test_macs_ceiling_already_met_closes_nothing():
+    model = masked_model("resnet20", lambda p, c: torch.full((c,), 0.5))
+    dense = int(model.cost(mask_points(model), (32, 32)).macs)
+    plan = plan_from_masks(model, 1, max_macs=dense, input_hw=(32, 32))
+    assert plan.closed_total == 0 and plan.notes == []

@@ -12,6 +12,11 @@ overshoot). Above the MACs target lambda is positive and closing channels pays; 
 turns negative and re-opening pays. It settles wherever the distillation loss and the constraint
 balance, whatever the scale of the KD gradients for this dataset and model.
 
+With `ramp_epochs = k > 0` the target itself is ramped: in epoch e (1-based) the controller aims
+at `R * min(1, e / k)`. A student warm-started from a trained network (all masks open) is then
+thinned gradually, a few channels per step, instead of losing half its width in the first
+epoch; from epoch k on it aims at R itself.
+
 The term is also multiplied by `lr0 / lr` (the inverse of the learning-rate schedule's current
 step factor, warm-up excluded). Otherwise each lr decay would shrink the budget's push on the masks tenfold, the masks
 would freeze wherever they are, and the constraint could not be met by the end of training; with
@@ -38,8 +43,10 @@ TOLERANCE_PCT = 3.0  # a checkpoint "meets the budget" within +/- 3 percentage p
 
 class MacsBudget:
     def __init__(self, target_reduction: float, dense_macs: int, input_hw: tuple[int, int], rate: float = DEFAULT_RATE,
-                 gain: float = DEFAULT_GAIN) -> None:
+                 gain: float = DEFAULT_GAIN, ramp_epochs: int = 0) -> None:
         self.target_reduction = target_reduction
+        self.ramp_epochs = ramp_epochs
+        self.current_target = target_reduction
         self.dense_macs = dense_macs
         self.input_hw = input_hw
         self.rate = rate
@@ -49,12 +56,19 @@ class MacsBudget:
 
     def on_epoch_start(self, epoch: int, lr: float, base_lr: float) -> None:
         self.lr_compensation = base_lr / lr
+        self.current_target = self.target_at(epoch)
+
+    def target_at(self, epoch: int) -> float:
+        """The reduction aimed at in `epoch` (0-based): the ramp, then the target."""
+        if self.ramp_epochs <= 0:
+            return self.target_reduction
+        return self.target_reduction * min(1.0, (epoch + 1) / self.ramp_epochs)
 
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]:
         arch = prunable(model)  # unwraps DDP
         relative = arch.cost(open_counts(model, soft=True), self.input_hw).macs / self.dense_macs
         # The soft count equals the hard count in the forward pass, so `error` is exact.
-        error = relative.detach().item() - (1.0 - self.target_reduction)
+        error = relative.detach().item() - (1.0 - self.current_target)
         lam = self.gain * error + self.integral
         self.integral += self.rate * error
         return {"loss": lam * self.lr_compensation * relative, "macs_rel": relative.detach(), "lambda": torch.tensor(lam)}

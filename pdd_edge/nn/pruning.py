@@ -4,7 +4,10 @@
    pruning may need — re-open the strongest channel of a layer that closed completely (where
    removal is impossible: a residual stream or a VGG layer needs at least one channel), and
    `round_to` (re-open the closed channels with the largest mask values until every layer's
-   width is a multiple of N) — and records every re-opened channel.
+   width is a multiple of N) — and records every re-opened channel. With a MACs ceiling
+   (`max_macs`, from a MACs target) it then closes the open channels with the smallest mask
+   values, whole `round_to` groups at a time, until the network fits: a controller that
+   oscillates around its target may end a hair above it, and the deployed model must not.
 2. `prune` builds the zoo model with the resulting channel plan and slices the weights
    (`pruned_state` of each architecture).
 3. The pruned network computes what the masked network computes with the *adjusted* masks; the
@@ -33,15 +36,21 @@ class PrunePlan:
     local: dict[str, list[int]]  # kept positions within the masked model's current widths
     keep: dict[str, list[int]]  # kept channel indices of the full-width network (the zoo's `keep`)
     reopened: dict[str, int] = field(default_factory=dict)  # per point: channels re-opened
+    closed: dict[str, int] = field(default_factory=dict)  # per point: open channels closed to meet max_macs
     notes: list[str] = field(default_factory=list)
 
     @property
     def reopened_total(self) -> int:
         return sum(self.reopened.values())
 
+    @property
+    def closed_total(self) -> int:
+        return sum(self.closed.values())
 
-def plan_from_masks(model: nn.Module, round_to: int = 1) -> PrunePlan:
-    """`round_to` is validated by `PruneConfig`."""
+
+def plan_from_masks(model: nn.Module, round_to: int = 1, max_macs: int | None = None,
+                    input_hw: tuple[int, int] | None = None) -> PrunePlan:
+    """The channels to keep; `round_to` and `max_macs` (at `input_hw`) are validated by `PruneConfig`."""
     arch = prunable(model)
     masks = get_masks(model)
     points = mask_points(model)
@@ -69,8 +78,44 @@ def plan_from_masks(model: nn.Module, round_to: int = 1) -> PrunePlan:
             is_open[extra] = True
             reopened[point] = len(extra)
         local[point] = torch.nonzero(is_open).flatten().tolist()
+    closed: dict[str, int] = {}
+    if max_macs is not None:
+        assert input_hw is not None
+        closed = _fit_macs(arch, masks, local, round_to, max_macs, input_hw, notes)
     keep = {p: [current_keep[p][i] for i in idx] for p, idx in local.items()}
-    return PrunePlan(local=local, keep=keep, reopened=reopened, notes=notes)
+    return PrunePlan(local=local, keep=keep, reopened=reopened, closed=closed, notes=notes)
+
+
+def _fit_macs(arch, masks, local: dict[str, list[int]], round_to: int, max_macs: int, input_hw: tuple[int, int],
+              notes: list[str]) -> dict[str, int]:
+    """Close the weakest open channels (smallest mask value), `round_to` at a time, until the
+    network's MACs are at most `max_macs`; edits `local` in place, returns the count per point."""
+    closed: dict[str, int] = {}
+
+    def macs() -> int:
+        return int(arch.cost({p: len(local[p]) for p in masks}, input_hw).macs)
+
+    while macs() > max_macs:
+        best = None  # (largest mask value among the group to close, point, positions)
+        for point, mask in masks.items():
+            kept = local[point]
+            floor = 0 if arch.may_vanish(point) else round_to
+            if len(kept) - round_to < floor:
+                continue
+            values = mask.logits.detach()[kept]
+            weakest = [kept[i] for i in torch.argsort(values, stable=True)[:round_to].tolist()]
+            score = float(mask.logits.detach()[weakest].max())
+            if best is None or score < best[0]:
+                best = (score, point, weakest)
+        if best is None:
+            notes.append(f"cannot reach the MACs ceiling {max_macs:,}: every layer is at its minimum width")
+            break
+        _, point, weakest = best
+        local[point] = [i for i in local[point] if i not in weakest]
+        closed[point] = closed.get(point, 0) + len(weakest)
+    if closed:
+        notes.append(f"closed {sum(closed.values())} open channels with the smallest mask values to meet the MACs target")
+    return closed
 
 
 def adjusted_logits(model: nn.Module, plan: PrunePlan) -> dict[str, torch.Tensor]:

@@ -49,6 +49,7 @@ class DistillConfig:
     teacher_norm: NormOverride = field(default_factory=NormOverride)
     target_macs_reduction: float | None = None  # None: pure PDD (no cost term)
     budget_rate: float = DEFAULT_RATE
+    budget_ramp_epochs: int = 0  # ramp the MACs target from 0 to its value over these first epochs
 
     def __post_init__(self) -> None:
         if self.target_macs_reduction is not None:
@@ -56,6 +57,11 @@ class DistillConfig:
                 raise PddError(f"--target-macs-reduction must be between 0 and 1 (e.g. 0.5), got {self.target_macs_reduction}")
             if not self.masks:
                 raise PddError("--target-macs-reduction needs masks; drop --no-masks")
+        if not 0 <= self.budget_ramp_epochs <= self.optim.epochs:
+            raise PddError(f"the budget ramp must be between 0 and {self.optim.epochs} epochs (the distillation's), "
+                           f"got {self.budget_ramp_epochs}")
+        if self.budget_ramp_epochs and self.target_macs_reduction is None:
+            raise PddError("a budget ramp needs a MACs target: add --target-macs-reduction")
         if not 0.0 <= self.alpha <= 1.0:
             raise PddError(f"alpha must be in [0, 1], got {self.alpha}")
         if not self.temperature > 0:
@@ -103,7 +109,8 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
 
     budget = None
     if cfg.target_macs_reduction is not None:
-        budget = MacsBudget(cfg.target_macs_reduction, dense["macs"], input_hw, cfg.budget_rate)
+        budget = MacsBudget(cfg.target_macs_reduction, dense["macs"], input_hw, cfg.budget_rate,
+                            ramp_epochs=cfg.budget_ramp_epochs)
     task = DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=budget)
     title = f"distill {spec.name}" + ("" if cfg.masks else " (no masks)")
     if budget is not None:
@@ -129,14 +136,24 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
 
 def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int | None = None) -> DistillConfig:
     """Distillation of the run's student from the run's teacher: PDD with masks (this stage), or
-    the same KD without them for `epochs` (the `baseline` stage)."""
+    the same KD without them for `epochs` (the `baseline` stage).
+
+    With `cfg.warm_start` PDD starts from the baseline's weights with every mask open, and a
+    MACs target is ramped in over the first `cfg.budget_ramp` of the epochs (see nn.budget).
+    """
+    optim = default_optim(cfg.distill_epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                          weight_decay=cfg.weight_decay, seed=cfg.seed)
+    if not 0.0 <= cfg.budget_ramp <= 1.0:
+        raise PddError(f"--budget-ramp is a share of the distill epochs, between 0 and 1; got {cfg.budget_ramp}")
+    pdd = {}
+    if masks:
+        target = cfg.target_macs_reduction or None  # 0: no MACs target, pure PDD
+        pdd = {"target_macs_reduction": target, "budget_ramp_epochs": round(cfg.budget_ramp * optim.epochs) if target else 0}
+        if cfg.warm_start:
+            pdd |= {"student_weights": str(run.best("baseline")), "mask_init": "open"}
     return DistillConfig(
-        student=cfg.student, teacher_weights=str(run.teacher()), teacher=cfg.teacher,
-        data=cfg.data, masks=masks, alpha=cfg.alpha, temperature=cfg.temperature, teacher_norm=cfg.teacher_norm,
-        target_macs_reduction=cfg.target_macs_reduction if masks else None,
-        optim=default_optim(cfg.distill_epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                            weight_decay=cfg.weight_decay, seed=cfg.seed),
-    )
+        student=cfg.student, teacher_weights=str(run.teacher()), teacher=cfg.teacher, data=cfg.data, masks=masks,
+        alpha=cfg.alpha, temperature=cfg.temperature, teacher_norm=cfg.teacher_norm, optim=optim, **pdd)
 
 
 def run(run: RunDir, cfg: CompressConfig) -> StageResult:

@@ -37,10 +37,15 @@ class PruneConfig:
     round_to: int = 1
     data: DataConfig = DataConfig(name=None)  # images for the exactness check; None: the checkpoint's dataset
     check_images: int = 256
+    # Close the weakest open channels until the pruned model removes at least this share of the
+    # MACs (None: keep exactly what the masks keep).
+    min_macs_reduction: float | None = None
 
     def __post_init__(self) -> None:
         if self.round_to < 1:
             raise PddError(f"--round-to must be a positive integer, got {self.round_to}")
+        if self.min_macs_reduction is not None and not 0.0 < self.min_macs_reduction < 1.0:
+            raise PddError(f"--min-macs-reduction must be between 0 and 1 (e.g. 0.5), got {self.min_macs_reduction}")
 
 
 def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
@@ -51,7 +56,9 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         )
     assert info.preprocess is not None  # a checkpoint with masks is always one of ours, which records it
     input_hw = info.preprocess.input_size
-    plan = plan_from_masks(masked, cfg.round_to)
+    before = dense_cost(masked, input_hw)
+    max_macs = None if cfg.min_macs_reduction is None else int((1 - cfg.min_macs_reduction) * before["macs"])
+    plan = plan_from_masks(masked, cfg.round_to, max_macs, input_hw)
     pruned = prune(masked, info.model, plan)
     reference = masked_reference(masked, plan)
 
@@ -62,14 +69,14 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         raise PddError(f"the pruned model deviates from the masked model by {diff:.3g} (> {EXACTNESS_TOLERANCE}); "
                        "nothing written; this is a pdd-edge bug, please report it", exit_code=FAILURE)
 
-    before = dense_cost(masked, input_hw)
     masked_counts = prunable(reference).cost(open_counts(reference), input_hw).as_ints()
     after = fvcore_counts(pruned, input_hw)
     if after != masked_counts:
         raise PddError(f"fvcore counts {after} differ from the masked-network counts {masked_counts}; "
                        "nothing written; this is a pdd-edge bug, please report it", exit_code=FAILURE)
 
-    layers = {p: {"kept": len(plan.local[p]), "total": n, "reopened": plan.reopened.get(p, 0)}
+    layers = {p: {"kept": len(plan.local[p]), "total": n, "reopened": plan.reopened.get(p, 0),
+                  "closed": plan.closed.get(p, 0)}
               for p, n in mask_points(masked).items()}
     report = {
         "source": str(cfg.checkpoint),
@@ -86,6 +93,8 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         "check_images": int(x.shape[0]),
         "round_to": cfg.round_to,
         "reopened_channels": plan.reopened_total,
+        "min_macs_reduction": cfg.min_macs_reduction,
+        "closed_channels": plan.closed_total,
         "notes": plan.notes,
         "layers": layers,
     }
@@ -113,7 +122,9 @@ def _validation_batch(data, n: int) -> torch.Tensor:
 # --- the pipeline stage ------------------------------------------------------------------------
 
 def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
-    return PruneConfig(checkpoint=str(run.best("distill")), round_to=cfg.round_to)
+    """The distilled student, pruned to at least its MACs target (when the run has one)."""
+    return PruneConfig(checkpoint=str(run.best("distill")), round_to=cfg.round_to,
+                       min_macs_reduction=cfg.target_macs_reduction or None)
 
 
 def run(run: RunDir, cfg: CompressConfig) -> StageResult:
