@@ -39,3 +39,7 @@ step warm50-finetune-kd pdd finetune "$OUT/warm50/pruned.pt" $D $O --epochs 4 --
 step warm50ramp-distill pdd distill --student resnet20 --student-weights "$OUT/KD/best.pt" --mask-init open $T $D $O --epochs 6 --target-macs-reduction 0.5 --budget-ramp-epochs 3 --out "$OUT/warm50ramp" --json
 step warm50ramp-prune pdd prune "$OUT/warm50ramp/best.pt" --out "$OUT/warm50ramp/pruned.pt" --json
 step warm50ramp-finetune pdd finetune "$OUT/warm50ramp/pruned.pt" $D $O --epochs 4 --out "$OUT/warm50ramp/ft" --json
+# warm50lr: warm start + MACs target 0.5 (no ramp), distillation at lr 0.01 (a fifth of the fine-tune's); CE fine-tune
+step warm50lr-distill pdd distill --student resnet20 --student-weights "$OUT/KD/best.pt" --mask-init open $T $D --batch-size 128 --lr 0.01 --seed "$SEED" --epochs 6 --target-macs-reduction 0.5 --out "$OUT/warm50lr" --json
+step warm50lr-prune pdd prune "$OUT/warm50lr/best.pt" --out "$OUT/warm50lr/pruned.pt" --json
+step warm50lr-finetune pdd finetune "$OUT/warm50lr/pruned.pt" $D $O --epochs 4 --out "$OUT/warm50lr/ft" --json

@@ -22,6 +22,7 @@ VARIANTS = {
     "warm start, open masks, pure PDD, KD fine-tune": ("warm-distill", "warm-finetune-kd"),
     "warm start, MACs target 0.5, CE fine-tune": ("warm50-distill", "warm50-finetune"),
     "warm start, MACs target 0.5, KD fine-tune": ("warm50-distill", "warm50-finetune-kd"),
+    "warm start, MACs target 0.5, distill lr 0.01, CE fine-tune": ("warm50lr-distill", "warm50lr-finetune"),
     "warm start, MACs target 0.5 ramped over 3 epochs, CE fine-tune": ("warm50ramp-distill", "warm50ramp-finetune"),
 }
 

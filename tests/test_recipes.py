@@ -89,3 +89,19 @@ def test_distill_budget_ramp_longer_than_the_distillation_is_refused():
     with pytest.raises(PddError, match="needs a MACs target"):
         distill.DistillConfig(student="resnet20", teacher_weights="t.pt", budget_ramp_epochs=2,
                               optim=distill.default_optim(6))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compress", "--budget-ramp", "2"], "--budget-ramp is a share of the distill epochs"),
+    (["compress", "--target-macs-reduction", "1.5"], "--target-macs-reduction must be between 0 and 1"),
+    (["distill", "--student", "resnet20", "--teacher-weights", "t.pt", "--epochs", "4", "--target-macs-reduction", "0.5",
+      "--budget-ramp-epochs", "9"], "budget ramp must be between 0 and 4 epochs"),
+    (["prune", "d.pt", "--min-macs-reduction", "1.5"], "--min-macs-reduction must be between 0 and 1"),
+])
+def test_recipe_options_out_of_range_are_usage_errors_that_write_nothing(tmp_path, monkeypatch, args, message):
+    from tests.helpers import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(*args, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and message in result.stderr
+    assert list(tmp_path.iterdir()) == []

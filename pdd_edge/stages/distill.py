@@ -143,10 +143,10 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
     """
     optim = default_optim(cfg.distill_epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                           weight_decay=cfg.weight_decay, seed=cfg.seed)
-    if not 0.0 <= cfg.budget_ramp <= 1.0:
-        raise PddError(f"--budget-ramp is a share of the distill epochs, between 0 and 1; got {cfg.budget_ramp}")
     pdd = {}
     if masks:
+        if not 0.0 <= cfg.budget_ramp <= 1.0:
+            raise PddError(f"--budget-ramp is a share of the distill epochs, between 0 and 1; got {cfg.budget_ramp}")
         target = cfg.target_macs_reduction or None  # 0: no MACs target, pure PDD
         pdd = {"target_macs_reduction": target, "budget_ramp_epochs": round(cfg.budget_ramp * optim.epochs) if target else 0}
         if cfg.warm_start:
