@@ -102,3 +102,17 @@ def test_optim_config_lr_warms_up_linearly_then_steps_down_at_milestones():
     assert [cfg.lr_at(e, 0, 4) for e in (1, 2, 3)] == pytest.approx([0.1, 0.01, 0.001])
     with pytest.raises(PddError, match="warm-up"):
         OptimConfig(epochs=2, lr=0.1, batch_size=8, weight_decay=0, milestones=(), warmup_epochs=3)
+
+
+def test_epoch_line_stays_one_line_in_a_narrow_non_terminal_log():
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    record = {"epoch": 3, "loss": 3.2747, "ce": 1.2211, "kd": 6.3552, "lambda": 0.04, "val_top1": 58.85, "kept_pct": 74.9,
+              "masked_macs": 20_461_312, "macs_reduction_pct": 49.5, "lr": 0.0005, "seconds": 58.4, "best": True}
+    with progress_mod.EpochProgress("distill resnet20", 10, console=Console(file=buf, width=80)) as progress:
+        progress.end_epoch(record)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("epoch 3/10") and lines[0].endswith("*best*")

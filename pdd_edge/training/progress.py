@@ -81,4 +81,5 @@ class EpochProgress:
 
     def end_epoch(self, record: Mapping[str, Any]) -> None:
         if self.enabled:
-            self.console.print(epoch_line(record, self.epochs))
+            # One line per epoch whatever the width: a CI log or a file must not get `*best*` on a line of its own.
+            self.console.print(epoch_line(record, self.epochs), soft_wrap=True)
