@@ -19,8 +19,8 @@ from pdd_edge.errors import FAILURE
 def gate_command(
     report: Annotated[Path, typer.Argument(help="A report-<target>.json, or a run directory.")],
     *,
-    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Target whose [budget] to check (and whose report to pick in a run directory).")] = None,
-    budget: Annotated[Optional[Path], typer.Option(help="A TOML file whose [budget] table to check instead of the target's.")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Target whose \\[budget] to check (and whose report to pick in a run directory).")] = None,
+    budget: Annotated[Optional[Path], typer.Option(help="A TOML file whose \\[budget] table to check instead of the target's.")] = None,
     junit: Annotated[Optional[Path], typer.Option(help="Write one JUnit test case per check to this XML file.")] = None,
 ) -> None:
     """Check the deployable model against a budget: exit 0 all pass, 1 any fails, 2 usage error."""

@@ -15,7 +15,7 @@ def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `pdd-edge compress`.")],
     *,
     target: Annotated[Optional[list[str]], typer.Option("--target", "-t", help="Target name or .toml (repeatable); profiled now if the run has no profile for it.")] = None,
-    remote: Annotated[Optional[str], typer.Option(help="Profile missing targets on this board over SSH: USER@HOST[:PORT].")] = None,
+    remote: Annotated[Optional[str], typer.Option(help="Profile missing targets on this board over SSH: USER@HOST\\[:PORT].")] = None,
     ssh_key: Annotated[Optional[Path], typer.Option(help="SSH private key for --remote.")] = None,
     min_runs: Annotated[int, typer.Option(help="Timed runs per variant when profiling, at least.")] = 100,
     min_time: Annotated[float, typer.Option(help="Seconds of timed runs when profiling, at least.")] = 2.0,

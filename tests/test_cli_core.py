@@ -136,3 +136,16 @@ def test_distill_resume_with_changed_options_is_usage_error(teacher, tmp_path):
     assert run_cli(*args).exit_code == 0
     result = run_cli(*args[:-2], "--lr", "0.5", "--out", out, "--resume")
     assert_usage_error(result, "different options")
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"pdd-edge {version('pdd-edge')}"
+
+
+@pytest.mark.parametrize("command, text", [("gate", "[budget]"), ("report", "USER@HOST[:PORT]")])
+def test_help_keeps_square_brackets_that_rich_markup_would_eat(command, text):
+    result = run_cli(command, "--help")
+    assert result.exit_code == 0 and text in result.stdout
