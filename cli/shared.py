@@ -11,6 +11,7 @@ interrupt into a short hint about `--resume` with exit code 130. Nothing else is
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from dataclasses import asdict
@@ -41,6 +42,11 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
     """Register `fn` as a command of `app`, reporting user errors as one line."""
 
     def decorate(fn: F) -> F:
+        # Only commands that can continue an interrupted run may promise it.
+        resumable = "resume" in inspect.signature(fn).parameters
+        on_interrupt = ("interrupted: finished stages and epochs are kept; re-run with --resume" if resumable
+                        else "interrupted: nothing half-written was left behind")
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kw: Any) -> Any:
             try:
@@ -48,7 +54,7 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
             except PddError as exc:
                 raise fail(_escape(str(exc)), exc.exit_code) from None
             except KeyboardInterrupt:
-                err.print("interrupted: finished stages and epochs are kept; re-run with --resume")
+                err.print(on_interrupt)
                 raise typer.Exit(130) from None
 
         app.command(name, **kwargs)(wrapper)

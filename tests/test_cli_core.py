@@ -149,3 +149,26 @@ def test_version_prints_the_installed_version():
 def test_help_keeps_square_brackets_that_rich_markup_would_eat(command, text):
     result = run_cli(command, "--help")
     assert result.exit_code == 0 and text in result.stdout
+
+
+@pytest.mark.parametrize("resumable", [True, False])
+def test_interrupt_promises_resume_only_to_commands_that_have_it(resumable):
+    import typer
+    from typer.testing import CliRunner
+
+    from pdd_edge.cli.shared import command
+
+    app = typer.Typer()
+
+    if resumable:
+        @command(app, "work")
+        def work(resume: bool = False) -> None:
+            raise KeyboardInterrupt
+    else:
+        @command(app, "work")
+        def work(quick: bool = False) -> None:
+            raise KeyboardInterrupt
+
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 130
+    assert ("--resume" in result.stderr) is resumable
