@@ -19,7 +19,7 @@ from pdd_edge.errors import require_torch
 def compress_command(
     *,
     student: Annotated[str, typer.Option("--student", "-s", help="Zoo model of the student.")] = "resnet20",
-    teacher: Annotated[str, typer.Option("--teacher", "-t", help="Zoo model of the teacher.")] = "resnet56",
+    teacher: Annotated[str, typer.Option("--teacher", help="Zoo model of the teacher.")] = "resnet56",
     teacher_weights: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint; without it the teacher is trained once and cached.")] = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Normalisation mean of third-party teacher weights.")] = None,
     teacher_std: Annotated[Optional[str], typer.Option(help="Normalisation std of third-party teacher weights.")] = None,
@@ -27,7 +27,7 @@ def compress_command(
     data_dir: o.DataDir = None,
     download: o.Download = False,
     input_size: o.InputSize = None,
-    target: Annotated[Optional[list[str]], typer.Option("--target", help="Device target to profile and report (repeatable; default: local).")] = None,
+    target: Annotated[Optional[list[str]], typer.Option("--target", "-t", help="Device target to profile and report (repeatable; default: local).")] = None,
     quantize: Annotated[bool, typer.Option("--quantize/--no-quantize", help="Also produce a static INT8 model.")] = True,
     target_macs_reduction: Annotated[Optional[float], typer.Option(help="MACs target for distill, e.g. 0.5 lands at -50 % (+/- 3 points); 0: none, pure PDD (default: the recipe's, 0.5 for quick and standard, none for paper).")] = None,
     warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--scratch", help="Distill from the trained baseline with all masks open, or from scratch with N(0, 1e-3) masks as the paper (default: the recipe's).")] = None,

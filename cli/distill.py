@@ -19,7 +19,7 @@ def distill_command(
     student: Annotated[str, typer.Option("--student", "-s", help="Zoo model of the student.")],
     teacher_weights: Annotated[Path, typer.Option(help="Teacher checkpoint (pdd-edge's, or a third-party state dict with --teacher).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: best.pt, last.pt, history.json.")],
-    teacher: Annotated[Optional[str], typer.Option("--teacher", "-t", help="Zoo model of the teacher (needed for third-party weights).")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Zoo model of the teacher (needed for third-party weights).")] = None,
     dataset: o.Dataset = "digits",
     data_dir: o.DataDir = None,
     download: o.Download = False,

@@ -172,3 +172,10 @@ def test_interrupt_promises_resume_only_to_commands_that_have_it(resumable):
     result = CliRunner().invoke(app, [])
     assert result.exit_code == 130
     assert ("--resume" in result.stderr) is resumable
+
+
+def test_short_t_means_target_wherever_it_exists(tmp_path):
+    result = run_cli("compress", "-t", "pi9000", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "unknown target 'pi9000'" in result.stderr and not (tmp_path / "run").exists()
+    for command in ("distill", "finetune"):
+        assert run_cli(command, "-t", "resnet56").exit_code == 2  # no -t there: --teacher has no short form
