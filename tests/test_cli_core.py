@@ -179,3 +179,21 @@ def test_short_t_means_target_wherever_it_exists(tmp_path):
     assert result.exit_code == 2 and "unknown target 'pi9000'" in result.stderr and not (tmp_path / "run").exists()
     for command in ("distill", "finetune"):
         assert run_cli(command, "-t", "resnet56").exit_code == 2  # no -t there: --teacher has no short form
+
+
+def test_distill_and_finetune_name_the_teacher_option_for_a_teachers_file(teacher, tmp_path):
+    from pdd_edge.zoo import checkpoint as ckpt_io
+
+    bare = tmp_path / "bare.pt"
+    torch.save(zoo.build("resnet20").state_dict(), bare)
+    result = run_cli("distill", "--student", "resnet20", "--teacher-weights", bare, "--out", tmp_path / "d")
+    assert result.exit_code == 2 and "pass --teacher NAME" in result.stderr and "--model" not in result.stderr
+    result = run_cli("distill", "--student", "resnet20", "--teacher", "resnet56", "--teacher-weights", teacher,
+                     "--out", tmp_path / "d")
+    assert result.exit_code == 2 and "drop --teacher" in result.stderr
+    pruned = tmp_path / "p.pt"
+    model, info = ckpt_io.load(teacher)
+    ckpt_io.save(pruned, ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=info.preprocess))
+    result = run_cli("finetune", pruned, "--teacher-weights", bare, "--out", tmp_path / "f")
+    assert result.exit_code == 2 and "pass --teacher NAME" in result.stderr
+    assert not (tmp_path / "d").exists() and not (tmp_path / "f").exists()

@@ -156,3 +156,10 @@ def test_gate_checks_a_bare_profile_record_and_fails_closed_on_accuracy(tmp_path
     accuracy.write_text("[budget]\nlatency_p90_ms = 5\nmin_top1 = 90\n")
     result = run_cli("gate", profile, "--budget", accuracy)
     assert result.exit_code == 1 and "gate failed: min_top1" in result.stderr
+
+
+def test_gate_run_dir_without_a_report_for_the_target_says_how_to_make_it(tmp_path, budget):
+    (tmp_path / "report").mkdir()
+    write_report(tmp_path / "report" / "report-local.json", target="local")
+    result = run_cli("gate", tmp_path, "--target", "rpi4")
+    assert result.exit_code == 2 and f"pdd-edge report {tmp_path} --target rpi4" in result.stderr

@@ -59,7 +59,8 @@ def load_report(path: str | Path, target: str | None) -> dict[str, Any]:
         else:
             wanted = load_target(target).name
             if wanted not in names:
-                raise PddError(f"{p} has no report for target {wanted!r} (reports: {', '.join(names)})")
+                raise PddError(f"{p} has no report for target {wanted!r} (reports: {', '.join(names)}); "
+                               f"make it with `pdd-edge report {p} --target {target}`")
             p = names[wanted]
     report = read_json(p, "report")
     if isinstance(report, dict) and report.get("schema") == PROFILE_SCHEMA:

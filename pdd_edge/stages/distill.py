@@ -73,10 +73,10 @@ class DistillConfig:
 def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
     spec = zoo.spec(cfg.student)
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
-    teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher)
+    teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     s_info = None
     if cfg.student_weights:
-        student, s_info = ckpt_io.load(cfg.student_weights, model_name=cfg.student)
+        student, s_info = ckpt_io.load(cfg.student_weights, model_name=cfg.student, name_option="--student")
         if s_info.masked:
             raise PddError(f"{cfg.student_weights} already has masks; prune it first (`pdd-edge prune`) or start from its dense weights")
     data = cfg.data.load()

@@ -47,7 +47,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = F
         raise PddError(f"{cfg.checkpoint} still has masks; run `pdd-edge prune` on it first")
     teacher = t_info = None
     if cfg.teacher_weights:
-        teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher)
+        teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     data = cfg.data.load()
     check_classes(s_info, data, "pruned student")
     s_pre = resolve_preprocess(data, s_info, NormOverride())

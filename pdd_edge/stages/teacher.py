@@ -91,7 +91,7 @@ def _copy(src: Path, dest: Path) -> None:
 def run(run: RunDir, cfg: CompressConfig) -> StageResult:
     out = run.teacher()
     if cfg.teacher_weights:
-        ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher)  # fail now on a bad file, not mid-run
+        ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")  # fail now on a bad file, not mid-run
         _copy(Path(cfg.teacher_weights), out)
         return StageResult([out], {"source": str(cfg.teacher_weights), "cached": False})
     tcfg = config(cfg)

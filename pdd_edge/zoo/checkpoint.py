@@ -165,17 +165,19 @@ def load(
     path: str | Path,
     *,
     model_name: str | None = None,
+    name_option: str = "--model",
 ) -> tuple[nn.Module, CheckpointInfo]:
     """Rebuild the model stored in `path` (eval mode, CPU) and describe it.
 
-    `model_name` is required for third-party files and must agree with a pdd-edge checkpoint.
+    `model_name` is required for third-party files and must agree with a pdd-edge checkpoint;
+    `name_option` is the command-line option that gives it (`--teacher` for a teacher's file).
     """
     p = Path(path)
     raw = read(p)
     if isinstance(raw, Mapping) and raw.get("format") == FORMAT:
-        return _load_own(raw, p, model_name)
+        return _load_own(raw, p, model_name, name_option)
     if model_name is None:
-        raise PddError(f"{p} is not a pdd-edge checkpoint; pass --model NAME to load it as a state dict of a zoo model")
+        raise PddError(f"{p} is not a pdd-edge checkpoint; pass {name_option} NAME to load it as a state dict of a zoo model")
     spec = zoo.spec(model_name)
     state = _third_party_state(raw, p)
     head = state.get(spec.classifier_key)
@@ -190,7 +192,7 @@ def load(
     return model, info
 
 
-def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None) -> tuple[nn.Module, CheckpointInfo]:
+def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, name_option: str) -> tuple[nn.Module, CheckpointInfo]:
     version = raw.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise PddError(f"{p} has checkpoint format version {version}; this pdd-edge reads up to {FORMAT_VERSION}: upgrade pdd-edge")
@@ -204,7 +206,7 @@ def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None) -> tuple[
     except (KeyError, TypeError, ValueError) as exc:
         raise PddError(f"{p} is a damaged pdd-edge checkpoint (missing or malformed field {exc})") from None
     if model_name is not None and zoo.spec(model_name).name != zoo.spec(name).name:
-        raise PddError(f"{p} holds a {name}, not a {model_name}; drop --model (pdd-edge checkpoints describe themselves)")
+        raise PddError(f"{p} holds a {name}, not a {model_name}; drop {name_option} (pdd-edge checkpoints describe themselves)")
     model = zoo.build(name, num_classes=num_classes, keep=keep)
     _fit_state(model, state, name, p)
     masks = raw.get("masks")
