@@ -11,6 +11,7 @@ from pdd_edge.cli.app import app
 from pdd_edge.cli.shared import Out, command, data_config, norm_override, out, print_json, print_parity, size
 
 from pdd_edge.errors import require_torch
+from pdd_edge.fileio import check_output
 
 
 @command(app, "export")
@@ -35,6 +36,7 @@ def export_command(
 
     cfg = export.ExportConfig(data=data_config(dataset, data_dir, download, input_size), model=model,
                               norm=norm_override(mean, std), parity=ParityConfig(images=parity_images))
+    check_output(out_path, checkpoint)
     r = export.export_checkpoint(cfg, checkpoint, out_path)
     if json_out:
         print_json(r)

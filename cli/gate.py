@@ -24,9 +24,11 @@ def gate_command(
     junit: Annotated[Optional[Path], typer.Option(help="Write one JUnit test case per check to this XML file.")] = None,
 ) -> None:
     """Check the deployable model against a budget: exit 0 all pass, 1 any fails, 2 usage error."""
-    from pdd_edge.fileio import write_bytes
+    from pdd_edge.fileio import check_output, write_bytes
     from pdd_edge.report.gate import check_budget, junit_xml, load_report, markdown_table, resolve_budget
 
+    if junit is not None:  # checked first: a failure to write it later would read as "budget failed" in CI
+        check_output(junit, report, budget, option="--junit")
     rep = load_report(report, target)
     source, limits = resolve_budget(rep, target, budget)
     checks = check_budget(rep["gate"], limits)

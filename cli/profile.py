@@ -34,11 +34,13 @@ def profile_command(
     remote_python: Annotated[str, typer.Option(help="Python on the board that has numpy and onnxruntime.")] = "python3",
 ) -> None:
     """Count MACs and params from the graph; measure latency, throughput and peak memory with onnxruntime."""
-    from pdd_edge.fileio import write_json
+    from pdd_edge.fileio import check_output, write_json
     from pdd_edge.profiling.profile import ProfileRequest, profile_model
     from pdd_edge.profiling.remote import RemoteHost
     from pdd_edge.profiling.targets import load_target
 
+    if json_path is not None:
+        check_output(json_path, model, option="--json")
     req = ProfileRequest(target=load_target(target), batch_sizes=parse_ints(batch_size, "--batch-size"),
                          threads=threads, **parse_input_shapes(input_shape or []), warmup=warmup,
                          min_runs=min_runs, min_time_s=min_time, memory=memory)

@@ -13,6 +13,7 @@ from pdd_edge.cli.shared import command, data_config, err, out
 from rich.table import Table
 
 from pdd_edge.errors import require_torch
+from pdd_edge.fileio import check_output
 
 
 @command(app, "prune")
@@ -31,6 +32,7 @@ def prune_command(
     from pdd_edge.stages import prune
 
     data = data_config(dataset, data_dir, False, None)
+    check_output(out_path, checkpoint)
     report = prune.prune_checkpoint(prune.PruneConfig(checkpoint=str(checkpoint), round_to=round_to, data=data,
                                                min_macs_reduction=min_macs_reduction), out_path)
     if json_out:

@@ -10,6 +10,7 @@ from pdd_edge.cli.app import app
 from pdd_edge.cli.shared import OnnxPath, Out, command, data_config, norm_override, out, print_json, size
 
 from pdd_edge.errors import PddError, require_torch
+from pdd_edge.fileio import check_output
 
 
 @command(app, "quantize")
@@ -40,6 +41,7 @@ def quantize_command(
         calibration_size=quantize.DEFAULT_CALIBRATION_SIZE if calibration_size is None else calibration_size,
         activation_type=activation_type, reduce_range=reduce_range,
     )
+    check_output(out_path, model_path)
     r = quantize.quantize_model(cfg, model_path, out_path)
     if json_out:
         print_json(r)

@@ -18,6 +18,7 @@ from pdd_edge.cli.shared import (
 )
 
 from pdd_edge.errors import require_torch
+from pdd_edge.fileio import check_output
 
 
 @command(app, "simplify")
@@ -41,6 +42,7 @@ def simplify_command(
 
     cfg = simplify.SimplifyConfig(data=data_config(dataset, data_dir, download, input_size),
                                   norm=norm_override(mean, std), parity=ParityConfig(images=parity_images))
+    check_output(out_path, model_path)
     r = simplify.simplify_model(cfg, model_path, out_path)
     if json_out:
         print_json(r)

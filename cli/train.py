@@ -11,6 +11,7 @@ from pdd_edge.cli.app import app
 from pdd_edge.cli.shared import command, data_config, norm_override, optim_overrides, print_fit_summary
 
 from pdd_edge.errors import require_torch
+from pdd_edge.fileio import check_output
 
 
 @command(app, "train")
@@ -44,5 +45,6 @@ def train_command(
         optim=teacher.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs)),
         norm=norm_override(mean, std),
     )
+    check_output(out_path)
     result = teacher.train(cfg, out_path, resume=resume)
     print_fit_summary(result, out_path, json_out)

@@ -38,6 +38,39 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+def check_output(out: str | os.PathLike[str], *inputs: str | os.PathLike[str] | None, option: str = "--out") -> Path:
+    """Refuse, before any work starts, an output that would overwrite an input or cannot be written.
+
+    Writability is tried, not assumed from permission bits (root passes every `os.access` check,
+    yet cannot create a file in /proc): a temporary file is created and removed in the nearest
+    existing folder on the way to `out`, so no folder is created for a command that then fails.
+    """
+    dest = Path(out)
+    for src in inputs:
+        if src is not None and _same_file(Path(src), dest):
+            raise PddError(f"{option} {dest} is the command's input; choose another path (inputs are never overwritten)")
+    if dest.is_dir():
+        raise PddError(f"{option} {dest} is a folder; give a file path")
+    folder = dest.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise PddError(f"cannot write {option} {dest}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pdd-edge-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PddError(f"cannot write {option} {dest}: {folder} is not writable ({exc.strerror})") from None
+    return dest
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -1,0 +1,65 @@
+"""Every command that writes a file refuses, before any work, an output that would overwrite one
+of its inputs or that cannot be written; the inputs stay byte-identical."""
+
+import hashlib
+import os
+
+import pytest
+
+from tests.helpers import run_cli
+
+# command line with {IN} for the input file and {OUT} for the output path
+COMMANDS = {
+    "export": ["export", "{IN}", "--out", "{OUT}"],
+    "simplify": ["simplify", "{IN}", "--out", "{OUT}"],
+    "quantize": ["quantize", "{IN}", "--out", "{OUT}"],
+    "prune": ["prune", "{IN}", "--out", "{OUT}"],
+    "profile": ["profile", "{IN}", "--json", "{OUT}"],
+    "gate": ["gate", "{IN}", "--junit", "{OUT}"],
+}
+SUFFIX = {"export": ".pt", "prune": ".pt", "gate": ".json"}
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_input(tmp_path, name):
+    path = tmp_path / f"input{SUFFIX.get(name, '.onnx')}"
+    path.write_bytes(os.urandom(256))
+    return path
+
+
+def argv(name, src, dest):
+    return [a.replace("{IN}", str(src)).replace("{OUT}", str(dest)) for a in COMMANDS[name]]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_output_equal_to_input_is_refused_and_the_input_is_untouched(tmp_path, name):
+    src = make_input(tmp_path, name)
+    before = digest(src)
+    result = run_cli(*argv(name, src, src))
+    assert result.exit_code == 2 and "is the command's input" in result.stderr
+    assert digest(src) == before and sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+@pytest.mark.parametrize("where", ["proc", "folder", "under-a-file"])
+def test_unwritable_output_is_refused_before_any_work(tmp_path, name, where):
+    src = make_input(tmp_path, name)
+    before = digest(src)
+    if where == "proc":
+        dest, message = "/proc/pdd-edge-test/out.bin", "is not writable"
+    elif where == "folder":
+        (tmp_path / "a-folder").mkdir()
+        dest, message = tmp_path / "a-folder", "is a folder"
+    else:
+        dest, message = src / "out.bin", "is not a folder"
+    result = run_cli(*argv(name, src, dest))
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and digest(src) == before
+
+
+def test_train_refuses_an_unwritable_out_before_training(tmp_path):
+    result = run_cli("train", "--model", "resnet20", "--out", "/proc/pdd-edge-test/t.pt")
+    assert result.exit_code == 2 and "is not writable" in result.stderr
