@@ -33,10 +33,10 @@ def report_command(
         reqs = [request(t, min_runs=min_runs, min_time_s=min_time) for t in target]
         names = [r.target.name for r in reqs]
         host = RemoteHost.parse(remote, identity=ssh_key) if remote else None
-        added = []
+        added, profiled = [], run.profiles()
         for req in reqs:
             name = req.target.name
-            if name in run.profiles() and host is None:
+            if name in profiled and host is None:
                 continue
             files = run.evaluated_files()
             err.print(f"profiling {', '.join(files)} for target {name} on {host.label if host else 'this machine'} ...", markup=False)

@@ -17,10 +17,9 @@
 The manifest holds the resolved configuration, the dataset, and per stage: its config hash,
 seconds, the files it wrote (relative paths), its metrics and the library versions. Files a
 command adds to a finished run later (`pdd-edge report --target T` profiling a new target) are
-recorded under `commands`. A stage is
-skipped when its record is present with the same hash and all its files still exist; each
-stage's hash folds in the hashes of the stages before it, so changing one stage's options re-runs
-it and everything after it, and nothing before it.
+recorded under `commands`. A stage is skipped when its record is present with the same hash and
+all its files still exist; each stage's hash folds in the hashes of the stages before it, so
+changing one stage's options re-runs it and everything after it, and nothing before it.
 
 Torch-free: `report` and `gate` read run directories on machines without torch.
 """
