@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from pdd_edge.cli import shared as o
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, data_config, err, norm_override, out
+from pdd_edge.cli.shared import command, data_config, err, norm_override, out, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
@@ -102,6 +102,7 @@ def print_summary(run, cfg) -> None:
             table.add_row(label, f"{v['top1']:.2f}", f"{v['macs']:,}", f"{v['params']:,}", f"{v['size_mb']:.3f}",
                           f"{v['latency_p50_ms']:.3f}", f"{v['latency_p90_ms']:.3f}", f"{v['speedup_p50']:.2f}x")
         out.print(table)
+        warn_foreign(rep)
         out.print(f"report: {run.report_md(name)}", markup=False)
     out.print(f"deployable models: {run.simplified('pruned')}" + (f", {run.int8()}" if cfg.quantize else ""), markup=False)
     out.print(f"run directory: {run.root} (manifest.json; stage time in this run and earlier ones: {total:.0f}s)",

@@ -22,16 +22,24 @@ def gate_command(
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="Target whose \\[budget] to check (and whose report to pick in a run directory).")] = None,
     budget: Annotated[Optional[Path], typer.Option(help="A TOML file whose \\[budget] table to check instead of the target's.")] = None,
     junit: Annotated[Optional[Path], typer.Option(help="Write one JUnit test case per check to this XML file.")] = None,
+    accept_foreign_measurements: Annotated[bool, typer.Option(
+        "--accept-foreign-measurements",
+        help="Check latency and memory measured on another kind of machine than the target declares "
+             "(by default such checks fail closed). The verdict and JUnit say it was accepted.")] = False,
 ) -> None:
     """Check the deployable model against a budget: exit 0 all pass, 1 any fails, 2 usage error."""
     from pdd_edge.fileio import check_output, write_bytes
-    from pdd_edge.report.gate import check_budget, junit_xml, load_report, markdown_table, resolve_budget
+    from pdd_edge.profiling import provenance
+    from pdd_edge.report.gate import check_budget, device_target, junit_xml, load_report, markdown_table, resolve_budget
 
     if junit is not None:  # checked first: a failure to write it later would read as "budget failed" in CI
         check_output(junit, report, budget, option="--junit")
     rep = load_report(report, target)
     source, limits = resolve_budget(rep, target, budget)
-    checks = check_budget(rep["gate"], limits)
+    device = provenance.check(device_target(rep, target), rep.get("environment"))
+    checks = check_budget(rep["gate"], limits, device["summary"], accept_foreign_measurements)
+    if device["foreign"]:
+        err.print(f"[bold yellow]warning: {escape(device['message'])}[/]")
     name = rep["target"]["name"]
     title = f"pdd-edge gate: {rep['gate'].get('variant')} model on {name}, budget from {source}"
     table = Table(title=escape(title))
@@ -40,6 +48,8 @@ def gate_command(
     for c in checks:
         actual = "missing" if c.actual is None else f"{c.actual:.4g} {c.unit}"
         verdict = "[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}"
+        if c.note:
+            verdict += f" [yellow]({escape(c.note)})[/]"
         table.add_row(c.key, actual, f"{c.op} {c.limit:g} {c.unit}", verdict)
     out.print(table)
     if junit is not None:

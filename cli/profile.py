@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, err, out, parse_ints
+from pdd_edge.cli.shared import command, err, out, parse_ints, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
@@ -49,6 +49,7 @@ def profile_command(
     err.print(f"profiling {model} on {host.label if host else 'this machine'} (target {req.target.name}) ...", markup=False)
     record = profile_model(model, req, host)
     print_summary(record)
+    warn_foreign(record)
     if json_path is not None:
         write_json(json_path, record)
         err.print(f"wrote {json_path}", markup=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, err, out
+from pdd_edge.cli.shared import command, err, out, warn_foreign
 
 
 @command(app, "report")
@@ -40,7 +40,9 @@ def report_command(
                 continue
             files = run.evaluated_files()
             err.print(f"profiling {', '.join(files)} for target {name} on {host.label if host else 'this machine'} ...", markup=False)
-            added.append(write_json(run.profile(name), profile_variants(files, req, remote=host)))
+            record = profile_variants(files, req, remote=host)
+            warn_foreign(record)
+            added.append(write_json(run.profile(name), record))
         if added:
             run.record_command("report --target " + " --target ".join(names), added)
     written = write_reports(run, names)

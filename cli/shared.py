@@ -38,6 +38,13 @@ def fail(message: str, exit_code: int) -> typer.Exit:
     return typer.Exit(exit_code)
 
 
+def warn_foreign(record: dict) -> None:
+    """The loud warning of a profile or report whose measuring machine is not the target's device."""
+    check = record.get("device_check") or {}
+    if check.get("foreign"):
+        err.print(f"[bold yellow]warning: {_escape(check['message'])}[/]")
+
+
 def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     """Register `fn` as a command of `app`, reporting user errors as one line."""
 

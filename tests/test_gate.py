@@ -20,8 +20,15 @@ min_macs_reduction = 40
 """
 
 
-def write_report(path, gate=None, target="rpi4", budget=None):
+# what the runner records on a Raspberry Pi 4 (its own kind of device for the rpi4 target)
+RPI4_ENV = {"machine": "aarch64", "cpu_model": "Cortex-A72 (Raspberry Pi 4 Model B Rev 1.4)", "cpus_available": 4,
+            "intra_op_threads": 4}
+X86_ENV = {"machine": "x86_64", "cpu_model": "AMD EPYC 9B14", "cpus_available": 2, "intra_op_threads": 4}
+
+
+def write_report(path, gate=None, target="rpi4", budget=None, environment=None):
     report = {"schema": "pdd-edge.report/1", "target": {"name": target, "budget": budget or {}},
+              "environment": RPI4_ENV if environment is None else environment,
               "gate": dict(GOOD if gate is None else gate), "variants": {}}
     path.write_text(json.dumps(report, allow_nan=True))
     return path
@@ -146,6 +153,7 @@ def test_gate_appends_table_to_github_step_summary(tmp_path, budget, monkeypatch
 
 def test_gate_checks_a_bare_profile_record_and_fails_closed_on_accuracy(tmp_path):
     record = {"schema": "pdd-edge.profile/1", "target": {"name": "local", "budget": {}}, "model": {"path": "m.onnx"},
+              "environment": RPI4_ENV,
               "summary": {"latency_p90_ms": 3.0, "model_size_mb": 0.5, "peak_memory_mb": 10.0}}
     profile = tmp_path / "p.json"
     profile.write_text(json.dumps(record))
@@ -163,3 +171,54 @@ def test_gate_run_dir_without_a_report_for_the_target_says_how_to_make_it(tmp_pa
     write_report(tmp_path / "report" / "report-local.json", target="local")
     result = run_cli("gate", tmp_path, "--target", "rpi4")
     assert result.exit_code == 2 and f"pdd-edge report {tmp_path} --target rpi4" in result.stderr
+
+
+def test_gate_fails_latency_and_memory_measured_on_another_kind_of_machine(tmp_path):
+    junit = tmp_path / "gate.xml"
+    report = write_report(tmp_path / "r.json", environment=X86_ENV)
+    result = run_cli("gate", report, "--target", "rpi4", "--junit", junit)
+    assert result.exit_code == 1
+    assert "gate failed: latency_p90_ms, peak_memory_mb" in result.stderr  # size and accuracy do not depend on it
+    assert "measured on x86_64 AMD EPYC 9B14, 2 CPUs, not on rpi4" in result.stderr
+    assert "architecture x86_64, not aarch64" in result.stdout and "--accept-foreign-measurements" in result.stdout
+    failed = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase") if c.find("failure") is not None]
+    assert failed == ["latency_p90_ms", "peak_memory_mb"]
+
+
+def test_gate_accepts_a_foreign_measurement_only_when_told_and_says_so(tmp_path):
+    junit = tmp_path / "gate.xml"
+    report = write_report(tmp_path / "r.json", environment=X86_ENV)
+    result = run_cli("gate", report, "--target", "rpi4", "--accept-foreign-measurements", "--junit", junit)
+    assert result.exit_code == 0, result.stderr
+    assert "foreign measurement accepted" in result.stdout
+    notes = {c.get("name"): c.findtext("system-out") for c in ET.parse(junit).getroot().iter("testcase")}
+    assert notes["latency_p90_ms"].startswith("foreign measurement accepted") and notes["model_size_mb"] is None
+    # accepted evidence is still checked against the budget
+    slow = write_report(tmp_path / "slow.json", GOOD | {"latency_p90_ms": 25.0}, environment=X86_ENV)
+    assert run_cli("gate", slow, "--target", "rpi4", "--accept-foreign-measurements").exit_code == 1
+
+
+@pytest.mark.parametrize("environment, reason", [
+    (RPI4_ENV | {"cpu_model": "Cortex-A53 (Raspberry Pi 3)"}, "does not match 'Cortex-A72'"),
+    (RPI4_ENV | {"cpus_available": 2, "intra_op_threads": 2}, "2 CPUs, not 4"),
+    (RPI4_ENV | {"intra_op_threads": 1}, "1 threads, not the target's 4"),
+    ({}, "does not say which machine measured it"),
+])
+def test_gate_fails_closed_when_the_measuring_machine_does_not_match_the_target(tmp_path, environment, reason):
+    result = run_cli("gate", write_report(tmp_path / "r.json", environment=environment), "--target", "rpi4")
+    assert result.exit_code == 1 and reason in result.stderr
+
+
+def test_gate_fails_closed_when_a_target_asks_for_more_threads_than_the_machine_has(tmp_path):
+    board = tmp_path / "board.toml"
+    board.write_text('arch = "x86_64"\nthreads = 8\n[budget]\nlatency_p90_ms = 5\n')
+    env = {"machine": "x86_64", "cpu_model": "AMD EPYC", "cpus_available": 2, "intra_op_threads": 8}
+    result = run_cli("gate", write_report(tmp_path / "r.json", target="board", environment=env), "--target", board)
+    assert result.exit_code == 1 and "8 threads on 2 CPUs (oversubscribed)" in result.stderr
+
+
+@pytest.mark.parametrize("metric, value", [("latency_p90_ms", -1.0), ("latency_p90_ms", 0.0), ("model_size_mb", 0.0),
+                                           ("peak_memory_mb", -5.0), ("top1", 150.0), ("macs_reduction", 120.0)])
+def test_gate_fails_closed_on_impossible_values(tmp_path, budget, metric, value):
+    result = run_cli("gate", write_report(tmp_path / "r.json", GOOD | {metric: value}), "--budget", budget)
+    assert result.exit_code == 1 and "is impossible (fails closed)" in result.stdout

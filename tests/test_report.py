@@ -1,6 +1,7 @@
 """`pdd-edge report` on a run directory: files, schema, Markdown and plots."""
 
 import json
+import platform
 
 import pytest
 
@@ -61,6 +62,12 @@ def test_report_target_without_profile_is_profiled_now(tmp_path):
     report = json.loads((run.root / "report" / "report-rpi4.json").read_text())
     assert report["target"]["name"] == "rpi4" and report["deployable"] == "int8"  # rpi4 prefers int8
     assert (run.root / "profile" / "profile-rpi4.json").exists()
+    if platform.machine() != "aarch64":  # profiled here, not on a Raspberry Pi: the report says so, loudly
+        assert report["device_check"]["foreign"] and "not on rpi4" in result.stderr
+        md = (run.root / "report" / "report-rpi4.md").read_text()
+        assert "> **Warning: measured on" in md and "--accept-foreign-measurements" in md
+        gate = run_cli("gate", run.root, "--target", "rpi4")
+        assert gate.exit_code == 1 and "latency_p90_ms" in gate.stderr
 
 
 def test_report_of_run_without_profile_is_usage_error(tmp_path):

@@ -17,6 +17,7 @@ import pdd_edge
 from pdd_edge.onnx.meta import load_onnx, read_meta
 from pdd_edge.profiling.graph_cost import count_cost
 from pdd_edge.profiling.inputs import model_inputs, resolve_shapes, shape_hint
+from pdd_edge.profiling import provenance
 from pdd_edge.profiling.measure import MeasureSettings, check_batch_sizes, measure_models, prepare_model
 from pdd_edge.profiling.targets import Target
 
@@ -157,6 +158,8 @@ def _record(st: _Static, measured_model: dict, measured: dict, req: ProfileReque
             "noisy": any(b["latency"]["noisy"] for b in batches),
         },
         "environment": measured["environment"],
+        # whether the machine that measured is the target's kind of device (gate trusts latency only then)
+        "device_check": provenance.check(req.target.to_dict(), measured["environment"]),
         "runner_version": measured["runner_version"],
     }
 

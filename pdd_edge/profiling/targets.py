@@ -6,6 +6,9 @@ to the user's own `.toml`. Keys (all optional except where noted):
     name                str    defaults to the file name without .toml
     description         str
     cpu                 str    the cores, for people (e.g. "4x Cortex-A72 @ 1.8 GHz")
+    arch                str    the machine a measurement must come from ("aarch64", "x86_64"); absent = any
+    cpu_match           str    regular expression the measured CPU model must match (case-insensitive)
+    cores               int    CPUs the measuring machine must offer the process
     execution_provider  str    onnxruntime provider, default "CPUExecutionProvider"
     threads             int    intra-op threads; absent = every CPU available to the process
     batch_sizes         [int]  default [1]; the first is the primary (the one budgets apply to)
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -46,7 +50,7 @@ BUDGET_KEYS = {
 }
 PERCENT_KEYS = {"min_top1", "max_top1_drop", "min_macs_reduction"}
 QUANTIZATIONS = ("fp32", "int8-qdq", "int8-qoperator")
-TOP_KEYS = {"name", "description", "cpu", "execution_provider", "threads", "batch_sizes", "input_shape",
+TOP_KEYS = {"name", "description", "cpu", "arch", "cpu_match", "cores", "execution_provider", "threads", "batch_sizes", "input_shape",
             "quantization", "budget"}
 
 
@@ -56,6 +60,9 @@ class Target:
     source: str  # "built-in" or the file's path
     description: str = ""
     cpu: str = ""
+    arch: str | None = None  # see profiling/provenance.py: what a measurement for this target must come from
+    cpu_match: str | None = None
+    cores: int | None = None
     execution_provider: str = "CPUExecutionProvider"
     threads: int | None = None
     batch_sizes: tuple[int, ...] = (1,)
@@ -66,6 +73,7 @@ class Target:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "source": self.source, "description": self.description, "cpu": self.cpu,
+            "arch": self.arch, "cpu_match": self.cpu_match, "cores": self.cores,
             "execution_provider": self.execution_provider, "threads": self.threads,
             "batch_sizes": list(self.batch_sizes),
             "input_shape": list(self.input_shape) if self.input_shape is not None else None,
@@ -115,12 +123,19 @@ def parse_target(raw: str, *, source: str, default_name: str) -> Target:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise bad(unknown[0], f"is not a target key (allowed: {', '.join(sorted(TOP_KEYS))})")
-    strings = {k: _string(data, k, bad) for k in ("name", "description", "cpu", "execution_provider", "quantization")}
+    strings = {k: _string(data, k, bad) for k in ("name", "description", "cpu", "arch", "cpu_match",
+                                                  "execution_provider", "quantization")}
+    if strings["cpu_match"] is not None:
+        try:
+            re.compile(strings["cpu_match"])
+        except re.error as exc:
+            raise bad("cpu_match", f"is not a regular expression ({exc})") from None
     if strings["quantization"] is not None and strings["quantization"] not in QUANTIZATIONS:
         raise bad("quantization", f"must be one of {', '.join(QUANTIZATIONS)}, got {strings['quantization']!r}")
-    threads = data.get("threads")
-    if threads is not None and (not _is_int(threads) or threads < 1):
-        raise bad("threads", f"must be a positive integer, got {threads!r}")
+    for key in ("threads", "cores"):
+        value = data.get(key)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise bad(key, f"must be a positive integer, got {value!r}")
     batch_sizes = _int_list(data, "batch_sizes", bad)
     input_shape = _int_list(data, "input_shape", bad)
     budget = data.get("budget", {})
@@ -140,8 +155,11 @@ def parse_target(raw: str, *, source: str, default_name: str) -> Target:
         source=source,
         description=strings["description"] or "",
         cpu=strings["cpu"] or "",
+        arch=strings["arch"],
+        cpu_match=strings["cpu_match"],
+        cores=data.get("cores"),
         execution_provider=strings["execution_provider"] or "CPUExecutionProvider",
-        threads=threads,
+        threads=data.get("threads"),
         batch_sizes=tuple(batch_sizes) if batch_sizes else (1,),
         input_shape=tuple(input_shape) if input_shape else None,
         quantization=strings["quantization"] or "fp32",

@@ -16,6 +16,7 @@ from typing import Any
 from pdd_edge.artifact import RunDir, now_utc
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import read_json, write_json, write_text
+from pdd_edge.profiling import provenance
 from pdd_edge.report import plots
 
 SCHEMA = "pdd-edge.report/1"
@@ -91,6 +92,8 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
         "dataset": run.manifest["config"].get("data", {}).get("name"),
         "target": target,
         "environment": profile["environment"],
+        # recomputed from the target and the environment: profiles of older versions lack it
+        "device_check": provenance.check(target, profile["environment"]),
         "remote": profile.get("remote"),
         "variants": variants,
         "deployable": deploy,
@@ -150,6 +153,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"({env.get('machine')}), onnxruntime {env.get('onnxruntime')} {env.get('execution_provider')}, "
         f"{env.get('intra_op_threads')} intra-op threads. Dataset `{r['dataset']}`.",
         "",
+        *([f"> **Warning: {r['device_check']['message']}.** `pdd-edge gate` fails its latency and memory checks "
+           "unless --accept-foreign-measurements is given.", ""] if r["device_check"]["foreign"] else []),
         "| variant | top-1 % | MACs | params | size (MiB) | p50 (ms) | p90 (ms) | speedup (p50) | peak mem (MiB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]

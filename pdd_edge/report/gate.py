@@ -1,7 +1,9 @@
 """`gate`: does the deployable model of a report fit a budget? Exit 0 yes, 1 no, 2 bad input.
 
-Fails closed: a budgeted metric that is missing, null or NaN in the report is a failed check,
-never a pass. The budget is the `[budget]` table of a target (`--target`, or the one recorded in
+Fails closed: a budgeted metric that is missing, null, NaN or impossible (a latency, size or
+memory of zero or less; a top-1 outside 0..100) is a failed check, never a pass. So is a latency
+or memory measured on another kind of machine than the target declares (see
+profiling/provenance.py), unless the user accepts it explicitly. The budget is the `[budget]` table of a target (`--target`, or the one recorded in
 the report) or of a `--budget` file; its keys are the ones targets use (see BUDGET_KEYS), and an
 unknown key is a usage error. Torch-free: runs in any CI job that has the report.
 """
@@ -17,6 +19,7 @@ from typing import Any
 from pdd_edge.artifact import RunDir
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import read_json
+from pdd_edge.profiling import provenance
 from pdd_edge.profiling.profile import SCHEMA as PROFILE_SCHEMA
 from pdd_edge.profiling.targets import BUDGET_KEYS, load_target, read_target_file
 from pdd_edge.report.build import SCHEMA as REPORT_SCHEMA
@@ -31,6 +34,10 @@ CHECKS: dict[str, tuple[str, str, str]] = {
     "min_macs_reduction": ("macs_reduction", ">=", "%"),
 }
 assert set(CHECKS) == set(BUDGET_KEYS), "every budget key needs a check"
+# the values a measurement can take; anything else is a broken or doctored report
+POSSIBLE = {"latency_p90_ms": (0, math.inf), "model_size_mb": (0, math.inf), "peak_memory_mb": (0, math.inf),
+            "top1": (0, 100), "top1_drop": (-100, 100), "macs_reduction": (-math.inf, 100)}
+POSITIVE = {"latency_p90_ms", "model_size_mb", "peak_memory_mb"}  # zero is impossible too
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Check:
     unit: str
     passed: bool
     reason: str
+    note: str = ""  # e.g. that a foreign measurement was accepted
 
 
 def load_report(path: str | Path, target: str | None) -> dict[str, Any]:
@@ -75,12 +83,18 @@ def from_profile(record: dict[str, Any]) -> dict[str, Any]:
     latency, size and memory only; accuracy and MACs-reduction budgets then fail closed."""
     try:
         summary = record["summary"]
-        return {"schema": REPORT_SCHEMA, "target": record["target"], "gate": {
+        return {"schema": REPORT_SCHEMA, "target": record["target"], "environment": record.get("environment"), "gate": {
             "variant": Path(record["model"]["path"]).name, "latency_p90_ms": summary.get("latency_p90_ms"),
             "model_size_mb": summary.get("model_size_mb"), "peak_memory_mb": summary.get("peak_memory_mb"),
             "top1": None, "top1_drop": None, "macs_reduction": None}}
     except (KeyError, TypeError):
         raise PddError(f"malformed profile record (schema {PROFILE_SCHEMA}); regenerate it with `pdd-edge profile --json`") from None
+
+
+def device_target(report: dict[str, Any], target: str | None) -> dict[str, Any]:
+    """The declaration of the device being gated: the named target's as installed now (a report
+    written before targets declared their device must not escape the check), else the report's."""
+    return load_target(target).to_dict() if target is not None else dict(report.get("target") or {})
 
 
 def resolve_budget(report: dict[str, Any], target: str | None, budget_file: str | Path | None) -> tuple[str, dict[str, float]]:
@@ -111,7 +125,10 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def check_budget(gate_metrics: dict[str, Any], budget: dict[str, float]) -> list[Check]:
+def check_budget(gate_metrics: dict[str, Any], budget: dict[str, float], foreign: str = "",
+                 accept_foreign: bool = False) -> list[Check]:
+    """One check per budget key. `foreign`: why the latency and memory were not measured on the
+    gated device ("" when they were); those checks fail unless `accept_foreign`."""
     checks = []
     for key, limit in budget.items():
         metric, op, unit = CHECKS[key]
@@ -120,8 +137,22 @@ def check_budget(gate_metrics: dict[str, Any], budget: dict[str, float]) -> list
             raw = gate_metrics.get(metric, "missing")
             checks.append(Check(key, metric, None, limit, op, unit, False, f"{metric} is {raw!r} in the report (fails closed)"))
             continue
+        low, high = POSSIBLE[metric]
+        if not (low < actual if metric in POSITIVE else low <= actual) or actual > high:
+            checks.append(Check(key, metric, actual, limit, op, unit, False,
+                                f"{metric} = {actual:g} is impossible (fails closed); re-measure the model"))
+            continue
+        note = ""
+        if foreign and key in provenance.DEVICE_KEYS:
+            if not accept_foreign:
+                checks.append(Check(key, metric, actual, limit, op, unit, False,
+                                     f"{foreign}; fails closed (measure on the device with --remote, "
+                                     "or pass --accept-foreign-measurements)"))
+                continue
+            note = "foreign measurement accepted (--accept-foreign-measurements)"
         passed = actual <= limit if op == "<=" else actual >= limit
-        checks.append(Check(key, metric, actual, limit, op, unit, passed, "" if passed else f"{actual:g} {op} {limit:g} is false"))
+        checks.append(Check(key, metric, actual, limit, op, unit, passed,
+                            "" if passed else f"{actual:g} {op} {limit:g} is false", note))
     return checks
 
 
@@ -131,6 +162,8 @@ def junit_xml(checks: list[Check], suite: str) -> bytes:
     ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(checks)), failures=str(failures), errors="0")
     for c in checks:
         tc = ET.SubElement(ts, "testcase", classname=f"pdd_edge.gate.{suite}", name=c.key)
+        if c.note:
+            ET.SubElement(tc, "system-out").text = c.note
         if not c.passed:
             f = ET.SubElement(tc, "failure", message=c.reason, type="BudgetExceeded")
             f.text = f"{c.metric}: actual {c.actual}, limit {c.op} {c.limit} {c.unit}"
@@ -141,5 +174,6 @@ def markdown_table(checks: list[Check], title: str) -> str:
     lines = [f"### {title}", "", "| check | actual | limit | verdict |", "|---|---:|---:|---|"]
     for c in checks:
         actual = "missing" if c.actual is None else f"{c.actual:.4g} {c.unit}"
-        lines.append(f"| {c.key} | {actual} | {c.op} {c.limit:g} {c.unit} | {'pass' if c.passed else '**FAIL**'} |")
+        verdict = ("pass" if c.passed else f"**FAIL** {c.reason}") + (f" ({c.note})" if c.note else "")
+        lines.append(f"| {c.key} | {actual} | {c.op} {c.limit:g} {c.unit} | {verdict} |")
     return "\n".join(lines) + "\n"

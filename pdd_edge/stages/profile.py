@@ -33,7 +33,7 @@ def profile_variants(files: Mapping[str, Path], req: ProfileRequest, remote=None
     records = profile_models({k: Path(v) for k, v in files.items()}, req, remote)
     first = next(iter(records.values()))
     return {"schema": SCHEMA, "target": req.target.to_dict(), "environment": first["environment"],
-            "remote": first["settings"]["remote"], "variants": records}
+            "device_check": first["device_check"], "remote": first["settings"]["remote"], "variants": records}
 
 
 def run(run: RunDir, cfg: CompressConfig) -> StageResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import sys
 from pathlib import Path
 
@@ -48,6 +49,21 @@ def test_profile_uses_a_user_target_file(small_model, tmp_path):
     record = json.loads(out.read_text())
     assert record["target"]["name"] == "board" and record["environment"]["intra_op_threads"] == 1
     assert record["settings"]["batch_sizes"] == [2] and record["batches"][0]["memory"] is None
+
+
+def test_profile_for_another_kind_of_device_warns_in_terminal_and_json(small_model, tmp_path):
+    other = "aarch64" if platform.machine().lower() in ("x86_64", "amd64") else "x86_64"
+    target = tmp_path / "board.toml"
+    target.write_text(f'arch = "{other}"\n')
+    out = tmp_path / "p.json"
+
+    result = runner.invoke(app, ["profile", small_model, "--target", str(target), "--json", str(out), *LEAN, "--no-memory"])
+
+    assert result.exit_code == 0, result.output
+    check = json.loads(out.read_text())["device_check"]
+    assert check["foreign"] and check["reasons"][0].endswith(f"not {other}")
+    assert f"warning: measured on {platform.machine()}" in result.stderr and "not on board" in result.stderr
+    assert "use --remote" not in result.stdout  # the warning goes to stderr, the results to stdout
 
 
 def _no_input_model(tmp_path) -> str:

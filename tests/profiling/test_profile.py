@@ -16,7 +16,7 @@ from pdd_edge.profiling.targets import load_target
 
 LEAN = {"warmup": 1, "min_runs": 5, "min_time_s": 0.0}  # behaviour, not timing: keep the shared CPUs free
 TOP_KEYS = {"schema", "created_utc", "pdd_edge_version", "model", "target", "settings", "cost", "batches",
-            "summary", "environment", "runner_version"}
+            "summary", "environment", "device_check", "runner_version"}
 
 
 @pytest.fixture(scope="module")

@@ -81,3 +81,20 @@ def test_load_target_unknown_name_lists_builtins():
 def test_load_target_missing_file_is_an_error(tmp_path):
     with pytest.raises(PddError, match="target file not found"):
         load_target(str(tmp_path / "nope.toml"))
+
+
+def test_builtin_board_targets_declare_the_device_a_measurement_must_come_from():
+    rpi4 = load_target("rpi4")
+    assert (rpi4.arch, rpi4.cpu_match, rpi4.cores) == ("aarch64", "Cortex-A72", 4)
+    assert load_target("x86-server").arch == "x86_64"
+    local = load_target("local")
+    assert (local.arch, local.cpu_match, local.cores) == (None, None, None)  # "this machine": any
+
+
+@pytest.mark.parametrize("text, key", [('cores = 0', "cores"), ('cores = "4"', "cores"),
+                                       ('cpu_match = "Cortex-(A72"', "cpu_match"), ('arch = 64', "arch")])
+def test_load_target_rejects_malformed_device_keys(tmp_path, text, key):
+    path = tmp_path / "board.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(PddError, match=f"key '{key}'"):
+        load_target(path)
