@@ -169,3 +169,10 @@ def test_compress_unknown_target_fails_before_training(tmp_path, env):
     code, _, stderr = finish(start(tmp_path / "run", env, "--target", "pi9000"))
     assert code == 2 and "unknown target 'pi9000'" in stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_compress_stops_at_a_diverged_stage_and_exports_nothing(reference, tmp_path, env):
+    code, stdout, stderr = finish(start(tmp_path / "run", env, "--lr", "1000"))
+    assert code == 1 and "diverged in epoch 1" in stderr and "Likely fix: a lower --lr" in stderr
+    assert "Traceback" not in stderr and "next:" not in stdout + stderr
+    assert not (tmp_path / "run" / "export").exists() and not (tmp_path / "run" / "report").exists()

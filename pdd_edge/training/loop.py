@@ -28,6 +28,7 @@ from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import write_json
 from pdd_edge.training.accuracy import evaluate, topk_correct
+from pdd_edge.training.divergence import Watch
 from pdd_edge.training.distributed import all_reduce_sum, dist_info, wrap
 from pdd_edge.training.progress import EpochProgress
 from pdd_edge.zoo import checkpoint as ckpt_io
@@ -175,6 +176,7 @@ class Fit:
         if self.resume and self.files.last.exists():
             start, history, best = self._restore(model, optimizer)
         ddp_model = wrap(model, info)
+        watch = Watch(self.title, cfg.lr, cfg.warmup_epochs, self.files.best)
         n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / cfg.batch_size)
 
         with EpochProgress(self.title, cfg.epochs, enabled=info.is_main) as progress:
@@ -186,7 +188,7 @@ class Fit:
                 for obj in self.extra_state.values():
                     if hasattr(obj, "on_epoch_start"):
                         obj.on_epoch_start(epoch, cfg.lr * cfg.lr_factor(epoch), cfg.lr)
-                train_stats = self._train_epoch(ddp_model, optimizer, epoch, info, progress, n_batches)
+                train_stats = self._train_epoch(ddp_model, optimizer, epoch, info, progress, n_batches, watch)
                 lr = cfg.lr * cfg.lr_factor(epoch)
                 val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info)
                 record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats,
@@ -198,6 +200,7 @@ class Fit:
                 if record["best"]:
                     best = {k: v for k, v in record.items() if k != "best"}
                 history.append(record)
+                watch.epoch(history, len(self.data.val))  # raises before this epoch is written if the run is stuck at chance
                 if info.is_main:
                     # best.pt before last.pt: a crash in between re-runs this epoch, which rewrites both.
                     if record["best"]:
@@ -208,7 +211,7 @@ class Fit:
         return FitResult(best=best, history=history, resumed_from=start)
 
     def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, info, progress,
-                     n_batches: int) -> dict[str, float]:
+                     n_batches: int, watch: Watch) -> dict[str, float]:
         model.train()
         sums: dict[str, float] = {}
         seen, correct = 0, 0
@@ -218,8 +221,8 @@ class Fit:
                 group["lr"] = self.cfg.lr_at(epoch, step, n_batches)
             out = self.task(model, x, y)
             loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise PddError(f"{self.title}: loss became {float(loss)} in epoch {epoch + 1}; lower --lr")
+            loss_value = float(loss.detach())
+            watch.step(loss_value, epoch + 1, step, out["output"].shape[-1])  # NaN, inf or exploding: stop
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -229,7 +232,7 @@ class Fit:
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
             correct += topk_correct(out["output"].detach(), y, 1)
             seen += n
-            progress.step(float(loss.detach()))
+            progress.step(loss_value)
         keys = sorted(sums)
         totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [correct, seen], dtype=torch.float64), info).tolist()
         n_total = max(totals[-1], 1.0)

@@ -1,0 +1,81 @@
+"""A diverged run is a failure, not a result.
+
+A learning rate far too high sends the loss to 1e19 within an epoch, or leaves the network at
+chance accuracy; an epoch loop that only keeps "the best epoch" would then hand a chance-level
+model to the next stage and suggest pruning it. `Watch` sees every step's loss and every
+finished epoch, and raises `Diverged` (exit 1, the run's verdict, not a usage error) naming the
+epoch and the likely fix. The loop raises before it writes the diverged epoch, so `best.pt` and
+`last.pt` keep the last good epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from pdd_edge.errors import FAILURE, PddError
+
+# A step loss this many times the run's first (at least 1.0) is an explosion: healthy training of
+# a classifier never grows its loss by four orders of magnitude, whatever the loss terms.
+EXPLODE_FACTOR = 1e4
+# Top-1 below this multiple of chance (100/classes %) counts as "at chance".
+CHANCE_MARGIN = 1.2
+# Epochs at chance, after the warm-up, before the run is declared stuck.
+PATIENCE = 2
+# Validation images per class needed before "at chance" means anything (a handful of images can
+# sit at chance by luck, and a test's random images are at chance by design).
+MIN_VAL_PER_CLASS = 20
+
+
+class Diverged(PddError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=FAILURE)
+
+
+def exploded(loss: float, reference: float) -> bool:
+    return not math.isfinite(loss) or loss > EXPLODE_FACTOR * max(reference, 1.0)
+
+
+def at_chance(record: Mapping[str, Any], classes: int) -> bool:
+    chance = 100.0 / classes
+    return record["val_top1"] < CHANCE_MARGIN * chance and record.get("train_top1", 0.0) < CHANCE_MARGIN * chance
+
+
+def stuck_at_chance(history: Sequence[Mapping[str, Any]], classes: int, warmup_epochs: int, val_images: int) -> bool:
+    """The last PATIENCE epochs, all after the warm-up, were at chance on train and validation data."""
+    if classes < 2 or val_images < MIN_VAL_PER_CLASS * classes:
+        return False
+    recent = [r for r in history if r["epoch"] > warmup_epochs][-PATIENCE:]
+    return len(recent) == PATIENCE and all(at_chance(r, classes) for r in recent)
+
+
+class Watch:
+    """Per-process state: the reference loss is this process's first step (after a resume, the
+    first step from the last good epoch), so nothing extra has to survive in last.pt."""
+
+    def __init__(self, title: str, lr: float, warmup_epochs: int, best: Path) -> None:
+        self.title, self.lr, self.warmup_epochs, self.best = title, lr, warmup_epochs, best
+        self.reference: float | None = None
+        self.classes = 0
+
+    def step(self, loss: float, epoch: int, step: int, classes: int) -> None:
+        self.classes = classes
+        if self.reference is None and math.isfinite(loss):
+            self.reference = loss
+        if exploded(loss, self.reference if self.reference is not None else 1.0):
+            first = f" (the first step's was {self.reference:.3g})" if self.reference is not None else ""
+            raise Diverged(self._message(epoch, f"the training loss reached {loss:.3g} at step {step + 1}{first}"))
+
+    def epoch(self, history: Sequence[Mapping[str, Any]], val_images: int) -> None:
+        if stuck_at_chance(history, self.classes, self.warmup_epochs, val_images):
+            last = history[-1]
+            raise Diverged(self._message(
+                last["epoch"], f"top-1 stayed at chance ({100.0 / self.classes:.1f} % for {self.classes} classes) "
+                f"for {PATIENCE} epochs after the warm-up: validation {last['val_top1']:.2f} %, "
+                f"training {last.get('train_top1', 0.0):.2f} %"))
+
+    def _message(self, epoch: int, what: str) -> str:
+        kept = (f"{self.best} holds the best earlier epoch" if self.best.exists() else "no checkpoint was written")
+        return (f"{self.title} diverged in epoch {epoch}: {what}. Stopped without keeping that epoch ({kept}). "
+                f"Likely fix: a lower --lr (this run used {self.lr:g}).")
