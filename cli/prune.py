@@ -44,7 +44,7 @@ def prune_command(
     table.add_row("MACs", f"{report['macs_before']:,}", f"{report['macs_after']:,}", f"{report['macs_reduction_pct']:.2f} %")
     table.add_row("params", f"{report['params_before']:,}", f"{report['params_after']:,}", f"{report['params_reduction_pct']:.2f} %")
     out.print(table)
-    out.print(f"max |logit difference| masked vs pruned on {report['check_images']} validation images: {report['max_abs_diff']:.2e}")
+    out.print(f"max |logit difference| masked vs pruned on {report['check_images']} validation images: {report['max_abs_diff']:.2e} (limit {report['tolerance_rule']})")
     if report["closed_channels"]:
         out.print(f"--min-macs-reduction {report['min_macs_reduction']:g}: closed {report['closed_channels']} channels")
     if report["round_to"] > 1:

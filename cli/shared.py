@@ -174,4 +174,4 @@ def print_json(result) -> None:
 
 def print_parity(r, reference: str) -> None:
     out.print(f"parity vs {reference} on {r.parity_images} {r.dataset} val images: max |logit difference| "
-              f"{r.parity_max_abs_diff:.2e} (limit {r.tolerance:g})")
+              f"{r.parity_max_abs_diff:.2e} (limit {r.tolerance_rule})")

@@ -149,6 +149,13 @@ def masked_reference(model: nn.Module, plan: PrunePlan) -> nn.Module:
 
 @torch.no_grad()
 def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
-    a.eval()
-    b.eval()
-    return float((a(x) - b(x)).abs().max())
+    return logit_gap(a, b, x)[0]
+
+
+@torch.no_grad()
+def logit_gap(reference: nn.Module, candidate: nn.Module, x: torch.Tensor) -> tuple[float, float]:
+    """(largest |logit difference|, largest |reference logit|): the difference and its scale."""
+    reference.eval()
+    candidate.eval()
+    expected = reference(x)
+    return float((expected - candidate(x)).abs().max()), float(expected.abs().max())

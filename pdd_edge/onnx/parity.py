@@ -9,10 +9,10 @@ import numpy as np
 
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.onnx.runtime import GraphIO, run_logits
+from pdd_edge.tolerance import LogitTolerance
 
-# Largest absolute logit difference accepted between an artifact and the model it was made from
-# (FP32 export and simplification; an INT8 model is judged by its accuracy instead).
-PARITY_TOLERANCE = 1e-4
+# FP32 export and simplification are held to LogitTolerance (absolute plus relative to the logits);
+# an INT8 model is judged by its accuracy instead.
 
 
 def max_abs_diff(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -29,7 +29,7 @@ class ParityConfig:
 
     images: int = 512
     batch_size: int = 64  # not the traced batch of 2, and the last batch is smaller: the dynamic axis is exercised
-    tolerance: float = PARITY_TOLERANCE
+    tolerance: LogitTolerance = LogitTolerance()
 
     def __post_init__(self) -> None:
         if self.images < 1:
@@ -42,12 +42,14 @@ class Parity:
     images: int
     max_abs_logit: float  # scale of the reference logits, to read the difference against
 
-    def require(self, tolerance: float, *, candidate: str, reference: str, dataset: str) -> None:
-        """A negative verdict (exit code 1) when the difference is over `tolerance` or not a number."""
-        if not self.max_abs_diff <= tolerance:
+    def require(self, tolerance: LogitTolerance, *, candidate: str, reference: str, dataset: str) -> float:
+        """The limit used; a negative verdict (exit code 1) when the difference is over it or not a number."""
+        limit = tolerance.limit(self.max_abs_logit)
+        if not self.max_abs_diff <= limit:
             raise PddError(f"{candidate} differs from {reference} by up to {self.max_abs_diff:.3g} in the logits "
-                           f"(largest |logit| {self.max_abs_logit:.3g}) on {self.images} {dataset} validation "
-                           f"images (limit {tolerance:g}); nothing written", exit_code=FAILURE)
+                           f"on {self.images} {dataset} validation images (limit {tolerance.describe(self.max_abs_logit)}); "
+                           "nothing written", exit_code=FAILURE)
+        return limit
 
 
 def compare(reference: Callable[[np.ndarray], np.ndarray], sess, io: GraphIO,

@@ -54,7 +54,8 @@ class ExportResult:
     size_bytes: int
     parity_max_abs_diff: float
     parity_images: int
-    tolerance: float
+    tolerance: float  # the limit applied: atol + rtol * max|logit| (see pdd_edge/tolerance.py)
+    tolerance_rule: str
 
 
 def to_onnx(model: nn.Module, input_hw: tuple[int, int]):
@@ -113,14 +114,15 @@ def export_checkpoint(cfg: ExportConfig, checkpoint: str | Path, out: str | Path
 
     batches = onnx_accuracy.normalized_batches(data.val, pre, cfg.parity.batch_size, cfg.parity.images)
     check = parity.compare(reference, sess, graph, batches)
-    check.require(cfg.parity.tolerance, candidate="the ONNX export", reference="PyTorch", dataset=data.name)
+    limit = check.require(cfg.parity.tolerance, candidate="the ONNX export", reference="PyTorch", dataset=data.name)
 
     with atomic_path(out) as tmp:
         onnx.save(proto, tmp)
     return ExportResult(
         path=str(out), model=info.model, pruned=info.pruned, dataset=data.name, opset=opset_version(proto),
         nodes=len(proto.graph.node), size_bytes=Path(out).stat().st_size,
-        parity_max_abs_diff=check.max_abs_diff, parity_images=check.images, tolerance=cfg.parity.tolerance,
+        parity_max_abs_diff=check.max_abs_diff, parity_images=check.images, tolerance=limit,
+        tolerance_rule=cfg.parity.tolerance.describe(check.max_abs_logit),
     )
 
 

@@ -2,7 +2,7 @@
 
 Reads a checkpoint with masks, builds the dense smaller model (`pdd_edge.nn.pruning`), checks on
 real validation images that its logits equal the masked model's (with the adjusted masks) to
-1e-4, checks that fvcore's MACs/params of the pruned model equal the masked-network counts,
+float32 rounding (pdd_edge/tolerance.py), checks that fvcore's MACs/params of the pruned model equal the masked-network counts,
 and writes a self-describing checkpoint. Nothing is written if a check fails.
 """
 
@@ -20,14 +20,15 @@ from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.fileio import write_json
 from pdd_edge.nn.masks import dense_cost, mask_points, open_counts
-from pdd_edge.nn.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
+from pdd_edge.nn.pruning import logit_gap, masked_reference, plan_from_masks, prune
 from pdd_edge.stages import StageResult
+from pdd_edge.tolerance import LogitTolerance
 from pdd_edge.training.tasks import Normalize
 from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo.cost import fvcore_counts
 from pdd_edge.zoo.protocol import prunable
 
-EXACTNESS_TOLERANCE = 1e-4
+EXACTNESS_TOLERANCE = LogitTolerance()  # pruned vs masked: float32 reordering only
 MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore/thop convention)"
 
 
@@ -64,10 +65,11 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
 
     data, _ = dataset_for(info, cfg.data, NormOverride())
     x = _validation_batch(data, cfg.check_images)
-    diff = max_abs_diff(reference, pruned, Normalize(info.preprocess)(x))
-    if not diff <= EXACTNESS_TOLERANCE:
-        raise PddError(f"the pruned model deviates from the masked model by {diff:.3g} (> {EXACTNESS_TOLERANCE}); "
-                       "nothing written; this is a pdd-edge bug, please report it", exit_code=FAILURE)
+    diff, scale = logit_gap(reference, pruned, Normalize(info.preprocess)(x))
+    if not diff <= EXACTNESS_TOLERANCE.limit(scale):
+        raise PddError(f"the pruned model deviates from the masked model by {diff:.3g} in the logits (limit "
+                       f"{EXACTNESS_TOLERANCE.describe(scale)}); nothing written; this is a pdd-edge bug, please "
+                       "report it", exit_code=FAILURE)
 
     masked_counts = prunable(reference).cost(open_counts(reference), input_hw).as_ints()
     after = fvcore_counts(pruned, input_hw)
@@ -90,6 +92,8 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         "macs_reduction_pct": 100.0 * (1 - after["macs"] / before["macs"]),
         "params_reduction_pct": 100.0 * (1 - after["params"] / before["params"]),
         "max_abs_diff": diff,
+        "tolerance": EXACTNESS_TOLERANCE.limit(scale),
+        "tolerance_rule": EXACTNESS_TOLERANCE.describe(scale),
         "check_images": int(x.shape[0]),
         "round_to": cfg.round_to,
         "reopened_channels": plan.reopened_total,

@@ -46,7 +46,8 @@ class SimplifyResult:
     size_after: int
     parity_max_abs_diff: float
     parity_images: int
-    tolerance: float
+    tolerance: float  # the limit applied: atol + rtol * max|logit| (see pdd_edge/tolerance.py)
+    tolerance_rule: str
 
 
 def simplify_proto(model):
@@ -73,7 +74,7 @@ def simplify_model(cfg: SimplifyConfig, model_path: str | Path, out: str | Path)
     candidate = runtime.session(simplified, what=f"the simplified {model_path}")
     check = parity.compare(lambda x: runtime.run_logits(reference, src.io, x), candidate, graph,
                              src.val_batches(cfg.parity.batch_size, cfg.parity.images))
-    check.require(cfg.parity.tolerance, candidate="the simplified model", reference=str(model_path),
+    limit = check.require(cfg.parity.tolerance, candidate="the simplified model", reference=str(model_path),
                   dataset=src.data.name)
 
     with atomic_path(out) as tmp:
@@ -82,7 +83,8 @@ def simplify_model(cfg: SimplifyConfig, model_path: str | Path, out: str | Path)
         path=str(out), dataset=src.data.name, nodes_before=sum(before.values()), nodes_after=sum(after.values()),
         batchnorm_before=before.get(BATCHNORM, 0), batchnorm_after=after.get(BATCHNORM, 0),
         size_before=src.path.stat().st_size, size_after=Path(out).stat().st_size,
-        parity_max_abs_diff=check.max_abs_diff, parity_images=check.images, tolerance=cfg.parity.tolerance,
+        parity_max_abs_diff=check.max_abs_diff, parity_images=check.images, tolerance=limit,
+        tolerance_rule=cfg.parity.tolerance.describe(check.max_abs_logit),
     )
 
 

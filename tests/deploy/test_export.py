@@ -102,3 +102,28 @@ def test_run_exports_third_party_state_dict_when_model_and_dataset_are_given(tmp
     meta = read_meta(onnx.load(str(tmp_path / "m.onnx")))
     assert result.parity_max_abs_diff <= 1e-4
     assert meta.preprocess == digits_preprocess() and meta.dataset == "digits" and meta.classes == DIGITS_CLASSES
+
+
+def _loud_checkpoint(path):
+    """A model whose logits reach thousands, like a short digits training: float32 rounding alone
+    then moves them by more than 1e-4."""
+    torch.manual_seed(0)
+    model = zoo.build("resnet20", 10)
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.mul_(3000.0)
+    return save_checkpoint(model, "resnet20", path)
+
+
+def test_run_accepts_float32_rounding_of_large_logits_and_says_which_limit_it_used(tmp_path):
+    result = export.export_checkpoint(cfg(), _loud_checkpoint(tmp_path / "m.pt"), tmp_path / "m.onnx")
+    assert result.parity_max_abs_diff <= result.tolerance and result.tolerance > 1e-3
+    assert result.tolerance_rule.startswith("0.0001 + 1e-05 x max|logit| ")
+
+
+def test_run_still_catches_a_real_mismatch_in_large_logits(tmp_path, monkeypatch):
+    to_onnx = export.to_onnx
+    monkeypatch.setattr(export, "to_onnx", lambda *a: perturb_last_bias(to_onnx(*a), 5.0))
+    with pytest.raises(PddError, match=r"differs from PyTorch by up to 5\.0\d .*limit 0.0001 \+ 1e-05 x max\|logit\|"):
+        export.export_checkpoint(cfg(), _loud_checkpoint(tmp_path / "m.pt"), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

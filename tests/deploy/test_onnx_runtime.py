@@ -134,3 +134,13 @@ def test_onnx_modules_import_without_torch():
     # profile/report run it on boards without torch; a torch import here would break them.
     code = "import sys, pdd_edge.onnx.runtime, pdd_edge.onnx.accuracy, pdd_edge.onnx.parity, pdd_edge.onnx.meta; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_parity_limit_is_absolute_plus_relative_to_the_logits():
+    from pdd_edge.tolerance import LogitTolerance
+
+    rounding = parity.Parity(max_abs_diff=7.32e-4, images=359, max_abs_logit=2.35e3)  # the digits model
+    assert rounding.require(LogitTolerance(), candidate="c", reference="r", dataset="d") == pytest.approx(0.0236)
+    mismatch = parity.Parity(max_abs_diff=7.32e-4, images=359, max_abs_logit=1.0)
+    with pytest.raises(PddError, match=r"limit 0.0001 \+ 1e-05 x max\|logit\| 1 = 0.00011"):
+        mismatch.require(LogitTolerance(), candidate="c", reference="r", dataset="d")
