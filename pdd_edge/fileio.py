@@ -51,7 +51,27 @@ def check_output(out: str | os.PathLike[str], *inputs: str | os.PathLike[str] | 
             raise PddError(f"{option} {dest} is the command's input; choose another path (inputs are never overwritten)")
     if dest.is_dir():
         raise PddError(f"{option} {dest} is a folder; give a file path")
-    folder = dest.parent
+    _probe(dest.parent, dest, option)
+    return dest
+
+
+def check_output_dir(out: str | os.PathLike[str], *inputs: str | os.PathLike[str] | None, writes: tuple[str, ...] = (),
+                     option: str = "--out") -> Path:
+    """`check_output` for a command that writes a folder (a training run, a compress run): it must
+    be a folder or not exist yet, be creatable, and none of the files it `writes` may be an input."""
+    dest = Path(out)
+    if dest.exists() and not dest.is_dir():
+        raise PddError(f"{option} {dest} is a file; give a folder (it will hold {', '.join(writes) or 'the run'})")
+    for src in inputs:
+        for name in writes:
+            if src is not None and _same_file(Path(src), dest / name):
+                raise PddError(f"{option} {dest} would overwrite the input {src} with its {name}; choose another folder")
+    _probe(dest if dest.is_dir() else dest.parent, dest, option)
+    return dest
+
+
+def _probe(folder: Path, dest: Path, option: str) -> None:
+    """Writability is tried in the nearest existing folder on the way to `dest`, creating nothing."""
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
@@ -62,7 +82,6 @@ def check_output(out: str | os.PathLike[str], *inputs: str | os.PathLike[str] | 
         os.unlink(probe)
     except OSError as exc:
         raise PddError(f"cannot write {option} {dest}: {folder} is not writable ({exc.strerror})") from None
-    return dest
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -27,7 +27,8 @@ from typing import Callable
 from pdd_edge import zoo
 from pdd_edge.artifact import RunDir, StageRecord
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
-from pdd_edge.errors import PddError
+from pdd_edge.errors import USAGE, PddError
+from pdd_edge.fileio import check_output_dir
 from pdd_edge.stages import (
     StageResult,
     baseline,
@@ -115,7 +116,20 @@ class StageEvent:
 
 def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
                  on_event: Callable[[StageEvent], None] | None = None) -> RunDir:
+    fresh = not Path(out).exists()
     run = RunDir.create(out, to_jsonable(cfg), resume=resume)
+    try:
+        _run_stages(run, cfg, on_event)
+    except PddError as exc:
+        # A usage error before any stage finished (a file that went bad after validation) leaves
+        # nothing behind, so that the corrected command is not refused as "already holds a run".
+        if fresh and exc.exit_code == USAGE and not run.manifest["stages"]:
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
+    return run
+
+
+def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent], None] | None) -> None:
     for stage in STAGES:
         if not stage.enabled(cfg):
             run.forget(stage.name)
@@ -139,7 +153,6 @@ def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
                                files=[run.rel(f) for f in result.files], metrics=to_jsonable(result.metrics)))
         if on_event:
             on_event(StageEvent(stage.name, "done", seconds))
-    return run
 
 
 def validate(cfg: CompressConfig, out: str | Path) -> None:
@@ -150,6 +163,7 @@ def validate(cfg: CompressConfig, out: str | Path) -> None:
     """
     zoo.spec(cfg.student)
     zoo.spec(cfg.teacher)
+    check_output_dir(out, cfg.teacher_weights, writes=("manifest.json",))
     run = RunDir(out)  # paths only: nothing is created
     checks: dict[str, Callable[[], object]] = {
         "teacher": lambda: teacher.config(cfg),

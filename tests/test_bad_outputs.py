@@ -63,3 +63,67 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path, name, where):
 def test_train_refuses_an_unwritable_out_before_training(tmp_path):
     result = run_cli("train", "--model", "resnet20", "--out", "/proc/pdd-edge-test/t.pt")
     assert result.exit_code == 2 and "is not writable" in result.stderr
+
+
+# commands that write a folder (a training run or a compress run); {IN} is a checkpoint they read
+FOLDER_COMMANDS = {
+    "distill": ["distill", "--student", "resnet20", "--teacher-weights", "{IN}", "--out", "{OUT}"],
+    "finetune": ["finetune", "{IN}", "--out", "{OUT}"],
+    "compress": ["compress", "--teacher-weights", "{IN}", "--out", "{OUT}"],
+}
+
+
+def folder_argv(name, src, dest):
+    return [a.replace("{IN}", str(src)).replace("{OUT}", str(dest)) for a in FOLDER_COMMANDS[name]]
+
+
+@pytest.mark.parametrize("name", FOLDER_COMMANDS)
+@pytest.mark.parametrize("where", ["proc", "a-file"])
+def test_run_folder_that_cannot_be_one_is_refused_before_any_work(tmp_path, name, where):
+    src = tmp_path / "input.pt"
+    src.write_bytes(os.urandom(256))
+    before = digest(src)
+    if where == "proc":
+        dest, message = "/proc/pdd-edge-test/run", "is not writable"
+    else:
+        dest, message = tmp_path / "a-file", "is a file; give a folder"
+        dest.write_text("mine")
+    result = run_cli(*folder_argv(name, src, dest))
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and digest(src) == before
+    if where == "a-file":
+        assert dest.read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", ["distill", "finetune"])
+def test_run_folder_whose_best_pt_is_the_input_is_refused(tmp_path, name):
+    src = tmp_path / "run" / "best.pt"
+    src.parent.mkdir()
+    src.write_bytes(os.urandom(256))
+    before = digest(src)
+    result = run_cli(*folder_argv(name, src, src.parent))
+    assert result.exit_code == 2 and "would overwrite the input" in result.stderr
+    assert digest(src) == before and [p.name for p in src.parent.iterdir()] == ["best.pt"]
+
+
+def test_compress_with_a_bad_teacher_file_leaves_nothing_behind(tmp_path):
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    result = run_cli("compress", "--teacher-weights", bad, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "teacher stage: checkpoint" in result.stderr
+    assert "is not a PyTorch checkpoint" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_compress_run_whose_teacher_file_breaks_after_validation_leaves_nothing(tmp_path):
+    from pdd_edge import config, pipeline
+    from pdd_edge.data.options import DataConfig
+    from pdd_edge.errors import PddError
+
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(b"replaced after validation")
+    cfg = config.resolve(config.from_recipe("quick", student="resnet20", teacher="resnet56", data=DataConfig("digits")),
+                         teacher_weights=str(bad))
+    with pytest.raises(PddError, match="is not a PyTorch checkpoint"):
+        pipeline.run_pipeline(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

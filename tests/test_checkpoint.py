@@ -101,6 +101,28 @@ def test_read_truncated_file_says_corrupt(tmp_path):
         ckpt_io.read(path)
 
 
+@pytest.mark.parametrize("name, data, extra", [
+    ("noise.pt", bytes(range(7, 200)) * 20, ""),
+    ("text.pt", b"garbage\n", ""),
+    ("model.onnx", b"\x08\x08\x12\x07pytorch", "it looks like an ONNX model"),
+])
+def test_read_file_that_is_no_torch_save_output_says_not_a_pytorch_checkpoint(tmp_path, name, data, extra):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(PddError, match="is not a PyTorch checkpoint") as caught:
+        ckpt_io.read(path)
+    assert "safety" not in str(caught.value) and extra in str(caught.value)
+
+
+def test_load_resume_state_points_at_the_runs_best_checkpoint(tmp_path):
+    path = tmp_path / "run" / "last.pt"
+    path.parent.mkdir()
+    torch.save({"kind": "pdd-edge.train-state", "epoch": 3, "model": zoo.build("resnet20").state_dict()}, path)
+    with pytest.raises(PddError, match=r"is the resume state of a training run .* use the run's best checkpoint: "
+                                       + str(tmp_path / "run" / "best.pt")):
+        ckpt_io.load(path)
+
+
 class Payload:  # an arbitrary Python object: weights_only loading must refuse to build it
     pass
 

@@ -72,6 +72,7 @@ class DistillConfig:
 
 def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
     spec = zoo.spec(cfg.student)
+    TrainFiles.check_dir(out_dir, cfg.teacher_weights, cfg.student_weights)
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
     teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     s_info = None

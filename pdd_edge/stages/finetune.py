@@ -42,6 +42,7 @@ class FinetuneConfig:
 
 
 def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
+    TrainFiles.check_dir(out_dir, cfg.checkpoint, cfg.teacher_weights)
     student, s_info = ckpt_io.load(cfg.checkpoint)
     if s_info.masked:
         raise PddError(f"{cfg.checkpoint} still has masks; run `pdd-edge prune` on it first")

@@ -75,9 +75,10 @@ def cache_dir() -> Path:
 
 
 def config(cfg: CompressConfig) -> TrainConfig:
-    """How the teacher is trained when no weights are given (validates the teacher options)."""
-    if cfg.teacher_weights is not None and not Path(cfg.teacher_weights).is_file():
-        raise PddError(f"teacher weights not found: {cfg.teacher_weights}")
+    """How the teacher is trained when no weights are given (validates the teacher options, and
+    loads given weights once, so a bad file fails before the run directory exists)."""
+    if cfg.teacher_weights is not None:
+        ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     return TrainConfig(model=cfg.teacher, data=cfg.data, optim=default_optim(
         cfg.teacher_epochs, batch_size=cfg.batch_size, lr=cfg.teacher_lr, warmup_epochs=cfg.teacher_warmup_epochs,
         seed=cfg.seed))
@@ -90,11 +91,10 @@ def _copy(src: Path, dest: Path) -> None:
 
 def run(run: RunDir, cfg: CompressConfig) -> StageResult:
     out = run.teacher()
+    tcfg = config(cfg)  # also re-checks given weights: the file may have changed since validation
     if cfg.teacher_weights:
-        ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")  # fail now on a bad file, not mid-run
         _copy(Path(cfg.teacher_weights), out)
         return StageResult([out], {"source": str(cfg.teacher_weights), "cached": False})
-    tcfg = config(cfg)
     key = f"{cfg.teacher}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
     cached = cache_dir() / "teachers" / f"{key}.pt"
     reused = cached.exists()  # only complete teachers are published under this name

@@ -26,7 +26,7 @@ from torch import nn
 from pdd_edge.data.base import Dataset
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.fileio import write_json
+from pdd_edge.fileio import check_output_dir, write_json
 from pdd_edge.training.accuracy import evaluate, topk_correct
 from pdd_edge.training.divergence import Watch
 from pdd_edge.training.distributed import all_reduce_sum, dist_info, wrap
@@ -105,10 +105,17 @@ class TrainFiles:
     last: Path  # resume state after the last finished epoch
     history: Path  # per-epoch records (JSON)
 
+    NAMES = ("best.pt", "last.pt", "history.json")  # in a run folder
+
     @classmethod
     def in_dir(cls, folder: str | Path) -> "TrainFiles":
         d = Path(folder)
-        return cls(d / "best.pt", d / "last.pt", d / "history.json")
+        return cls(*(d / name for name in cls.NAMES))
+
+    @classmethod
+    def check_dir(cls, folder: str | Path, *inputs: str | Path | None) -> None:
+        """Before any work: `folder` can hold a run, and writing it overwrites none of `inputs`."""
+        check_output_dir(folder, *inputs, writes=cls.NAMES)
 
     @classmethod
     def beside(cls, path: str | Path) -> "TrainFiles":

@@ -107,6 +107,7 @@ def read(path: str | Path, what: str = "checkpoint") -> Any:
         raise PddError(f"{what} not found: {p}")
     if not p.is_file():
         raise PddError(f"{what} {p} is not a file")
+    _sniff(p, what)
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -118,6 +119,21 @@ def read(path: str | Path, what: str = "checkpoint") -> Any:
         raise PddError(f"{what} {p} is not a readable PyTorch checkpoint (corrupt or truncated?)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError, IndexError):
         raise PddError(f"{what} {p} is not a readable PyTorch checkpoint (corrupt or truncated?)") from None
+
+
+def _sniff(p: Path, what: str) -> None:
+    """Refuse what is not a torch.save file at all before torch.load guesses: its error for random
+    bytes reads like a safety refusal ("weights_only"), which sends the user the wrong way."""
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise PddError(f"cannot read {what} {p}: {exc.strerror}") from None
+    # torch.save writes a zip archive (PK\x03\x04) or, in the legacy format, a pickle (\x80 protocol marker)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return
+    looks = " (it looks like an ONNX model: give it to the ONNX commands)" if p.suffix == ".onnx" or head[:1] == b"\x08" else ""
+    raise PddError(f"{what} {p} is not a PyTorch checkpoint{looks}; expected a file written by torch.save")
 
 
 def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +192,9 @@ def load(
     raw = read(p)
     if isinstance(raw, Mapping) and raw.get("format") == FORMAT:
         return _load_own(raw, p, model_name, name_option)
+    if isinstance(raw, Mapping) and raw.get("kind") == "pdd-edge.train-state":
+        raise PddError(f"{p} is the resume state of a training run (model, optimizer, RNG), not a model checkpoint; "
+                       f"use the run's best checkpoint: {p.parent / 'best.pt'}")
     if model_name is None:
         raise PddError(f"{p} is not a pdd-edge checkpoint; pass {name_option} NAME to load it as a state dict of a zoo model")
     spec = zoo.spec(model_name)
