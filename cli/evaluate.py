@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, data_config, err, norm_override, out
+from pdd_edge.cli.shared import command, data_config, err, norm_override, out, print_json
 
 from pdd_edge.errors import PddError, require_torch
 
@@ -48,7 +47,7 @@ def evaluate_command(
 
 def print_result(result: dict, json_out: bool) -> None:
     if json_out:
-        out.print_json(json.dumps(result))
+        print_json(result)
         return
     kind = "masked " if result.get("masked") else ("pruned " if result.get("pruned") else "")
     form = ""

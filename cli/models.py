@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import Json, command, out
+from pdd_edge.cli.shared import Json, command, out, print_json
 from rich.table import Table
 
 
@@ -16,7 +15,7 @@ def models_command(*, json_out: Json = False) -> None:
 
     rows = zoo_table()
     if json_out:
-        out.print_json(json.dumps(rows))
+        print_json(rows)
         return
     table = Table(title="pdd-edge model zoo (MACs: multiply-accumulates of conv and linear layers)")
     for col in ("name", "params", "MACs", "input", "description"):

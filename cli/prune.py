@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, data_config, err, out
+from pdd_edge.cli.shared import command, data_config, err, out, print_json
 from rich.table import Table
 
 from pdd_edge.errors import require_torch
@@ -36,7 +35,7 @@ def prune_command(
     report = prune.prune_checkpoint(prune.PruneConfig(checkpoint=str(checkpoint), round_to=round_to, data=data,
                                                min_macs_reduction=min_macs_reduction), out_path)
     if json_out:
-        out.print_json(json.dumps(report))
+        print_json(report)
         return
     table = Table(title=f"pruned {report['model']}  ({report['convention']})")
     for col in ("", "before", "after", "reduction"):

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
 
@@ -149,7 +148,7 @@ def print_fit_summary(result, best_path: Path, json_out: bool) -> None:
     summary = {"checkpoint": str(best_path), "best_epoch": best.pop("epoch", None)}
     summary |= {k: v for k, v in best.items() if k != "epochs_run"}
     if json_out:
-        out.print_json(json.dumps(summary))
+        print_json(summary)
     else:
         line = f"best epoch {summary['best_epoch']}: val top-1 {summary['val_top1']:.2f}%"
         if "masked_macs" in summary:
@@ -169,7 +168,11 @@ def size(n: int) -> str:
 
 
 def print_json(result) -> None:
-    out.print_json(json.dumps(asdict(result)))
+    """A result (dict, list or dataclass) as strict JSON on stdout: NaN or inf become null."""
+    from pdd_edge.fileio import json_text
+
+    data = asdict(result) if is_dataclass(result) and not isinstance(result, type) else result
+    out.print_json(json_text(data, indent=None))
 
 
 def print_parity(r, reference: str) -> None:

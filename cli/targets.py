@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import Json, command, out
+from pdd_edge.cli.shared import Json, command, out, print_json
 from rich.table import Table
 
 targets_app = typer.Typer(help="Device targets: built-in TOML descriptions, or your own .toml file.",
@@ -22,7 +21,7 @@ def list_command(*, json_out: Json = False) -> None:
 
     targets = [load_target(name) for name in builtin_names()]
     if json_out:
-        out.print_json(json.dumps([t.to_dict() for t in targets]))
+        print_json([t.to_dict() for t in targets])
         return
     table = Table(title="built-in targets (`pdd-edge targets show NAME` for all budgets)")
     table.add_column("name", no_wrap=True, min_width=max(len(t.name) for t in targets))
@@ -49,7 +48,7 @@ def show_command(
 
     t = load_target(target)
     if json_out:
-        out.print_json(json.dumps(t.to_dict()))
+        print_json(t.to_dict())
         return
     table = Table(title=f"target {t.name} ({t.source})", show_header=False)
     table.add_column("key", style="bold")

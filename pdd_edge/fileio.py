@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -108,8 +109,24 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return Path(path)
 
 
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON (RFC 8259 has no NaN or Infinity): a number that was not measured or cannot be
+    computed is written as null, which every consumer (and `gate`, failing closed) understands."""
+    return json.dumps(_finite(obj), indent=indent, sort_keys=False, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    return write_text(path, json_text(obj) + "\n")
 
 
 def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:

@@ -26,6 +26,11 @@ class DataConfig:
     download: bool = False
     input_size: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.input_size is not None and (isinstance(self.input_size, bool) or not isinstance(self.input_size, int)
+                                            or self.input_size < 1):
+            raise PddError(f"--input-size must be a positive number of pixels, got {self.input_size}")
+
     def for_model(self, dataset: str | None, input_hw: tuple[int, int] | None, what: str,
                   data_dir: str | None = None) -> "DataConfig":
         """This config, completed from what the model `what` records: the dataset when none was

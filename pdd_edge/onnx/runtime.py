@@ -71,8 +71,33 @@ def graph_io(model, path: str | Path) -> GraphIO:
     if dims[0] not in (None, 1):
         raise PddError(f"{path} has a fixed batch of {dims[0]}; pdd-edge runs models with a dynamic batch or a batch of 1")
     out = model.graph.output[0]  # a classifier's first output is its logits
-    out_dims = _dims(out)
-    return GraphIO(inp.name, dims, out.name, out_dims[-1] if out_dims else None)
+    return GraphIO(inp.name, dims, out.name, _class_count(_dims(out), out.name, path))
+
+
+def _class_count(dims: tuple[int | None, ...], name: str, path: str | Path) -> int | None:
+    """The class count of logits shaped (N, C), or (N, C, 1, 1) as a conv head (SqueezeNet) gives
+    them; None when the graph leaves it symbolic (the first run checks the real shape)."""
+    if not dims:
+        return None  # shape not recorded
+    if len(dims) == 2 or (len(dims) == 4 and all(d in (1, None) for d in dims[2:])):
+        return dims[1]
+    raise PddError(f"{path} output {name!r} has shape {_shape_text(dims)}; pdd-edge expects classifier logits "
+                   "(N, classes) or (N, classes, 1, 1)")
+
+
+def _shape_text(dims) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
+
+
+def as_logits(y: np.ndarray, batch: int, name: str) -> np.ndarray:
+    """(N, C) logits from what the graph returned: (N, C, 1, 1) is squeezed; anything else whose
+    shape was symbolic in the file is refused now that it is known."""
+    if y.ndim == 4 and y.shape[2:] == (1, 1):
+        y = y.reshape(y.shape[0], y.shape[1])
+    if y.ndim != 2 or y.shape[0] != batch:
+        raise PddError(f"output {name!r} has shape {_shape_text(y.shape)} for a batch of {batch}; pdd-edge expects "
+                       "classifier logits (N, classes) or (N, classes, 1, 1)")
+    return y
 
 
 def check_graph(model, path: str | Path) -> None:
@@ -109,9 +134,10 @@ def first_line(exc: BaseException) -> str:
 
 def run_logits(sess, io: GraphIO, x: np.ndarray) -> np.ndarray:
     try:
-        return sess.run([io.output_name], {io.input_name: x})[0]
+        y = sess.run([io.output_name], {io.input_name: x})[0]
     except Exception as exc:  # a graph that loads but cannot run on these inputs
         raise PddError(f"onnxruntime failed on a batch of shape {tuple(x.shape)}: {first_line(exc)}") from None
+    return as_logits(y, len(x), io.output_name)
 
 
 def op_counts(model) -> dict[str, int]:

@@ -9,6 +9,8 @@ masks: the unpruned student the paper compares against (the `baseline` stage).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,8 @@ class DistillConfig:
                 raise PddError(f"--target-macs-reduction must be between 0 and 1 (e.g. 0.5), got {self.target_macs_reduction}")
             if not self.masks:
                 raise PddError("--target-macs-reduction needs masks; drop --no-masks")
+        if not (self.budget_rate > 0 and math.isfinite(self.budget_rate)):
+            raise PddError(f"--budget-rate must be a positive number, got {self.budget_rate}")
         if not 0 <= self.budget_ramp_epochs <= self.optim.epochs:
             raise PddError(f"the budget ramp must be between 0 and {self.optim.epochs} epochs (the distillation's), "
                            f"got {self.budget_ramp_epochs}")

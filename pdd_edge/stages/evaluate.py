@@ -13,6 +13,7 @@ from typing import Any
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
+from pdd_edge.errors import PddError
 from pdd_edge.fileio import write_json
 from pdd_edge.onnx import accuracy as onnx_accuracy
 from pdd_edge.onnx.source import open_onnx
@@ -25,8 +26,14 @@ def is_onnx(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
+def check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise PddError(f"--batch-size must be a positive integer, got {batch_size}")
+
+
 def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: str | None = None,
                         norm: NormOverride = NormOverride(), batch_size: int = 500) -> dict[str, Any]:
+    check_batch_size(batch_size)
     model, info = ckpt_io.load(path, model_name=model_name)
     data, pre = dataset_for(info, data_cfg, norm)
     metrics = evaluate(model, data.val, pre, batch_size=batch_size)
@@ -45,6 +52,7 @@ def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: s
 
 def evaluate_onnx(path: str | Path, data_cfg: DataConfig, *, norm: NormOverride = NormOverride(),
                   batch_size: int = 500) -> dict[str, Any]:
+    check_batch_size(batch_size)
     src = open_onnx(path, data_cfg, norm)
     metrics = onnx_accuracy.score(src.session(), src.io, src.val_batches(batch_size))
     return {

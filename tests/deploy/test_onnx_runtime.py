@@ -144,3 +144,45 @@ def test_parity_limit_is_absolute_plus_relative_to_the_logits():
     mismatch = parity.Parity(max_abs_diff=7.32e-4, images=359, max_abs_logit=1.0)
     with pytest.raises(PddError, match=r"limit 0.0001 \+ 1e-05 x max\|logit\| 1 = 0.00011"):
         mismatch.require(LogitTolerance(), candidate="c", reference="r", dataset="d")
+
+
+def _conv_head(path, in_dims, out_dims, spatial_out=False):
+    """Conv -> GlobalAveragePool as the classifier: logits (N, 10, 1, 1) like SqueezeNet's; with
+    `spatial_out` the pool is left out, so the output is a (N, 10, H, W) map, not logits."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.3, (10, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["map" if not spatial_out else "logits"], pads=[1, 1, 1, 1])]
+    if not spatial_out:
+        nodes.append(helper.make_node("GlobalAveragePool", ["map"], ["logits"]))
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_dims)],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, out_dims)], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("in_dims, out_dims", [
+    (["N", 3, 32, 32], ["N", 10, 1, 1]),  # a conv classifier head
+    (["N", 3, "H", "W"], ["N", 10, 1, 1]),  # dynamic height and width: fed at the dataset's size
+    (["N", 3, "H", "W"], ["N", "C", "h", "w"]),  # everything symbolic: checked on the first run
+])
+def test_evaluate_squeezes_n_c_1_1_logits_and_feeds_dynamic_hw_at_the_dataset_size(tmp_path, in_dims, out_dims):
+    from pdd_edge.data.options import DataConfig
+    from pdd_edge.stages.evaluate import evaluate_onnx
+
+    result = evaluate_onnx(_conv_head(tmp_path / "m.onnx", in_dims, out_dims), DataConfig("digits"))
+    assert result["count"] == 359 and 0.0 <= result["top1"] <= 100.0 and 0.0 <= result["top5"] <= 100.0
+
+
+@pytest.mark.parametrize("out_dims, message", [
+    (["N", 10, 32, 32], r"output 'logits' has shape \(\?, 10, 32, 32\); pdd-edge expects classifier logits"),
+    (["N", 10, "h", "w"], r"output 'logits' has shape \(359, 10, 32, 32\) for a batch of 359"),
+])
+def test_evaluate_refuses_an_output_that_is_not_logits(tmp_path, out_dims, message):
+    from pdd_edge.data.options import DataConfig
+    from pdd_edge.stages.evaluate import evaluate_onnx
+
+    path = _conv_head(tmp_path / "seg.onnx", ["N", 3, 32, 32], out_dims, spatial_out=True)
+    with pytest.raises(PddError, match=message):
+        evaluate_onnx(path, DataConfig("digits"))
