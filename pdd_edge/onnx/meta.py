@@ -101,12 +101,33 @@ def load_onnx(path: str | Path):
     if not p.is_file():
         raise PddError(f"{p} is not a file")
     try:
-        model = onnx.load(str(p))
+        model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError... for bad files
         raise PddError(f"{p} is not a readable ONNX model (truncated or not ONNX?): {type(exc).__name__}") from None
     if not model.graph.node and not model.graph.output:
         raise PddError(f"{p} is not a readable ONNX model (it has no graph)")
+    _load_external_data(model, p)
     return model
+
+
+def _load_external_data(model, p: Path) -> None:
+    """Weights stored beside the graph (models over 2 GB, or saved that way) are read from the
+    files the graph names; a missing one is named, not reported as a broken model."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    locations = sorted({ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)})
+    for location in locations:
+        data = p.parent / location
+        if not data.is_file():
+            raise PddError(f"{p} keeps its weights in the external data file {location!r}, which is missing "
+                           f"(expected {data}); copy it next to the model")
+    if locations:
+        try:
+            onnx.load_external_data_for_model(model, str(p.parent))
+        except Exception as exc:  # a short or unreadable data file
+            raise PddError(f"cannot read the external data of {p} ({', '.join(locations)}): "
+                           f"{type(exc).__name__}; is the file complete?") from None
 
 
 def read_meta(model) -> OnnxMeta:

@@ -103,7 +103,7 @@ class RemoteHost:
             staged = Path(tmp)
             names = [f"model{i}.onnx" for i in range(len(models))]  # distinct even if basenames clash
             for name, m in zip(names, models):
-                (staged / name).symlink_to(Path(m.path).resolve())  # scp copies the file a link points to
+                _stage_model(Path(m.path), staged / name)
             spec = runner_spec(models, batch_sizes, settings, names)
             (staged / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
             files = [Path(runner.__file__), staged / "spec.json", *(staged / n for n in names)]
@@ -157,3 +157,18 @@ def _ssh_reason(stderr: str) -> str:
     if "could not resolve" in text or "name or service not known" in text:
         return "unknown host name"
     return "host unreachable or SSH not running"
+
+
+def _stage_model(path: Path, dest: Path) -> None:
+    """The model as one file for the board: a link (scp copies what it points to), or, when its
+    weights live in external data files whose names the renamed copy would lose, a copy with them
+    inlined (fine below protobuf's 2 GB, far above any edge model)."""
+    import onnx
+
+    from pdd_edge.onnx.meta import load_onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    if any(onnx.external_data_helper.uses_external_data(t) for t in model.graph.initializer):
+        onnx.save(load_onnx(path), str(dest))
+    else:
+        dest.symlink_to(path.resolve())

@@ -186,3 +186,31 @@ def test_evaluate_refuses_an_output_that_is_not_logits(tmp_path, out_dims, messa
     path = _conv_head(tmp_path / "seg.onnx", ["N", 3, 32, 32], out_dims, spatial_out=True)
     with pytest.raises(PddError, match=message):
         evaluate_onnx(path, DataConfig("digits"))
+
+
+def _with_external_data(tmp_path):
+    model = onnx.load(str(tiny_classifier(tmp_path / "inline.onnx")))
+    path = tmp_path / "ext.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="ext.weights", size_threshold=0)
+    return path
+
+
+def test_load_onnx_reads_external_data_and_names_a_missing_data_file(tmp_path):
+    from pdd_edge.onnx.meta import load_onnx
+
+    path = _with_external_data(tmp_path)
+    assert all(len(t.raw_data) > 0 for t in load_onnx(path).graph.initializer)
+    (tmp_path / "ext.weights").rename(tmp_path / "elsewhere")
+    with pytest.raises(PddError, match=r"keeps its weights in the external data file 'ext.weights', which is missing "
+                                       r"\(expected .*ext.weights\); copy it next to the model"):
+        load_onnx(path)
+
+
+def test_remote_staging_inlines_external_data_the_renamed_copy_would_lose(tmp_path):
+    from pdd_edge.profiling.remote import _stage_model
+
+    (tmp_path / "staged").mkdir()
+    _stage_model(_with_external_data(tmp_path), tmp_path / "staged" / "model0.onnx")
+    staged = onnx.load(str(tmp_path / "staged" / "model0.onnx"))  # loads with nothing beside it
+    assert not any(onnx.external_data_helper.uses_external_data(t) for t in staged.graph.initializer)
+    assert runtime.session(str(tmp_path / "staged" / "model0.onnx")) is not None
