@@ -19,6 +19,15 @@ class PddError(Exception):
         self.exit_code = exit_code
 
 
+def shortlist(items, limit: int = 3) -> str:
+    """`'a', 'b', 'c', … (7 in all)`: a list for a message, visibly cut short when it is."""
+    items = list(items)
+    if not items:
+        return "none"
+    shown = ", ".join(repr(i) for i in items[:limit])
+    return shown if len(items) <= limit else f"{shown}, … ({len(items)} in all)"
+
+
 def require_torch(feature: str) -> None:
     """Fail clearly when a training-side command runs on a torch-free (edge) install."""
     try:

@@ -197,3 +197,11 @@ def test_distill_and_finetune_name_the_teacher_option_for_a_teachers_file(teache
     result = run_cli("finetune", pruned, "--teacher-weights", bare, "--out", tmp_path / "f")
     assert result.exit_code == 2 and "pass --teacher NAME" in result.stderr
     assert not (tmp_path / "d").exists() and not (tmp_path / "f").exists()
+
+
+def test_lists_cut_short_in_messages_end_with_an_ellipsis_and_the_count():
+    from pdd_edge.errors import shortlist
+
+    assert shortlist(["a", "b"]) == "'a', 'b'"
+    assert shortlist(["a", "b", "c", "d", "e"]) == "'a', 'b', 'c', … (5 in all)"
+    assert shortlist([]) == "none"

@@ -1,3 +1,4 @@
+import re
 import pickle
 
 import numpy as np
@@ -160,3 +161,27 @@ def test_load_imagefolder_class_folder_without_images_is_an_error(tmp_path):
     (tmp_path / "train" / "empty").mkdir()
     with pytest.raises(PddError, match="no images found"):
         load_imagefolder(tmp_path)
+
+
+@pytest.mark.parametrize("folders, message", [
+    (("ant", "bee"), r"only the model has 'cat', 'dog'; only the dataset has 'ant', 'bee'; first difference: "
+                     r"output 0 is 'cat', the dataset's class 0 is 'ant'"),
+    (("dog", "zebra"), r"first difference: output 0 is 'cat', the dataset's class 0 is 'dog'"),
+])
+def test_evaluate_refuses_imagefolder_whose_class_names_are_not_the_models(tmp_path, folders, message):
+    from pdd_edge import zoo
+    from pdd_edge.data.options import DataConfig
+    from pdd_edge.data.preprocess import Preprocess
+    from pdd_edge.stages.evaluate import evaluate_checkpoint
+    from pdd_edge.zoo import checkpoint as ckpt_io
+
+    pre = Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(32, 32))
+    ckpt = ckpt_io.save(tmp_path / "m.pt", ckpt_io.checkpoint_dict(zoo.build("resnet20", 2), model_name="resnet20",
+                                                                    preprocess=pre, classes=["cat", "dog"]))
+    _write_image_folder(tmp_path / "same")
+    data = DataConfig("imagefolder", data_dir=str(tmp_path / "same"))
+    assert evaluate_checkpoint(ckpt, data)["count"] == 6  # the names it was trained on: scored
+    _write_image_folder(tmp_path / "other", classes=folders)
+    with pytest.raises(PddError, match="was trained on other class names than imagefolder's") as caught:
+        evaluate_checkpoint(ckpt, DataConfig("imagefolder", data_dir=str(tmp_path / "other")))
+    assert re.search(message, str(caught.value))

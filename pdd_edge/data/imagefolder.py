@@ -16,7 +16,7 @@ import torch
 
 from pdd_edge.data.base import Augment, Dataset, Source, TensorSource, epoch_generator, shard_order
 from pdd_edge.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from pdd_edge.errors import PddError
+from pdd_edge.errors import PddError, shortlist
 
 MEMORY_LIMIT_BYTES = 2 * 1024**3
 
@@ -123,10 +123,10 @@ def load_imagefolder(data_dir: str | Path, *, input_size: int = 32, memory_limit
         raise PddError(f"imagefolder: data dir {root} does not exist")
     train, val = _folder(root, "train"), _folder(root, "val")
     if train.classes != val.classes:
-        only_train = sorted(set(train.classes) - set(val.classes))[:3]
-        only_val = sorted(set(val.classes) - set(train.classes))[:3]
+        only_train = shortlist(sorted(set(train.classes) - set(val.classes)))
+        only_val = shortlist(sorted(set(val.classes) - set(train.classes)))
         raise PddError(
-            f"imagefolder: train/ and val/ have different classes (only in train: {only_train}, only in val: {only_val})"
+            f"imagefolder: train/ and val/ have different classes (only in train: {only_train}; only in val: {only_val})"
         )
     per_image = 3 * input_size * input_size
     in_memory = (len(train.samples) + len(val.samples)) * per_image <= memory_limit

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pdd_edge.data import load_dataset
 from pdd_edge.data.preprocess import Preprocess
-from pdd_edge.errors import PddError
+from pdd_edge.errors import PddError, shortlist
 
 if TYPE_CHECKING:
     from pdd_edge.data.base import Dataset
@@ -71,12 +71,30 @@ def resolve_preprocess(dataset: "Dataset", info: "CheckpointInfo" | None, overri
     return pre
 
 
-def check_classes(info: "CheckpointInfo", dataset: "Dataset", role: str) -> None:
+def check_classes(info: "CheckpointInfo", dataset: "Dataset", role: str, *, names: bool = True) -> None:
+    """The model's outputs mean the dataset's classes: same count and, where the model records them,
+    the same names in the same order (`names=False` for weights that only initialise a student)."""
     if info.num_classes != dataset.num_classes:
         raise PddError(
             f"the {role} ({info.path}) predicts {info.num_classes} classes but {dataset.name} has "
             f"{dataset.num_classes}; use a {role} trained on this dataset"
         )
+    if names:
+        check_class_names(info.classes, dataset, f"the {role} ({info.path})")
+
+
+def check_class_names(recorded: "list[str] | None", dataset: "Dataset", what: str) -> None:
+    """Refuse a model whose recorded class names are not the dataset's, index for index: with the
+    same count, its scores would count a 'cat' prediction on a 'dog' label as right."""
+    if not recorded or list(recorded) == list(dataset.classes):
+        return
+    how = ("the same names in another order" if sorted(recorded) == sorted(dataset.classes) else
+           f"only the model has {shortlist(sorted(set(recorded) - set(dataset.classes)))}; only the dataset has "
+           f"{shortlist(sorted(set(dataset.classes) - set(recorded)))}")
+    i = next(i for i, (a, b) in enumerate(zip(recorded, dataset.classes)) if a != b)
+    raise PddError(f"{what} was trained on other class names than {dataset.name}'s ({how}; first difference: "
+                   f"output {i} is {recorded[i]!r}, the dataset's class {i} is {dataset.classes[i]!r}); "
+                   "its labels would not line up: use the dataset it was trained on")
 
 
 def dataset_for(info: "CheckpointInfo", data: DataConfig, norm: NormOverride) -> tuple["Dataset", Preprocess]:

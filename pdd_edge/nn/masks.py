@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from pdd_edge.errors import PddError
+from pdd_edge.errors import PddError, shortlist
 from pdd_edge.zoo.protocol import prunable
 
 INIT_CHOICES = ("normal", "open")
@@ -116,7 +116,7 @@ def load_mask_logits(model: nn.Module, logits: Mapping[str, torch.Tensor]) -> No
     unknown = [p for p in logits if p not in points]
     if missing or unknown:
         raise PddError(
-            f"masks do not fit this architecture (missing {missing[:3]}, unexpected {unknown[:3]})"
+            f"masks do not fit this architecture (missing {shortlist(missing)}; unexpected {shortlist(unknown)})"
         )
     for name, channels in points.items():
         values = logits[name]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from pdd_edge.data.options import check_class_names
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.onnx.meta import OnnxMeta
@@ -49,6 +50,7 @@ def resolve_preprocess(meta: OnnxMeta, io: GraphIO, dataset: "Dataset", *, mean:
     if io.num_outputs is not None and io.num_outputs != dataset.num_classes:
         raise PddError(f"{path} predicts {io.num_outputs} classes but {dataset.name} has {dataset.num_classes}; "
                        "use a model trained on this dataset")
+    check_class_names(meta.classes, dataset, str(path))
     return pre, source
 
 

@@ -89,7 +89,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
     t_pre = resolve_preprocess(data, t_info, cfg.teacher_norm)
     torch.manual_seed(cfg.optim.seed)
     if s_info is not None:
-        check_classes(s_info, data, "student")
+        check_classes(s_info, data, "student", names=False)  # weights to start from
     else:
         student = zoo.build(spec.name, num_classes=data.num_classes)
     s_pre = resolve_preprocess(data, s_info, cfg.norm)

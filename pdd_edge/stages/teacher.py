@@ -18,7 +18,6 @@ from pdd_edge import zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, resolve_preprocess
-from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
 from pdd_edge.stages import StageResult
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles

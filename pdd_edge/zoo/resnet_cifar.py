@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pdd_edge.errors import shortlist
 from pdd_edge.zoo.cost import Cost, conv_out
 
 STAGE_WIDTHS = (16, 32, 64)
@@ -207,9 +208,9 @@ class CifarResNet(nn.Module):
 
 def _check_keep(keep: Mapping[str, Sequence[int]], full: Mapping[str, Sequence[int]]) -> None:
     if set(keep) != set(full):
-        missing = sorted(set(full) - set(keep))[:3]
-        extra = sorted(set(keep) - set(full))[:3]
-        raise ValueError(f"channel plan does not fit this architecture (missing {missing}, unexpected {extra})")
+        missing = shortlist(sorted(set(full) - set(keep)))
+        extra = shortlist(sorted(set(keep) - set(full)))
+        raise ValueError(f"channel plan does not fit this architecture (missing {missing}; unexpected {extra})")
     for name, idx in keep.items():
         width = len(full[name])
         if list(idx) != sorted(set(idx)) or any(not 0 <= i < width for i in idx):
