@@ -12,6 +12,7 @@ from pdd_edge.cli.shared import command, data_config, err, norm_override, out, w
 from rich.markup import escape
 from rich.table import Table
 
+from pdd_edge.config import recipe_help
 from pdd_edge.errors import require_torch
 
 
@@ -29,22 +30,22 @@ def compress_command(
     input_size: o.InputSize = None,
     target: Annotated[Optional[list[str]], typer.Option("--target", "-t", help="Device target to profile and report (repeatable; default: local).")] = None,
     quantize: Annotated[bool, typer.Option("--quantize/--no-quantize", help="Also produce a static INT8 model.")] = True,
-    target_macs_reduction: Annotated[Optional[float], typer.Option(help="MACs target for distill, e.g. 0.5 lands at -50 % (+/- 3 points); 0: none, pure PDD (default: the recipe's, 0.5 for quick and standard, none for paper).")] = None,
-    warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--scratch", help="Distill from the trained baseline with all masks open, or from scratch with N(0, 1e-3) masks as the paper (default: the recipe's).")] = None,
-    budget_ramp: Annotated[Optional[float], typer.Option(help="Share of the distill epochs over which the MACs target is ramped in, 0 to 1 (default: the recipe's).")] = None,
-    finetune_kd: Annotated[Optional[bool], typer.Option("--finetune-kd/--finetune-ce", help="Fine-tune with KD from the teacher, or with plain cross-entropy as the paper (default: the recipe's).")] = None,
+    target_macs_reduction: Annotated[Optional[float], typer.Option(help=f"MACs target for distill, e.g. 0.5 lands at -50 % (+/- 3 points); 0: none, pure PDD ({recipe_help('target_macs_reduction')}).")] = None,
+    warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--scratch", help=f"Distill from the trained baseline with all masks open, or from scratch with N(0, 1e-3) masks as the paper ({recipe_help('warm_start', 'warm start')}).")] = None,
+    budget_ramp: Annotated[Optional[float], typer.Option(help=f"Share of the distill epochs over which the MACs target is ramped in, 0 to 1 ({recipe_help('budget_ramp')}).")] = None,
+    finetune_kd: Annotated[Optional[bool], typer.Option("--finetune-kd/--finetune-ce", help=f"Fine-tune with KD from the teacher, or with plain cross-entropy as the paper ({recipe_help('finetune_kd', 'KD')}).")] = None,
     round_to: Annotated[int, typer.Option(help="Keep layer widths multiples of N when pruning.")] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<student>-<teacher>-<dataset>).")] = None,
     resume: o.Resume = False,
     recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits), standard (default otherwise: the paper's schedule, warm-started PDD with a 50 % MACs target) or paper (the authors' recipe exactly).")] = None,
-    teacher_epochs: Annotated[Optional[int], typer.Option(help="Teacher training epochs.")] = None,
-    teacher_lr: Annotated[Optional[float], typer.Option(help="Teacher training learning rate.")] = None,
-    distill_epochs: Annotated[Optional[int], typer.Option(help="PDD distillation epochs.")] = None,
-    finetune_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs of the pruned student.")] = None,
-    batch_size: o.BatchSize = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate of distillation (and of the unpruned baseline).")] = None,
-    finetune_lr: Annotated[Optional[float], typer.Option(help="Learning rate of fine-tuning.")] = None,
-    weight_decay: o.WeightDecay = None,
+    teacher_epochs: Annotated[Optional[int], typer.Option(help=f"Teacher training epochs ({recipe_help('teacher_epochs')}).")] = None,
+    teacher_lr: Annotated[Optional[float], typer.Option(help=f"Teacher training learning rate ({recipe_help('teacher_lr')}).")] = None,
+    distill_epochs: Annotated[Optional[int], typer.Option(help=f"PDD distillation epochs ({recipe_help('distill_epochs')}).")] = None,
+    finetune_epochs: Annotated[Optional[int], typer.Option(help=f"Fine-tuning epochs of the pruned student ({recipe_help('finetune_epochs')}).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Training batch size ({recipe_help('batch_size')}).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help=f"Learning rate of distillation and of the unpruned baseline ({recipe_help('lr')}).")] = None,
+    finetune_lr: Annotated[Optional[float], typer.Option(help=f"Learning rate of fine-tuning ({recipe_help('finetune_lr')}).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="SGD weight decay; masks get the same, as in PDD (default: 0.005 in every recipe).")] = None,
     alpha: Annotated[float, typer.Option(help="KD: weight of cross-entropy.")] = 0.6,
     temperature: Annotated[float, typer.Option("--temperature", "-T", help="KD temperature.")] = 3.0,
     seed: o.Seed = 0,

@@ -56,6 +56,24 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+def recipe_help(key: str, label: str = "default") -> str:
+    """Where an option's default comes from, for --help: "default by --recipe: quick 10, standard
+    200, paper 200", so that an option without a fixed default still says what it will be."""
+    values = {name: r[key] for name, r in RECIPES.items() if key in r}
+    shown = {_shown(v) for v in values.values()}
+    if len(shown) == 1:
+        return f"{label}: {shown.pop()} in every recipe"
+    return f"{label} by --recipe: " + ", ".join(f"{n} {_shown(v)}" for n, v in values.items())
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def default_recipe(dataset: str) -> str:
     return "quick" if dataset == "digits" else "standard"
 
