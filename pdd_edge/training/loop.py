@@ -8,8 +8,9 @@ last finished epoch and ends exactly where an uninterrupted run with the same se
 Data order and augmentation are drawn from (seed, epoch), and the global RNG (dropout) is
 restored on resume, which is what makes resumed runs bit-identical on CPU.
 
-Ready for torchrun: under an initialised process group the model is wrapped in DDP, each rank
-trains on its shard, metrics are summed across ranks, and only rank 0 writes files.
+Under an initialised process group the model is wrapped in DDP, each rank trains on its shard,
+metrics are summed across ranks, and only rank 0 writes files; no command creates such a group
+yet (the CLI trains in one CPU process).
 """
 
 from __future__ import annotations
