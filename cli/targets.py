@@ -54,7 +54,10 @@ def show_command(
     table.add_column("key", style="bold")
     table.add_column("value")
     shape = "x".join(map(str, t.input_shape)) if t.input_shape else "from the model"
+    device = ", ".join(x for x in (t.arch, f"CPU matching {t.cpu_match!r}" if t.cpu_match else "",
+                                   f"{t.cores} CPUs" if t.cores else "") if x) or "any (not declared)"
     for key, value in (("description", t.description), ("cpu", t.cpu or "-"),
+                       ("measured on", device),
                        ("execution provider", t.execution_provider),
                        ("threads", str(t.threads) if t.threads else "all CPUs available"),
                        ("batch sizes", ", ".join(map(str, t.batch_sizes))), ("input shape", shape),

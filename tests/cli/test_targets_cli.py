@@ -59,3 +59,10 @@ def test_targets_show_unknown_name_exits_2():
 
     assert result.exit_code == 2
     assert "unknown target 'rpi3'" in result.stderr
+
+
+def test_targets_show_says_which_machines_may_measure_for_the_target():
+    result = runner.invoke(app, ["targets", "show", "rpi4"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "aarch64, CPU matching 'Cortex-A72', 4 CPUs" in result.stdout
+    assert "any (not declared)" in runner.invoke(app, ["targets", "show", "local"], env={"COLUMNS": "200"}).stdout
