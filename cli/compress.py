@@ -89,6 +89,7 @@ def compress_command(
 def print_summary(run, cfg) -> None:
     from pdd_edge.fileio import read_json
     from pdd_edge.profiling.targets import load_target
+    from pdd_edge.report.build import fmt
 
     total = sum(r["seconds"] for r in run.manifest["stages"].values())
     for target in cfg.targets:
@@ -100,17 +101,12 @@ def print_summary(run, cfg) -> None:
             table.add_column(col, justify="left" if col == "variant" else "right")
         for vname, v in rep["variants"].items():
             label = vname + (" (deployed)" if vname == rep["deployable"] else "")
-            table.add_row(label, _fmt(v["top1"], ".2f"), _fmt(v["macs"], ","), _fmt(v["params"], ","),
-                          _fmt(v["size_mb"], ".3f"), _fmt(v["latency_p50_ms"], ".3f"), _fmt(v["latency_p90_ms"], ".3f"),
-                          _fmt(v["speedup_p50"], ".2f", "x"))
+            table.add_row(label, fmt(v["top1"], ".2f"), fmt(v["macs"], ","), fmt(v["params"], ","),
+                          fmt(v["size_mb"], ".3f"), fmt(v["latency_p50_ms"], ".3f"), fmt(v["latency_p90_ms"], ".3f"),
+                          fmt(v["speedup_p50"], ".2f", "x"))
         out.print(table)
-        warn_foreign(rep)
+        warn_foreign(rep.get("device_check"))
         out.print(f"report: {run.report_md(name)}", markup=False)
     out.print(f"deployable models: {run.simplified('pruned')}" + (f", {run.int8()}" if cfg.quantize else ""), markup=False)
     out.print(f"run directory: {run.root} (manifest.json; stage time in this run and earlier ones: {total:.0f}s)",
               markup=False)
-
-
-def _fmt(value, spec: str, suffix: str = "") -> str:
-    """A report number, or n/a where the report has null (not measured, or not computable)."""
-    return "n/a" if value is None else f"{value:{spec}}{suffix}"

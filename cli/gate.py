@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, err, out
+from pdd_edge.cli.shared import command, err, out, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
@@ -38,8 +38,7 @@ def gate_command(
     source, limits = resolve_budget(rep, target, budget)
     device = provenance.check(device_target(rep, target), rep.get("environment"))
     checks = check_budget(rep["gate"], limits, device["summary"], accept_foreign_measurements)
-    if device["foreign"]:
-        err.print(f"[bold yellow]warning: {escape(device['message'])}[/]")
+    warn_foreign(device)
     name = rep["target"]["name"]
     title = f"pdd-edge gate: {rep['gate'].get('variant')} model on {name}, budget from {source}"
     table = Table(title=escape(title))

@@ -49,7 +49,7 @@ def profile_command(
     err.print(f"profiling {model} on {host.label if host else 'this machine'} (target {req.target.name}) ...", markup=False)
     record = profile_model(model, req, host)
     print_summary(record)
-    warn_foreign(record)
+    warn_foreign(record["device_check"])
     if json_path is not None:
         write_json(json_path, record)
         err.print(f"wrote {json_path}", markup=False)

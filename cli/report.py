@@ -41,7 +41,7 @@ def report_command(
             files = run.evaluated_files()
             err.print(f"profiling {', '.join(files)} for target {name} on {host.label if host else 'this machine'} ...", markup=False)
             record = profile_variants(files, req, remote=host)
-            warn_foreign(record)
+            warn_foreign(record["device_check"])
             added.append(write_json(run.profile(name), record))
         if added:
             run.record_command("report --target " + " --target ".join(names), added)

@@ -37,10 +37,10 @@ def fail(message: str, exit_code: int) -> typer.Exit:
     return typer.Exit(exit_code)
 
 
-def warn_foreign(record: dict) -> None:
-    """The loud warning of a profile or report whose measuring machine is not the target's device."""
-    check = record.get("device_check") or {}
-    if check.get("foreign"):
+def warn_foreign(check: dict | None) -> None:
+    """The loud warning of a `device_check` (profiling/provenance.py) whose measuring machine is not
+    the target's device."""
+    if check and check.get("foreign"):
         err.print(f"[bold yellow]warning: {_escape(check['message'])}[/]")
 
 

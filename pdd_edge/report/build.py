@@ -137,7 +137,8 @@ def write_report(run: RunDir, profile: dict[str, Any]) -> list[Path]:
     return written + [json_path, md_path]
 
 
-def _fmt(value: Any, spec: str, suffix: str = "") -> str:
+def fmt(value: Any, spec: str, suffix: str = "") -> str:
+    """A report number, or n/a where it is null or NaN (not measured, or not computable)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:{spec}}{suffix}"
@@ -161,14 +162,14 @@ def markdown(r: dict[str, Any]) -> str:
     for name, v in r["variants"].items():
         mark = " **(deployed)**" if name == r["deployable"] else ""
         lines.append(
-            f"| {name}: {v['label']}{mark} | {_fmt(v['top1'], '.2f')} | {v['macs']:,} | {v['params']:,} | "
-            f"{_fmt(v['size_mb'], '.3f')} | {_fmt(v['latency_p50_ms'], '.3f')} | {_fmt(v['latency_p90_ms'], '.3f')} | "
-            f"{_fmt(v['speedup_p50'], '.2f', 'x')} | {_fmt(v['peak_memory_mb'], '.1f')} |")
+            f"| {name}: {v['label']}{mark} | {fmt(v['top1'], '.2f')} | {v['macs']:,} | {v['params']:,} | "
+            f"{fmt(v['size_mb'], '.3f')} | {fmt(v['latency_p50_ms'], '.3f')} | {fmt(v['latency_p90_ms'], '.3f')} | "
+            f"{fmt(v['speedup_p50'], '.2f', 'x')} | {fmt(v['peak_memory_mb'], '.1f')} |")
     g = r["gate"]
     lines += [
         "",
-        f"Deployed variant `{g['variant']}`: MACs -{_fmt(g['macs_reduction'], '.1f')} % vs the unpruned student, "
-        f"top-1 change {_fmt(-g['top1_drop'] if g['top1_drop'] is not None else None, '+.2f')} points.",
+        f"Deployed variant `{g['variant']}`: MACs -{fmt(g['macs_reduction'], '.1f')} % vs the unpruned student, "
+        f"top-1 change {fmt(-g['top1_drop'] if g['top1_drop'] is not None else None, '+.2f')} points.",
         "",
         "MACs are multiply-accumulates of conv and linear (Gemm/MatMul) layers, counted from each ONNX graph; "
         "params are the ONNX files' weights (BN folded into conv). Top-1 is measured on each file with onnxruntime "
@@ -190,9 +191,9 @@ def markdown(r: dict[str, Any]) -> str:
             f"(-{p['macs_reduction_pct']:.2f} %), params {p['params_before']:,} -> {p['params_after']:,} "
             f"(-{p['params_reduction_pct']:.2f} %). Largest logit difference masked vs pruned: {p['max_abs_diff']:.2e}.",
             "",
-            f"Validation top-1 along the way: teacher {_fmt(t['teacher_top1'], '.2f')} %, unpruned KD student "
-            f"{_fmt(t['baseline_top1'], '.2f')} %, masked student {_fmt(t['masked_top1'], '.2f')} %, pruned + fine-tuned "
-            f"{_fmt(t['finetuned_top1'], '.2f')} %.",
+            f"Validation top-1 along the way: teacher {fmt(t['teacher_top1'], '.2f')} %, unpruned KD student "
+            f"{fmt(t['baseline_top1'], '.2f')} %, masked student {fmt(t['masked_top1'], '.2f')} %, pruned + fine-tuned "
+            f"{fmt(t['finetuned_top1'], '.2f')} %.",
         ]
         if r["plots"].get("channels"):
             lines += ["", f"![channels kept per layer]({r['plots']['channels']})"]
