@@ -127,3 +127,21 @@ def test_compress_run_whose_teacher_file_breaks_after_validation_leaves_nothing(
     with pytest.raises(PddError, match="is not a PyTorch checkpoint"):
         pipeline.run_pipeline(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "{IN}", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    (["evaluate", "{IN}", "--batch-size", "-3"], "--batch-size must be a positive integer, got -3"),
+    (["evaluate", "{IN}", "--input-size", "0"], "--input-size must be a positive number of pixels, got 0"),
+    (["train", "--model", "resnet20", "--input-size", "-5", "--out", "{OUT}"], "--input-size must be a positive number"),
+    (["distill", "--student", "resnet20", "--teacher-weights", "{IN}", "--target-macs-reduction", "0.5",
+      "--budget-rate", "-1", "--out", "{OUT}"], "--budget-rate must be a positive number, got -1.0"),
+])
+def test_bad_option_values_are_refused_before_any_work(tmp_path, args, message):
+    src = tmp_path / "input.pt"
+    src.write_bytes(os.urandom(256))
+    before = digest(src)
+    dest = tmp_path / "out"
+    result = run_cli(*[a.replace("{IN}", str(src)).replace("{OUT}", str(dest)) for a in args])
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert digest(src) == before and not dest.exists()
