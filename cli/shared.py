@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -101,6 +102,26 @@ def parse_ints(text: str | None, what: str) -> tuple[int, ...] | None:
     return values
 
 
+def parse_input_size(text: str | None) -> tuple[int, int] | None:
+    """`--input-size` as (height, width): '32' is a square, '24,40' or '24x40' is height by width."""
+    if text is None:
+        return None
+    found = re.fullmatch(r"\s*([0-9]+)\s*(?:[,xX]\s*([0-9]+)\s*)?", text)
+    hw = (int(found[1]), int(found[2] or found[1])) if found else (0, 0)
+    if min(hw) < 1:
+        raise typer.BadParameter(f"--input-size must be H (square) or H,W (height,width; or HxW) in positive pixels, "
+                                 f"e.g. 32 or 24,40; got {text!r}", param_hint="--input-size")
+    return hw
+
+
+def _input_size_option(text: str | None) -> tuple[int, int] | None:
+    """Parse while the command line is read, so a bad size stops the command before any work, and
+    report it as one line like every other usage error (typer would draw a box around it)."""
+    try:
+        return parse_input_size(text)
+    except typer.BadParameter as exc:
+        raise fail(_escape(exc.message), 2) from None
+
 
 # --- option types shared by several commands (one definition, one help text) -----------------
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="digits (built in), cifar10, cifar100 or imagefolder.")]
@@ -108,7 +129,9 @@ RecordedDataset = Annotated[Optional[str], typer.Option(
     "--dataset", "-d", help="digits (built in), cifar10, cifar100 or imagefolder (default: the dataset the model records).")]
 DataDir = Annotated[Optional[Path], typer.Option(help="Folder with the dataset (CIFAR batches, or train/ and val/ for imagefolder).")]
 Download = Annotated[bool, typer.Option("--download", help="Download CIFAR into --data-dir if it is missing.")]
-InputSize = Annotated[Optional[int], typer.Option(help="Resize images to this square size (default: the model's input size where it records one, else 32).")]
+InputSize = Annotated[Optional[str], typer.Option(
+    metavar="H|H,W", callback=_input_size_option,
+    help="Resize images to H (square) or H,W (height,width; HxW also works) (default: the model's input size where it records one, else 32).")]
 Mean = Annotated[Optional[str], typer.Option(help="Override the model's normalisation mean, e.g. 0.485,0.456,0.406.")]
 Std = Annotated[Optional[str], typer.Option(help="Override the model's normalisation std, e.g. 0.229,0.224,0.225.")]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Initial SGD learning rate.")]
@@ -124,7 +147,8 @@ Warmup = Annotated[Optional[int], typer.Option(help="Epochs of linear learning-r
 
 # --- dataset and optimiser options as library configs --------------------------------------
 
-def data_config(dataset: Optional[str], data_dir: Optional[Path], download: bool, input_size: Optional[int]):
+def data_config(dataset: Optional[str], data_dir: Optional[Path], download: bool,
+                input_size: tuple[int, int] | None):
     """The dataset options as a DataConfig; no --dataset (None) means the one the model records."""
     from pdd_edge.data.options import DataConfig
 

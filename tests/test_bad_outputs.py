@@ -132,8 +132,10 @@ def test_compress_run_whose_teacher_file_breaks_after_validation_leaves_nothing(
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "{IN}", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
     (["evaluate", "{IN}", "--batch-size", "-3"], "--batch-size must be a positive integer, got -3"),
-    (["evaluate", "{IN}", "--input-size", "0"], "--input-size must be a positive number of pixels, got 0"),
-    (["train", "--model", "resnet20", "--input-size", "-5", "--out", "{OUT}"], "--input-size must be a positive number"),
+    (["evaluate", "{IN}", "--input-size", "0"], ("--input-size must be H (square) or H,W (height,width; or HxW) in "
+                                                 "positive pixels, e.g. 32 or 24,40; got '0'")),
+    (["train", "--model", "resnet20", "--input-size", "-5", "--out", "{OUT}"], "--input-size must be H (square) or H,W"),
+    (["train", "--model", "resnet20", "--input-size", "24,0", "--out", "{OUT}"], "got '24,0'"),
     (["distill", "--student", "resnet20", "--teacher-weights", "{IN}", "--target-macs-reduction", "0.5",
       "--budget-rate", "-1", "--out", "{OUT}"], "--budget-rate must be a positive number, got -1.0"),
 ])

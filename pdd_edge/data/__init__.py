@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pdd_edge.data.preprocess import height_width
 from pdd_edge.errors import PddError
 
 if TYPE_CHECKING:
     from pdd_edge.data.base import Dataset
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+DEFAULT_INPUT_SIZE = (32, 32)
 
 
 def load_dataset(
@@ -25,22 +27,24 @@ def load_dataset(
     *,
     data_dir: str | Path | None = None,
     download: bool = False,
-    input_size: int | None = None,
+    input_size: int | tuple[int, int] | None = None,
 ) -> "Dataset":
-    """Load a dataset by name; every failure is a `PddError` that says how to fix it."""
+    """Load a dataset by name, its images resized to `input_size` (height, width; default 32x32);
+    every failure is a `PddError` that says how to fix it."""
     key = name.lower()
+    size = DEFAULT_INPUT_SIZE if input_size is None else height_width(input_size)
     if key == "digits":
         from pdd_edge.data.digits import load_digits
 
-        return load_digits(input_size=input_size or 32)
+        return load_digits(input_size=size)
     if key in ("cifar10", "cifar100"):
         from pdd_edge.data.cifar import load_cifar
 
-        return load_cifar(key, data_dir=data_dir, download=download, input_size=input_size or 32)
+        return load_cifar(key, data_dir=data_dir, download=download, input_size=size)
     if key == "imagefolder":
         from pdd_edge.data.imagefolder import load_imagefolder
 
         if data_dir is None:
             raise PddError("imagefolder needs --data-dir pointing at a folder with train/ and val/ subfolders")
-        return load_imagefolder(data_dir, input_size=input_size or 32)
+        return load_imagefolder(data_dir, input_size=size)
     raise PddError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")

@@ -28,6 +28,11 @@ class Augment:
     pad: int = 4
     hflip: bool = True
 
+    @classmethod
+    def for_size(cls, size: tuple[int, int], hflip: bool) -> Augment:
+        """The PDD/CIFAR padding (4 px at 32x32) scaled to the shorter side."""
+        return cls(pad=min(size) // 8, hflip=hflip)
+
 
 class Source(Protocol):
     def __len__(self) -> int: ...
@@ -118,10 +123,12 @@ class Dataset:
         return self.preprocess.input_size
 
 
-def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a uint8 NCHW tensor to size x size (bilinear, antialiased when shrinking)."""
-    if images.shape[-2:] == (size, size):
+def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a uint8 NCHW tensor to `size` = (height, width) (bilinear, antialiased when either
+    side shrinks)."""
+    h, w = size
+    if tuple(images.shape[-2:]) == (h, w):
         return images
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
-                        antialias=size < images.shape[-1])
+    out = F.interpolate(images.float(), size=(h, w), mode="bilinear", align_corners=False,
+                        antialias=h < images.shape[-2] or w < images.shape[-1])
     return out.round_().clamp_(0, 255).to(torch.uint8)

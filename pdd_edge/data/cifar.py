@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pdd_edge.data.base import Augment, Dataset, TensorSource, resize_uint8
-from pdd_edge.data.preprocess import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Preprocess
+from pdd_edge.data.preprocess import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Preprocess, height_width
 from pdd_edge.errors import PddError
 
 _INFO = {
@@ -21,9 +21,11 @@ _INFO = {
 }
 
 
-def load_cifar(name: str, *, data_dir: str | Path | None, download: bool, input_size: int = 32) -> Dataset:
+def load_cifar(name: str, *, data_dir: str | Path | None, download: bool,
+               input_size: int | tuple[int, int] = (32, 32)) -> Dataset:
     import torchvision.datasets as tvd
 
+    hw = height_width(input_size)
     cls_name, folder, mean, std, size = _INFO[name]
     if data_dir is None:
         raise PddError(f"{name} needs --data-dir: the folder that holds (or will hold, with --download) {folder}/")
@@ -42,13 +44,13 @@ def load_cifar(name: str, *, data_dir: str | Path | None, download: bool, input_
 
     def source(ds) -> TensorSource:
         x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
-        return TensorSource(resize_uint8(x, input_size), torch.tensor(ds.targets, dtype=torch.long))
+        return TensorSource(resize_uint8(x, hw), torch.tensor(ds.targets, dtype=torch.long))
 
     return Dataset(
         name=name,
         train=source(train),
         val=source(val),
         classes=list(train.classes),
-        preprocess=Preprocess(mean=mean, std=std, input_size=(input_size, input_size)),
-        augment=Augment(pad=input_size // 8, hflip=True),
+        preprocess=Preprocess(mean=mean, std=std, input_size=hw),
+        augment=Augment.for_size(hw, hflip=True),
     )

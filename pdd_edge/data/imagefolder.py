@@ -1,6 +1,6 @@
 """`imagefolder`: a user's own `train/<class>/*` and `val/<class>/*` images.
 
-Images are resized to `input_size` x `input_size`. A folder that fits in `MEMORY_LIMIT_BYTES` at
+Images are resized to `input_size` (height, width). A folder that fits in `MEMORY_LIMIT_BYTES` at
 that size is decoded once into memory (the fast path, same batched augmentation as CIFAR);
 a larger one streams through a DataLoader with worker processes.
 Default normalisation is ImageNet's mean/std; override it with `--mean/--std`.
@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 
 from pdd_edge.data.base import Augment, Dataset, Source, TensorSource, epoch_generator, shard_order
-from pdd_edge.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from pdd_edge.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, height_width
 from pdd_edge.errors import PddError, shortlist
 
 MEMORY_LIMIT_BYTES = 2 * 1024**3
@@ -33,13 +33,13 @@ def _folder(root: Path, split: str):
         raise PddError(f"imagefolder: no images found under {path} ({exc})") from None
 
 
-def _load_image(path: str, size: int) -> torch.Tensor:
+def _load_image(path: str, size: tuple[int, int]) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.functional import pil_to_tensor
 
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+            img = img.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)  # PIL takes (width, height)
             return pil_to_tensor(img)
     except (UnidentifiedImageError, OSError) as exc:
         raise PddError(f"imagefolder: cannot read image {path} ({exc}); remove or replace it") from None
@@ -49,7 +49,7 @@ class MemorySource:
     """Decodes the whole split into memory the first time it is iterated (evaluation never
     pays for decoding the training split), then serves batches from the tensor."""
 
-    def __init__(self, folder, size: int, what: str) -> None:
+    def __init__(self, folder, size: tuple[int, int], what: str) -> None:
         self.samples = list(folder.samples)
         self.size = size
         self.what = what
@@ -64,7 +64,7 @@ class MemorySource:
             from rich.progress import Progress
 
             console = Console(stderr=True)
-            images = torch.empty((len(self.samples), 3, self.size, self.size), dtype=torch.uint8)
+            images = torch.empty((len(self.samples), 3, *self.size), dtype=torch.uint8)
             with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
                 task = progress.add_task(f"decoding {self.what} images", total=len(self.samples))
                 for i, (path, _) in enumerate(self.samples):
@@ -80,7 +80,7 @@ class MemorySource:
 class StreamSource:
     """Decodes images on the fly in DataLoader workers; for folders too large for memory."""
 
-    def __init__(self, folder, size: int, workers: int | None = None) -> None:
+    def __init__(self, folder, size: tuple[int, int], workers: int | None = None) -> None:
         self.samples = list(folder.samples)
         self.size = size
         self.workers = min(4, os.cpu_count() or 1) if workers is None else workers
@@ -106,7 +106,7 @@ class StreamSource:
 
 
 class _Indexed(torch.utils.data.Dataset):
-    def __init__(self, samples, size: int) -> None:
+    def __init__(self, samples, size: tuple[int, int]) -> None:
         self.samples, self.size = samples, size
 
     def __len__(self) -> int:
@@ -117,7 +117,9 @@ class _Indexed(torch.utils.data.Dataset):
         return _load_image(path, self.size), label
 
 
-def load_imagefolder(data_dir: str | Path, *, input_size: int = 32, memory_limit: int = MEMORY_LIMIT_BYTES) -> Dataset:
+def load_imagefolder(data_dir: str | Path, *, input_size: int | tuple[int, int] = (32, 32),
+                     memory_limit: int = MEMORY_LIMIT_BYTES) -> Dataset:
+    size = height_width(input_size)
     root = Path(data_dir)
     if not root.is_dir():
         raise PddError(f"imagefolder: data dir {root} does not exist")
@@ -128,19 +130,19 @@ def load_imagefolder(data_dir: str | Path, *, input_size: int = 32, memory_limit
         raise PddError(
             f"imagefolder: train/ and val/ have different classes (only in train: {only_train}; only in val: {only_val})"
         )
-    per_image = 3 * input_size * input_size
+    per_image = 3 * size[0] * size[1]
     in_memory = (len(train.samples) + len(val.samples)) * per_image <= memory_limit
     train_src: Source
     val_src: Source
     if in_memory:
-        train_src, val_src = MemorySource(train, input_size, "train"), MemorySource(val, input_size, "val")
+        train_src, val_src = MemorySource(train, size, "train"), MemorySource(val, size, "val")
     else:
-        train_src, val_src = StreamSource(train, input_size), StreamSource(val, input_size)
+        train_src, val_src = StreamSource(train, size), StreamSource(val, size)
     return Dataset(
         name="imagefolder",
         train=train_src,
         val=val_src,
         classes=list(train.classes),
-        preprocess=Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(input_size, input_size)),
-        augment=Augment(pad=input_size // 8, hflip=True),
+        preprocess=Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=size),
+        augment=Augment.for_size(size, hflip=True),
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pdd_edge.data import load_dataset
-from pdd_edge.data.preprocess import Preprocess
+from pdd_edge.data.preprocess import Preprocess, height_width, size_option
 from pdd_edge.errors import PddError, shortlist
 
 if TYPE_CHECKING:
@@ -24,24 +24,21 @@ class DataConfig:
     name: str | None = "digits"  # None: the dataset the model records (see `for_model`)
     data_dir: str | None = None
     download: bool = False
-    input_size: int | None = None
+    input_size: tuple[int, int] | None = None  # (height, width); an int n means (n, n)
 
     def __post_init__(self) -> None:
-        if self.input_size is not None and (isinstance(self.input_size, bool) or not isinstance(self.input_size, int)
-                                            or self.input_size < 1):
-            raise PddError(f"--input-size must be a positive number of pixels, got {self.input_size}")
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", height_width(self.input_size))
 
     def for_model(self, dataset: str | None, input_hw: tuple[int, int] | None, what: str,
                   data_dir: str | None = None) -> "DataConfig":
         """This config, completed from what the model `what` records: the dataset when none was
-        named (with the folder it was read from, if recorded), and the model's (square) input
-        size when no --input-size was given."""
+        named (with the folder it was read from, if recorded), and the model's input size (height,
+        width) when no --input-size was given."""
         name = self.name if self.name is not None else dataset
         if name is None:
             raise PddError(f"{what} does not record the dataset it was trained on; pass --dataset")
-        size = self.input_size
-        if size is None and input_hw is not None and input_hw[0] == input_hw[1]:
-            size = input_hw[0]
+        size = self.input_size if self.input_size is not None else input_hw
         folder = self.data_dir if self.data_dir is not None or name != dataset else data_dir
         return replace(self, name=name, input_size=size, data_dir=folder)
 
@@ -66,7 +63,7 @@ def resolve_preprocess(dataset: "Dataset", info: "CheckpointInfo" | None, overri
     if pre.input_size != dataset.input_hw:
         raise PddError(
             f"the model expects {pre.input_size[0]}x{pre.input_size[1]} inputs but the dataset gives "
-            f"{dataset.input_hw[0]}x{dataset.input_hw[1]}; pass --input-size {pre.input_size[0]}"
+            f"{dataset.input_hw[0]}x{dataset.input_hw[1]}; pass --input-size {size_option(pre.input_size)}"
         )
     return pre
 

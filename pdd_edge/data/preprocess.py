@@ -20,6 +20,21 @@ CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 
 
+def height_width(size: object) -> tuple[int, int]:
+    """An image size as (height, width): an int is a square (how Python callers gave sizes before
+    they could be non-square), a JSON record gives a list."""
+    values = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (tuple, list)) else ()
+    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise PddError(f"--input-size must be a positive number of pixels or a (height, width) pair, got {size!r}")
+    return values  # type: ignore[return-value]
+
+
+def size_option(hw: tuple[int, int]) -> str:
+    """How `--input-size` spells `hw`: `H` for a square, `H,W` otherwise."""
+    h, w = hw
+    return f"{h}" if h == w else f"{h},{w}"
+
+
 @dataclass(frozen=True)
 class Preprocess:
     mean: tuple[float, float, float]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from pdd_edge.data.options import check_class_names
-from pdd_edge.data.preprocess import Preprocess
+from pdd_edge.data.preprocess import Preprocess, size_option
 from pdd_edge.errors import PddError
 from pdd_edge.onnx.meta import OnnxMeta
 from pdd_edge.onnx.runtime import RGB, GraphIO, run_logits
@@ -44,9 +44,8 @@ def resolve_preprocess(meta: OnnxMeta, io: GraphIO, dataset: "Dataset", *, mean:
         raise PddError(f"{path} expects {io.channels}-channel input but {dataset.name} gives 3-channel RGB images")
     if pre.input_size != dataset.input_hw:
         h, w = pre.input_size
-        fix = f"pass --input-size {h}" if h == w else "pdd-edge datasets are square; re-export the model for a square input"
         raise PddError(f"{path} expects {h}x{w} inputs but {dataset.name} gives "
-                       f"{dataset.input_hw[0]}x{dataset.input_hw[1]}; {fix}")
+                       f"{dataset.input_hw[0]}x{dataset.input_hw[1]}; pass --input-size {size_option(pre.input_size)}")
     if io.num_outputs is not None and io.num_outputs != dataset.num_classes:
         raise PddError(f"{path} predicts {io.num_outputs} classes but {dataset.name} has {dataset.num_classes}; "
                        "use a model trained on this dataset")
