@@ -133,8 +133,9 @@ def adjusted_logits(model: nn.Module, plan: PrunePlan) -> dict[str, torch.Tensor
 
 def prune(model: nn.Module, model_name: str, plan: PrunePlan) -> nn.Module:
     """The dense smaller model that computes what `model` computes under the plan's masks."""
-    pruned = zoo.build(model_name, num_classes=prunable(model).num_classes, keep=plan.keep)
-    pruned.load_state_dict(prunable(model).pruned_state(plan.local), strict=True)
+    arch = prunable(model)
+    pruned = zoo.build(model_name, **{**arch.arch_args(), "keep": plan.keep})
+    pruned.load_state_dict(arch.pruned_state(plan.local), strict=True)
     return pruned.eval()
 
 

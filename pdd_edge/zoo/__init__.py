@@ -56,28 +56,62 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
 
 
 def spec(name: str) -> ModelEntry:
+    """The zoo entry of `name` (zoo names only; other specs go through `build`)."""
     try:
         return MODELS[name.lower()]
     except KeyError:
-        raise PddError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (see `pdd-edge models`)") from None
+        from pdd_edge.zoo.specs import parse
+
+        parse(name)  # says why a malformed or unknown spec is wrong
+        raise PddError(f"{name} is not a zoo model; this option takes a zoo name (see `pdd-edge models`)") from None
 
 
-def build(name: str, num_classes: int = 10, keep: Keep | None = None) -> "nn.Module":
-    entry = spec(name)
+def is_zoo(name: str) -> bool:
+    return str(name).lower() in MODELS
+
+
+def build(name: str, num_classes: int = 10, keep: Keep | None = None, *, args: Mapping | None = None,
+          input_size: Sequence[int] | None = None, source: Mapping | None = None) -> "nn.Module":
+    """The network `name` names (a zoo name or a model spec, see `zoo.specs`), pruned to `keep`.
+
+    The keyword arguments are what `arch_args()` of a traced model records: builder arguments,
+    the input size it was traced at, and for a file model the file's recorded sha256, which must
+    match the file named now.
+    """
     if num_classes < 1:
         raise PddError(f"num_classes must be positive, got {num_classes}")
-    try:
-        return entry.build(num_classes, keep)
-    except ValueError as exc:
-        raise PddError(f"{name}: {exc}") from None
+    if is_zoo(name):
+        if args:
+            raise PddError(f"{name} is a zoo model and takes no --model-arg (got {', '.join(args)})")
+        try:
+            return MODELS[name.lower()].build(num_classes, keep)
+        except ValueError as exc:
+            raise PddError(f"{name}: {exc}") from None
+    from pdd_edge.zoo import specs
+    from pdd_edge.zoo.traced import TracedModel
+
+    model_spec = specs.parse(name, args)
+    record = specs.source_record(model_spec)
+    if source is not None and record is not None and source.get("sha256") != record["sha256"]:
+        raise PddError(f"{model_spec.path} has changed since the checkpoint was written (sha256 {record['sha256'][:12]}…, "
+                       f"recorded {str(source.get('sha256'))[:12]}…): restore the file the model was trained with")
+    net = specs.build_network(model_spec, num_classes)
+    extra: dict = {"args": dict(model_spec.args)}
+    if record is not None:
+        extra["source"] = record
+    hw = tuple(input_size) if input_size is not None else DEFAULT_INPUT
+    return TracedModel(net, name=model_spec.text, num_classes=num_classes, input_hw=hw, keep=keep, extra=extra)
+
+
+DEFAULT_INPUT = (32, 32)  # the zoo's CIFAR size; traced models record the size they were built for
 
 
 def full_keep(name: str) -> dict[str, list[int]]:
     return spec(name).full_keep()
 
 
-def is_pruned(name: str, keep: Keep | None) -> bool:
-    if keep is None:
-        return False
-    full = full_keep(name)
-    return any(len(keep[k]) != len(v) for k, v in full.items())
+def is_pruned(model: "nn.Module") -> bool:
+    """Whether any mask point of `model` is narrower than at full width."""
+    from pdd_edge.zoo.protocol import prunable
+
+    return prunable(model).is_pruned()

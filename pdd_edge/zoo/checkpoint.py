@@ -54,10 +54,8 @@ class CheckpointInfo:
     masked: bool = False
     third_party: bool = False
     path: str = ""
-
-    @property
-    def pruned(self) -> bool:
-        return zoo.is_pruned(self.model, self.keep)
+    pruned: bool = False
+    arch: dict[str, Any] = field(default_factory=dict)  # builder arguments beyond class count and keep
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -182,6 +180,8 @@ def load(
     *,
     model_name: str | None = None,
     name_option: str = "--model",
+    model_args: Mapping[str, Any] | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> tuple[nn.Module, CheckpointInfo]:
     """Rebuild the model stored in `path` (eval mode, CPU) and describe it.
 
@@ -196,19 +196,55 @@ def load(
         raise PddError(f"{p} is the resume state of a training run (model, optimizer, RNG), not a model checkpoint; "
                        f"use the run's best checkpoint: {p.parent / 'best.pt'}")
     if model_name is None:
-        raise PddError(f"{p} is not a pdd-edge checkpoint; pass {name_option} NAME to load it as a state dict of a zoo model")
-    spec = zoo.spec(model_name)
+        raise PddError(f"{p} is not a pdd-edge checkpoint; pass {name_option} NAME to load it as a state dict of that model")
     state = _third_party_state(raw, p)
-    head = state.get(spec.classifier_key)
-    # The class count comes from the classifier's weight; a file without it fails in _fit_state.
-    classes = int(head.shape[0]) if head is not None and head.dim() == 2 else 10
-    model = zoo.build(spec.name, num_classes=classes)
-    _fit_state(model, state, spec.name, p)
+    if zoo.is_zoo(model_name):
+        entry = zoo.spec(model_name)
+        name, head = entry.name, state.get(entry.classifier_key)
+        # The class count comes from the classifier's weight; a file without it fails in _fit_state.
+        classes = int(head.shape[0]) if head is not None and head.dim() == 2 else 10
+        model = zoo.build(name, num_classes=classes)
+    else:  # torchvision / timm / a user's file: its state dict loads as published, under `net.`
+        name, state = model_name, {k if k.startswith("net.") else f"net.{k}": v for k, v in state.items()}
+        classes = _published_class_count(model_name, state)
+        model = zoo.build(name, num_classes=classes, args=model_args, input_size=input_size)
+    _fit_state(model, state, name, p)
     model.eval()
-    info = CheckpointInfo(model=spec.name, num_classes=classes, keep=None, preprocess=None, third_party=True, path=str(p))
+    info = CheckpointInfo(model=name, num_classes=classes, keep=None, preprocess=None, third_party=True, path=str(p),
+                          arch=_build_args(prunable(model).arch_args()))
     if isinstance(raw, Mapping):
         info.metrics = {k: float(v) for k, v in raw.items() if k in ("best_prec1", "best_acc", "acc") and isinstance(v, (int, float))}
     return model, info
+
+
+def _published_class_count(spec_text: str, state: Mapping[str, torch.Tensor]) -> int:
+    """The class count of a published state dict: the width of the output layer it holds, found
+    as the layer whose first dimension follows the builder's `num_classes`."""
+    from pdd_edge.zoo import specs
+
+    probe = {f"net.{k}": v.shape for k, v in specs.build_network(specs.parse(spec_text), 7).state_dict().items()}
+    for key, shape in probe.items():
+        theirs = state.get(key)
+        if theirs is not None and len(shape) >= 1 and shape[0] == 7 and tuple(theirs.shape[1:]) == tuple(shape[1:]):
+            return int(theirs.shape[0])
+    # The builder ignores num_classes: take the last matrix of the file (the classifier, as a rule);
+    # if that guess is wrong, the output check of the built model says so.
+    matrices = [v for v in state.values() if v.dim() == 2]
+    return int(matrices[-1].shape[0]) if matrices else 10
+
+
+def _build_args(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """What `zoo.build` needs besides name, class count and keep (traced models only)."""
+    return {k: arch[k] for k in ("args", "input_size", "source") if k in arch}
+
+
+def _same_model(recorded: str, given: str) -> bool:
+    from pdd_edge.zoo import specs
+
+    a, b = specs.parse(recorded), specs.parse(given)
+    if a.is_file or b.is_file:  # the file may have moved; its content is checked by sha256
+        return a.is_file and b.is_file and a.target == b.target
+    return (a.kind, a.target) == (b.kind, b.target)
 
 
 def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, name_option: str) -> tuple[nn.Module, CheckpointInfo]:
@@ -224,9 +260,18 @@ def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, name_opti
         preprocess = Preprocess.from_dict(raw["preprocess"])
     except (KeyError, TypeError, ValueError) as exc:
         raise PddError(f"{p} is a damaged pdd-edge checkpoint (missing or malformed field {exc})") from None
-    if model_name is not None and zoo.spec(model_name).name != zoo.spec(name).name:
+    from pdd_edge.zoo import specs
+
+    if model_name is not None and not _same_model(name, model_name):
         raise PddError(f"{p} holds a {name}, not a {model_name}; drop {name_option} (pdd-edge checkpoints describe themselves)")
-    model = zoo.build(name, num_classes=num_classes, keep=keep)
+    build_name = name
+    if specs.is_file_spec(name):
+        # A checkpoint never makes pdd-edge run code: the command line must name the file.
+        if model_name is None:
+            raise PddError(f"{p} holds a model defined by the user code {name}; pdd-edge runs a model file only "
+                           f"when the command line names it: pass {name_option} {name} (after checking the file)")
+        build_name = model_name
+    model = zoo.build(build_name, num_classes=num_classes, keep=keep, **_build_args(arch))
     _fit_state(model, state, name, p)
     masks = raw.get("masks")
     if masks:
@@ -246,5 +291,7 @@ def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, name_opti
         record=dict(raw.get("record") or {}),
         masked=bool(get_masks(model)),
         path=str(p),
+        pruned=zoo.is_pruned(model),
+        arch=_build_args(arch),
     )
     return model, info

@@ -1,8 +1,10 @@
 """What a prunable model offers the rest of pdd-edge, declared once.
 
 Masks, pruning, costs, checkpoints and the MACs budget talk to a model only through this
-protocol; none of them asks which architecture it is. The hand-written CIFAR zoo implements it
-today; a traced adapter for torchvision / timm / user modules will implement the same methods.
+protocol; none of them asks which architecture it is. Two kinds implement it: the hand-written
+CIFAR zoo (`resnet_cifar`, `vgg_cifar`: exact index-map shortcuts, the paper's mask points) and
+`traced.TracedModel` (any torchvision / timm / user CNN, groups found by tracing). Both are built
+from a name and `arch_args()` by `zoo.build`, which is how checkpoints rebuild them.
 
 Mask points are named module paths holding an `nn.Identity` placeholder that `attach_masks`
 replaces by a `ChannelMask`. `keep` is the channel plan of a (pruned) network: for each mask
@@ -40,6 +42,9 @@ class PrunableModel(Protocol):
     def may_vanish(self, point: str) -> bool:
         """Whether `point` may keep no channel at all (e.g. a residual block's inner layer)."""
 
+    def is_pruned(self) -> bool:
+        """Whether some mask point keeps fewer channels than the full-width network has."""
+
     def pruned_state(self, local: Mapping[str, Sequence[int]]) -> dict[str, "torch.Tensor"]:
         """State dict of the network that keeps positions `local[point]` of the current widths."""
 
@@ -49,5 +54,5 @@ def prunable(model: "nn.Module") -> PrunableModel:
     bare = getattr(model, "module", model)
     if not isinstance(bare, PrunableModel):
         raise PddError(f"{type(bare).__name__} does not offer pdd-edge's prunable-model interface "
-                       "(mask_points, cost, arch_args, may_vanish, pruned_state)")
+                       "(mask_points, cost, arch_args, may_vanish, is_pruned, pruned_state)")
     return bare

@@ -164,6 +164,9 @@ class CifarResNet(nn.Module):
     def arch_args(self) -> dict:
         return {"num_classes": self.num_classes, "keep": self.keep}
 
+    def is_pruned(self) -> bool:
+        return any(len(self.keep[k]) != len(v) for k, v in full_keep(self.depth).items())
+
     def may_vanish(self, point: str) -> bool:
         # Only a block's inner layer can keep no channel: its branch becomes the constant bn2(0).
         return point.endswith(".gate_mid")

@@ -94,6 +94,9 @@ class CifarVGG(nn.Module):
     def arch_args(self) -> dict:
         return {"num_classes": self.num_classes, "keep": self.keep}
 
+    def is_pruned(self) -> bool:
+        return any(len(self.keep[k]) != len(v) for k, v in full_keep(self.depth).items())
+
     def may_vanish(self, point: str) -> bool:
         return False  # every conv layer feeds the next: it needs at least one channel
 
