@@ -19,8 +19,9 @@ from pdd_edge.errors import require_torch
 @command(app, "compress")
 def compress_command(
     *,
-    student: Annotated[str, typer.Option("--student", "-s", help="Zoo model of the student.")] = "resnet20",
-    teacher: Annotated[str, typer.Option("--teacher", help="Zoo model of the teacher.")] = "resnet56",
+    student: Annotated[str, typer.Option("--student", "-s", callback=o.trusted_spec, help=f"The student: {o.SPEC_FORMS}.")] = "resnet20",
+    teacher: Annotated[str, typer.Option("--teacher", callback=o.trusted_spec, help="The teacher, as a model spec like --student.")] = "resnet56",
+    model_args: o.ModelArg = None,
     teacher_weights: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint; without it the teacher is trained once and cached.")] = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Normalisation mean of third-party teacher weights.")] = None,
     teacher_std: Annotated[Optional[str], typer.Option(help="Normalisation std of third-party teacher weights.")] = None,
@@ -57,11 +58,13 @@ def compress_command(
     require_torch("pdd-edge compress")
     from pdd_edge import config, pipeline
     from pdd_edge.profiling.targets import load_target
+    from pdd_edge.zoo.specs import slug
 
     data = data_config(dataset, data_dir, download, input_size)
     # Built-in targets by name; a user's file by path (its content is read when profiling).
     targets = tuple(t if str(t).endswith(".toml") else load_target(t).name for t in (target or ["local"]))
     base = config.from_recipe(recipe, student=student, teacher=teacher, data=data)
+    base = config.resolve(base, student_args=o.model_args(model_args) or None)
     cfg = config.resolve(
         base, teacher_weights=str(teacher_weights) if teacher_weights else None,
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"), targets=targets, quantize=quantize,
@@ -71,7 +74,7 @@ def compress_command(
         finetune_lr=finetune_lr, weight_decay=weight_decay, alpha=alpha, temperature=temperature,
         calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
     )
-    run_dir = out_dir or Path("runs") / f"{student}-{teacher}-{data.name}"
+    run_dir = out_dir or Path("runs") / f"{slug(student)}-{slug(teacher)}-{data.name}"
     pipeline.validate(cfg, run_dir)
 
     def on_event(ev) -> None:

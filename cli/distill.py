@@ -16,10 +16,11 @@ from pdd_edge.errors import require_torch
 @command(app, "distill")
 def distill_command(
     *,
-    student: Annotated[str, typer.Option("--student", "-s", help="Zoo model of the student.")],
+    student: Annotated[str, typer.Option("--student", "-s", callback=o.trusted_spec, help=f"The student: {o.SPEC_FORMS}.")],
     teacher_weights: Annotated[Path, typer.Option(help="Teacher checkpoint (pdd-edge's, or a third-party state dict with --teacher).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: best.pt, last.pt, history.json.")],
-    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Zoo model of the teacher (needed for third-party weights).")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", callback=o.trusted_spec, help="Model spec of the teacher (needed for third-party weights, and for a checkpoint of your own model file).")] = None,
+    model_args: o.ModelArg = None,
     dataset: o.Dataset = "digits",
     data_dir: o.DataDir = None,
     download: o.Download = False,
@@ -51,6 +52,7 @@ def distill_command(
 
     cfg = distill.DistillConfig(
         student=student,
+        student_args=o.model_args(model_args),
         teacher=teacher,
         teacher_weights=str(teacher_weights),
         data=data_config(dataset, data_dir, download, input_size),

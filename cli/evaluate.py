@@ -18,7 +18,7 @@ def evaluate_command(
     path: Annotated[Optional[Path], typer.Argument(help="A checkpoint (.pt/.pth/.th) or an ONNX model (.onnx); or give it with --weights.")] = None,
     *,
     weights: Annotated[Optional[Path], typer.Option(help="The checkpoint or ONNX model to evaluate (same as PATH).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Zoo model, for third-party weights only.")] = None,
+    model: o.ThirdPartyModel = None,
     dataset: o.RecordedDataset = None,
     data_dir: o.DataDir = None,
     download: o.Download = False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pdd_edge.cli import shared as o
@@ -19,7 +19,7 @@ def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="A pruned (or never-masked) checkpoint.")],
     *,
     out_path: Out,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Zoo model, for third-party weights only.")] = None,
+    model: o.ThirdPartyModel = None,
     dataset: o.RecordedDataset = None,
     data_dir: o.DataDir = None,
     download: o.Download = False,

@@ -28,7 +28,8 @@ def finetune_command(
     weight_decay: o.WeightDecay = None,
     milestones: o.Milestones = None,
     seed: o.Seed = 0,
-    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Zoo model of the teacher (third-party weights only).")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", callback=o.trusted_spec, help="Model spec of the teacher (third-party weights, or a checkpoint of your own model file).")] = None,
+    model: o.FileModel = None,
     teacher_weights: Annotated[Optional[Path], typer.Option(help="Fine-tune with KD from this teacher (default: plain cross-entropy, as the paper).")] = None,
     alpha: Annotated[float, typer.Option(help="Weight of cross-entropy when a teacher is given.")] = 0.6,
     temperature: Annotated[float, typer.Option("--temperature", "-T", help="KD temperature when a teacher is given.")] = 3.0,
@@ -39,6 +40,7 @@ def finetune_command(
 ) -> None:
     """Fine-tune a pruned student (plain CE, or KD with --teacher-weights)."""
     require_torch("pdd-edge finetune")
+    _ = model  # naming the file is the point: the option's callback allows pdd-edge to run it
     from pdd_edge.stages import finetune
 
     cfg = finetune.FinetuneConfig(

@@ -24,10 +24,12 @@ def prune_command(
     min_macs_reduction: Annotated[Optional[float], typer.Option(help="Guarantee at least this MACs reduction, e.g. 0.5: closes the open channels with the smallest mask values until the pruned model fits (default: keep what the masks keep).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Images for the exactness check (default: the checkpoint's dataset).")] = None,
     data_dir: o.DataDir = None,
+    model: o.FileModel = None,
     json_out: o.Json = False,
 ) -> None:
     """Remove every closed channel: a dense smaller model that computes what the masked one does."""
     require_torch("pdd-edge prune")
+    _ = model  # naming the file is the point: the option's callback allows pdd-edge to run it
     from pdd_edge.stages import prune
 
     data = data_config(dataset, data_dir, False, None)

@@ -141,6 +141,40 @@ Milestones = Annotated[Optional[str], typer.Option(help="Epochs at which lr is m
 Seed = Annotated[int, typer.Option(help="Random seed (weights, masks, data order, augmentation).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last finished epoch in the output location.")]
 ParityImages = Annotated[int, typer.Option(help="Validation images on which the output is compared with its source.")]
+SPEC_FORMS = ("a zoo name (`pdd-edge models`), torchvision:NAME, timm:NAME, or path/to/file.py:FUNCTION "
+              "(runs that file's code)")
+
+
+def trusted_spec(text: str | None) -> str | None:
+    """A model spec from the command line; naming a file here is what allows pdd-edge to run it
+    (also when a checkpoint of that file's model is loaded)."""
+    if text is None:
+        return None
+    from pdd_edge.zoo import specs
+
+    try:
+        specs.trust(specs.parse(text))
+    except PddError as exc:
+        raise fail(_escape(str(exc)), exc.exit_code) from None
+    return text
+
+
+def model_args(items: list[str] | None) -> dict:
+    """`--model-arg KEY=VALUE ...` as builder keyword arguments (a malformed item: PddError)."""
+    from pdd_edge.zoo.specs import parse_model_args
+
+    return parse_model_args(items)
+
+
+ModelArg = Annotated[Optional[list[str]], typer.Option(
+    "--model-arg", metavar="KEY=VALUE",
+    help="Argument for a torchvision:/timm:/file.py: model's builder, e.g. width_mult=0.5 (repeatable; JSON literal or string).")]
+FileModel = Annotated[Optional[str], typer.Option(
+    "--model", "-m", callback=trusted_spec,
+    help="The path/to/file.py:FUNCTION of a checkpoint made from your own model file: naming it allows pdd-edge to run that file.")]
+ThirdPartyModel = Annotated[Optional[str], typer.Option(
+    "--model", "-m", callback=trusted_spec,
+    help=f"The model of third-party weights, or the file of a checkpoint made from your own model file: {SPEC_FORMS}.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 Warmup = Annotated[Optional[int], typer.Option(help="Epochs of linear learning-rate warm-up at the start (default 0).")]
 

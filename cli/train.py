@@ -17,7 +17,8 @@ from pdd_edge.fileio import check_output
 @command(app, "train")
 def train_command(
     *,
-    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model to train (see `pdd-edge models`).")],
+    model: Annotated[str, typer.Option("--model", "-m", callback=o.trusted_spec, help=f"The model to train: {o.SPEC_FORMS}.")],
+    model_args: o.ModelArg = None,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (best validation epoch).")],
     dataset: o.Dataset = "digits",
     data_dir: o.DataDir = None,
@@ -41,6 +42,7 @@ def train_command(
 
     cfg = teacher.TrainConfig(
         model=model,
+        model_args=o.model_args(model_args),
         data=data_config(dataset, data_dir, download, input_size),
         optim=teacher.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs)),
         norm=norm_override(mean, std),

@@ -116,6 +116,7 @@ class CompressConfig:
     calibration_size: int = 256
     profile_min_runs: int = 100
     profile_min_time_s: float = 2.0
+    student_args: dict[str, Any] = field(default_factory=dict)  # --model-arg, for the student's builder
 
 
 def resolve(cfg: CompressConfig, **overrides: Any) -> CompressConfig:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from pdd_edge import zoo
+from pdd_edge.zoo import specs
 from pdd_edge.artifact import RunDir, StageRecord
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.errors import USAGE, PddError
@@ -161,8 +162,11 @@ def validate(cfg: CompressConfig, out: str | Path) -> None:
     Every option is checked by the stage config that uses it (its one validation); building each
     stage's config here, before any work, runs those checks up front. Nothing is written.
     """
-    zoo.spec(cfg.student)
-    zoo.spec(cfg.teacher)
+    specs.parse(cfg.teacher)
+    if not zoo.is_zoo(cfg.student):
+        # Trace the student now: a network whose channel groups cannot be found fails in seconds,
+        # not after the teacher and the baseline have trained.
+        zoo.build(cfg.student, num_classes=10, args=cfg.student_args, input_size=cfg.data.input_size, check_output=False)
     check_output_dir(out, cfg.teacher_weights, writes=("manifest.json",))
     run = RunDir(out)  # paths only: nothing is created
     checks: dict[str, Callable[[], object]] = {

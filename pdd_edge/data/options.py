@@ -56,11 +56,15 @@ class NormOverride:
     std: tuple[float, ...] | None = None
 
 
-def resolve_preprocess(dataset: "Dataset", info: "CheckpointInfo" | None, override: NormOverride) -> Preprocess:
-    """Command-line override > the checkpoint's own record > the dataset's default."""
+def resolve_preprocess(dataset: "Dataset", info: "CheckpointInfo" | None, override: NormOverride,
+                       *, any_size: bool = False) -> Preprocess:
+    """Command-line override > the checkpoint's own record > the dataset's default.
+
+    `any_size`: the model gets the dataset's images resized to its own input size (a teacher of
+    another resolution than the student's), so its size need not be the dataset's."""
     base = info.preprocess if info is not None and info.preprocess is not None else dataset.preprocess
     pre = base.with_overrides(mean=override.mean, std=override.std)
-    if pre.input_size != dataset.input_hw:
+    if pre.input_size != dataset.input_hw and not any_size:
         raise PddError(
             f"the model expects {pre.input_size[0]}x{pre.input_size[1]} inputs but the dataset gives "
             f"{dataset.input_hw[0]}x{dataset.input_hw[1]}; pass --input-size {size_option(pre.input_size)}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles, summary
 from pdd_edge.training.tasks import DistillTask
 from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.zoo import specs
+from pdd_edge.zoo.protocol import prunable
 
 # PDD reference recipe for CIFAR-10 (PDD_METHOD.md): 50 epochs, lr 0.01 (x0.1 at 20 and 40).
 RECIPE = Recipe(epochs=50, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(0.4, 0.8))
@@ -37,9 +39,9 @@ default_optim = RECIPE.optim
 
 @dataclass(frozen=True)
 class DistillConfig:
-    student: str
+    student: str  # a model spec (zoo name, torchvision:, timm:, file.py:function)
     teacher_weights: str
-    teacher: str | None = None  # zoo name, needed only for third-party teacher files
+    teacher: str | None = None  # model spec, needed only for third-party teacher files
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=default_optim)
     student_weights: str | None = None
@@ -52,8 +54,12 @@ class DistillConfig:
     target_macs_reduction: float | None = None  # None: pure PDD (no cost term)
     budget_rate: float = DEFAULT_RATE
     budget_ramp_epochs: int = 0  # ramp the MACs target from 0 to its value over these first epochs
+    student_args: dict[str, Any] = field(default_factory=dict)  # --model-arg, for the student's builder
 
     def __post_init__(self) -> None:
+        specs.parse(self.student, self.student_args)
+        if self.teacher is not None:
+            specs.parse(self.teacher)
         if self.target_macs_reduction is not None:
             if not 0.0 < self.target_macs_reduction < 1.0:
                 raise PddError(f"--target-macs-reduction must be between 0 and 1 (e.g. 0.5), got {self.target_macs_reduction}")
@@ -75,7 +81,7 @@ class DistillConfig:
 
 
 def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
-    spec = zoo.spec(cfg.student)
+    spec = specs.parse(cfg.student, cfg.student_args)
     TrainFiles.check_dir(out_dir, cfg.teacher_weights, cfg.student_weights)
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
     teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
@@ -84,14 +90,16 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         student, s_info = ckpt_io.load(cfg.student_weights, model_name=cfg.student, name_option="--student")
         if s_info.masked:
             raise PddError(f"{cfg.student_weights} already has masks; prune it first (`pdd-edge prune`) or start from its dense weights")
-    data = cfg.data.load()
+    size = cfg.data.input_size or (s_info.preprocess.input_size if s_info is not None and s_info.preprocess else None)
+    data = replace(cfg.data, input_size=size).load()  # the student's size; the teacher's images are resized
     check_classes(t_info, data, "teacher")
-    t_pre = resolve_preprocess(data, t_info, cfg.teacher_norm)
+    # The teacher sees the batch at its own input size (resized on the fly), the student at the data's.
+    t_pre = resolve_preprocess(data, t_info, cfg.teacher_norm, any_size=True)
     torch.manual_seed(cfg.optim.seed)
     if s_info is not None:
         check_classes(s_info, data, "student", names=False)  # weights to start from
     else:
-        student = zoo.build(spec.name, num_classes=data.num_classes)
+        student = zoo.build(spec.text, num_classes=data.num_classes, args=spec.args, input_size=data.input_hw)
     s_pre = resolve_preprocess(data, s_info, cfg.norm)
     if cfg.masks:
         init = cfg.mask_init or ("open" if cfg.student_weights else "normal")
@@ -104,7 +112,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
 
     def make_checkpoint(m, best) -> dict[str, Any]:
         return ckpt_io.checkpoint_dict(
-            m, model_name=spec.name, preprocess=s_pre, classes=data.classes, dataset=data.name,
+            m, model_name=s_info.model if s_info is not None else spec.text, preprocess=s_pre, classes=data.classes, dataset=data.name,
             metrics=summary(best),
             record={"stage": "distill", "config_hash": config_hash(cfg), "teacher": t_info.model,
                     "teacher_weights": str(cfg.teacher_weights), "dense_macs": dense["macs"],
@@ -117,7 +125,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         budget = MacsBudget(cfg.target_macs_reduction, dense["macs"], input_hw, cfg.budget_rate,
                             ramp_epochs=cfg.budget_ramp_epochs)
     task = DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=budget)
-    title = f"distill {spec.name}" + ("" if cfg.masks else " (no masks)")
+    title = f"distill {spec.text}" + ("" if cfg.masks else " (no masks)")
     if budget is not None:
         title += f" (MACs -{100 * cfg.target_macs_reduction:.0f}%)"
     return Fit(
@@ -134,6 +142,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         selection_key=budget.selection_key if budget else None,
         extra_state={"budget": budget} if budget else {},
         resume=resume,
+        notes=[f"left unmasked (cannot be pruned exactly): {why}" for why in prunable(student).refused] if cfg.masks else [],
     ).run()
 
 
@@ -157,7 +166,8 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
         if cfg.warm_start:
             pdd |= {"student_weights": str(run.best("baseline")), "mask_init": "open"}
     return DistillConfig(
-        student=cfg.student, teacher_weights=str(run.teacher()), teacher=cfg.teacher, data=cfg.data, masks=masks,
+        student=cfg.student, student_args=dict(cfg.student_args), teacher_weights=str(run.teacher()),
+        teacher=cfg.teacher, data=cfg.data, masks=masks,
         alpha=cfg.alpha, temperature=cfg.temperature, teacher_norm=cfg.teacher_norm, optim=optim, **pdd)
 
 

@@ -7,7 +7,7 @@ Plain cross-entropy by default (the paper's choice); with a teacher, the same KD
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,14 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = F
     teacher = t_info = None
     if cfg.teacher_weights:
         teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
-    data = cfg.data.load()
+    # the student's own input size unless --input-size says otherwise
+    data = replace(cfg.data, input_size=cfg.data.input_size or (s_info.preprocess.input_size if s_info.preprocess else None)).load()
     check_classes(s_info, data, "pruned student")
     s_pre = resolve_preprocess(data, s_info, NormOverride())
     if teacher is not None and t_info is not None:
         check_classes(t_info, data, "teacher")
-        task = DistillTask(teacher, resolve_preprocess(data, t_info, cfg.teacher_norm), s_pre, cfg.alpha, cfg.temperature)
+        task = DistillTask(teacher, resolve_preprocess(data, t_info, cfg.teacher_norm, any_size=True), s_pre,
+                           cfg.alpha, cfg.temperature)
     else:
         task = SupervisedTask(s_pre)
     torch.manual_seed(cfg.optim.seed)

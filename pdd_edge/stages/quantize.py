@@ -17,6 +17,9 @@ no accuracy is inferred from PyTorch.
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -104,6 +107,17 @@ def _reader(batches: list[np.ndarray], input_name: str):
     return Reader()
 
 
+@contextlib.contextmanager
+def _working_dir(path: Path):
+    """`contextlib.chdir` (Python 3.11+) for 3.10 too."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def _quantize(cfg: QuantizeConfig, src: OnnxInput, calibration: list[np.ndarray], workdir: Path):
     """Pre-process and quantize `src` with onnxruntime; the INT8 ModelProto."""
     import onnx
@@ -117,9 +131,20 @@ def _quantize(cfg: QuantizeConfig, src: OnnxInput, calibration: list[np.ndarray]
     )
 
     prepared, int8 = workdir / "prepared.onnx", workdir / "int8.onnx"
-    with quiet("", "onnxruntime"):
+    # onnxruntime's shape inference drops scratch files (sym_shape_infer_temp.onnx, <uuid>.data)
+    # into the current directory: run it in our temporary folder, not the user's.
+    source = Path(src.path).resolve()  # before leaving the caller's directory
+    with quiet("", "onnxruntime"), _working_dir(workdir):
         try:
-            quant_pre_process(src.model, str(prepared))
+            try:
+                quant_pre_process(src.model, str(prepared))
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises a bare Exception here
+                if "symbolic shape inference" not in str(exc):
+                    raise
+                # Its symbolic shape inference gives up on some graphs (e.g. a Resize whose scales are
+                # computed); ONNX's own shape inference still types them, which is all quantization needs.
+                # Given a ModelProto, this path of quant_pre_process loses its weights: give it the file.
+                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             if cfg.method == "static":
                 activations = QuantType.QUInt8 if cfg.activation_type == "uint8" else QuantType.QInt8
                 quantize_static(

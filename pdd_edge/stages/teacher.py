@@ -23,6 +23,7 @@ from pdd_edge.stages import StageResult
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import SupervisedTask
 from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.zoo import specs
 
 # He et al.'s CIFAR schedule (lr 0.1, x0.1 at 50 % and 75 % of the epochs).
 RECIPE = Recipe(epochs=200, lr=0.1, batch_size=128, weight_decay=5e-4, milestone_fractions=(0.5, 0.75))
@@ -31,28 +32,32 @@ default_optim = RECIPE.optim
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str
+    model: str  # a model spec (zoo name, torchvision:, timm:, file.py:function)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=default_optim)
     norm: NormOverride = field(default_factory=NormOverride)
+    model_args: dict[str, Any] = field(default_factory=dict)  # --model-arg, for the builder
+
+    def __post_init__(self) -> None:
+        specs.parse(self.model, self.model_args)
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None) -> FitResult:
-    spec = zoo.spec(cfg.model)
+    spec = specs.parse(cfg.model, cfg.model_args)
     data = cfg.data.load()
     pre = resolve_preprocess(data, None, cfg.norm)
     torch.manual_seed(cfg.optim.seed)
-    model = zoo.build(spec.name, num_classes=data.num_classes)
+    model = zoo.build(spec.text, num_classes=data.num_classes, args=spec.args, input_size=data.input_hw)
 
     def make_checkpoint(m, best) -> dict[str, Any]:
         return ckpt_io.checkpoint_dict(
-            m, model_name=spec.name, preprocess=pre, classes=data.classes, dataset=data.name,
+            m, model_name=spec.text, preprocess=pre, classes=data.classes, dataset=data.name,
             metrics={"val_top1": best["val_top1"], "val_top5": best["val_top5"], "epoch": best["epoch"]},
             record={"stage": "train", "config_hash": config_hash(cfg), "data": to_jsonable(cfg.data)},
         )
 
     return Fit(
-        title=f"train {spec.name}",
+        title=f"train {spec.text}",
         model=model,
         task=SupervisedTask(pre),
         data=data,
@@ -94,7 +99,7 @@ def run(run: RunDir, cfg: CompressConfig) -> StageResult:
     if cfg.teacher_weights:
         _copy(Path(cfg.teacher_weights), out)
         return StageResult([out], {"source": str(cfg.teacher_weights), "cached": False})
-    key = f"{cfg.teacher}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
+    key = f"{specs.slug(cfg.teacher)}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
     cached = cache_dir() / "teachers" / f"{key}.pt"
     reused = cached.exists()  # only complete teachers are published under this name
     if not reused:

@@ -169,6 +169,7 @@ class Fit:
     # when last.pt matches these options and start over otherwise (what the pipeline wants).
     resume: bool | str = False
     eval_batch_size: int = 500
+    notes: list[str] = field(default_factory=list)  # printed once before the first epoch
 
     def _key(self, record: Mapping[str, Any]) -> tuple:
         return self.selection_key(record) if self.selection_key else (record["val_top1"],)
@@ -188,6 +189,8 @@ class Fit:
         n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / cfg.batch_size)
 
         with EpochProgress(self.title, cfg.epochs, enabled=info.is_main) as progress:
+            for text in self.notes:
+                progress.note(text)
             if start:
                 progress.note(f"resuming {self.title} after epoch {start}/{cfg.epochs} from {self.files.last}")
             for epoch in range(start, cfg.epochs):

@@ -18,13 +18,18 @@ from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, distillation_loss
 
 
 class Normalize:
-    """`(x - mean) / std` for one model's preprocessing (cached as NCHW-broadcastable tensors)."""
+    """`(x - mean) / std` for one model's preprocessing (cached as NCHW-broadcastable tensors),
+    after resizing to the model's input size where the batch has another (a teacher trained at
+    another resolution than its student's; bilinear with antialiasing, as torchvision's Resize)."""
 
     def __init__(self, pre: Preprocess) -> None:
         self.mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(pre.std).view(1, 3, 1, 1)
+        self.size = tuple(pre.input_size)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True, align_corners=False)
         return (x - self.mean) / self.std
 
 

@@ -71,12 +71,14 @@ def is_zoo(name: str) -> bool:
 
 
 def build(name: str, num_classes: int = 10, keep: Keep | None = None, *, args: Mapping | None = None,
-          input_size: Sequence[int] | None = None, source: Mapping | None = None) -> "nn.Module":
+          input_size: Sequence[int] | None = None, source: Mapping | None = None,
+          check_output: bool = True) -> "nn.Module":
     """The network `name` names (a zoo name or a model spec, see `zoo.specs`), pruned to `keep`.
 
     The keyword arguments are what `arch_args()` of a traced model records: builder arguments,
     the input size it was traced at, and for a file model the file's recorded sha256, which must
-    match the file named now.
+    match the file named now. `check_output=False` skips the logits-shape check (a trace before
+    the class count is known).
     """
     if num_classes < 1:
         raise PddError(f"num_classes must be positive, got {num_classes}")
@@ -91,6 +93,7 @@ def build(name: str, num_classes: int = 10, keep: Keep | None = None, *, args: M
     from pdd_edge.zoo.traced import TracedModel
 
     model_spec = specs.parse(name, args)
+    specs.trust(model_spec)  # named by the caller: a checkpoint of it may rebuild from this file
     record = specs.source_record(model_spec)
     if source is not None and record is not None and source.get("sha256") != record["sha256"]:
         raise PddError(f"{model_spec.path} has changed since the checkpoint was written (sha256 {record['sha256'][:12]}…, "
@@ -100,7 +103,8 @@ def build(name: str, num_classes: int = 10, keep: Keep | None = None, *, args: M
     if record is not None:
         extra["source"] = record
     hw = tuple(input_size) if input_size is not None else DEFAULT_INPUT
-    return TracedModel(net, name=model_spec.text, num_classes=num_classes, input_hw=hw, keep=keep, extra=extra)
+    return TracedModel(net, name=model_spec.text, num_classes=num_classes, input_hw=hw, keep=keep, extra=extra,
+                       check_output=check_output)
 
 
 DEFAULT_INPUT = (32, 32)  # the zoo's CIFAR size; traced models record the size they were built for

@@ -264,13 +264,14 @@ def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, name_opti
 
     if model_name is not None and not _same_model(name, model_name):
         raise PddError(f"{p} holds a {name}, not a {model_name}; drop {name_option} (pdd-edge checkpoints describe themselves)")
-    build_name = name
-    if specs.is_file_spec(name):
-        # A checkpoint never makes pdd-edge run code: the command line must name the file.
-        if model_name is None:
+    build_name = model_name or name
+    if specs.is_file_spec(name) and model_name is None:
+        # A checkpoint never makes pdd-edge run code: the command line must have named the file.
+        trusted = specs.trusted_spec(name, arch.get("source"))
+        if trusted is None:
             raise PddError(f"{p} holds a model defined by the user code {name}; pdd-edge runs a model file only "
                            f"when the command line names it: pass {name_option} {name} (after checking the file)")
-        build_name = model_name
+        build_name = trusted
     model = zoo.build(build_name, num_classes=num_classes, keep=keep, **_build_args(arch))
     _fit_state(model, state, name, p)
     masks = raw.get("masks")

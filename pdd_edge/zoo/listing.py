@@ -21,3 +21,19 @@ def zoo_table(num_classes: int = 10) -> list[dict[str, Any]]:
         rows.append({"name": name, "family": spec.family, "params": cost["params"], "macs": cost["macs"],
                      "input_size": list(DEFAULT_INPUT), "num_classes": num_classes, "description": spec.description})
     return rows
+
+
+def describe(spec: str, *, args: dict[str, Any] | None = None, num_classes: int = 10,
+             input_hw: tuple[int, int] = DEFAULT_INPUT) -> dict[str, Any]:
+    """What PDD can do with one model: its mask points (channel groups), the groups left unmasked
+    and why, and its MACs/params at `input_hw`."""
+    require_torch("pdd-edge models")
+    from pdd_edge.nn.masks import dense_cost
+    from pdd_edge.zoo.protocol import prunable
+
+    model = zoo.build(spec, num_classes=num_classes, args=args, input_size=input_hw)
+    arch = prunable(model)
+    cost = dense_cost(model, input_hw)
+    return {"name": spec, "args": dict(args or {}), "num_classes": num_classes, "input_size": list(input_hw),
+            "params": cost["params"], "macs": cost["macs"], "mask_points": arch.mask_points(),
+            "unmasked": list(arch.refused)}

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 class PrunableModel(Protocol):
     num_classes: int
     keep: dict[str, list[int]]
+    refused: Sequence[str]  # channel groups left unmasked because they cannot be removed exactly, and why
 
     def mask_points(self) -> dict[str, int]:
         """Ordered mask points: module path -> channels it gates."""

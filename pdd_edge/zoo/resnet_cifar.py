@@ -126,6 +126,7 @@ def shortcut_index(in_keep: Sequence[int], out_keep: Sequence[int], stride: int,
 
 
 class CifarResNet(nn.Module):
+    refused: tuple[str, ...] = ()  # every channel group of the hand-written zoo is prunable
     def __init__(self, depth: int, num_classes: int = 10, keep: Keep | None = None) -> None:
         super().__init__()
         self.depth = depth

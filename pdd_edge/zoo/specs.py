@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,30 @@ class ModelSpec:
     @property
     def is_file(self) -> bool:
         return self.kind == "file"
+
+
+_TRUSTED: set[tuple[str, str]] = set()  # (resolved file, function) that this process was told to run
+
+
+def trust(spec: ModelSpec) -> None:
+    """Record that the caller (the command line, or code that names the spec) runs this file.
+    A checkpoint of a file model rebuilds only from a trusted file (see `zoo.checkpoint`)."""
+    if spec.is_file:
+        _TRUSTED.add((str(_user_file(spec).resolve()), spec.target))
+
+
+def trusted_spec(recorded: str, source: Mapping[str, Any] | None) -> str | None:
+    """The spec to rebuild a file model's checkpoint with, if this process was told to run that
+    file (same function, at the recorded path or the path the command line named); else None."""
+    spec = parse(recorded)
+    paths = {str(source["path"])} if source and source.get("path") else set()
+    if spec.path is not None:
+        paths.add(str(spec.path.resolve()))
+    for path, func in _TRUSTED:
+        if func == spec.target and (path in paths or not paths):
+            return f"{path}:{func}"
+    named = [f"{path}:{func}" for path, func in _TRUSTED if func == spec.target]
+    return named[0] if len(named) == 1 else None
 
 
 def is_file_spec(text: str) -> bool:
@@ -99,6 +124,15 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
             value = {"True": True, "False": False, "None": None}.get(raw, raw)
         out[key] = value
     return out
+
+
+def slug(text: str) -> str:
+    """A spec as a file-name part: `torchvision_mobilenet_v2`, `net_build-1a2b3c4d` for a file model
+    (its content hash, so that an edited file never reuses what the old one produced)."""
+    spec = parse(text)
+    if spec.is_file:
+        return f"{spec.path.stem}_{spec.target}-{file_sha256(_user_file(spec))[:8]}"  # type: ignore[union-attr]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.text)
 
 
 def file_sha256(path: Path) -> str:

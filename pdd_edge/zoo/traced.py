@@ -140,7 +140,7 @@ def _trace_groups(net: nn.Module, example: torch.Tensor, spec_name: str) -> tupl
             outputs = _output_layers(dg, names)
             raw = list(dg.get_all_groups(ignored_layers=outputs, root_module_types=(*_CONV, nn.Linear)))
     except Exception as exc:  # Torch-Pruning's tracer fails in many shapes; the user needs one line
-        raise PddError(f"cannot trace {spec_name} to find its channel groups: {_failing_op(exc)}; "
+        raise PddError(f"cannot trace {spec_name} to find its channel groups: {_failing_op(exc, names)}; "
                        "pdd-edge prunes networks that Torch-Pruning's DependencyGraph can trace") from None
 
     refused: list[str] = []
@@ -269,15 +269,42 @@ def _uneven(group: Group) -> bool:
     return False
 
 
-def _failing_op(exc: BaseException) -> str:
-    """The operation a tracer failure happened in: the innermost Torch-Pruning frame's function."""
+def _failing_op(exc: BaseException, names: Mapping[nn.Module, str]) -> str:
+    """The operation a tracer failure happened in: the innermost Torch-Pruning frame's function,
+    and the graph node it was handling, named by the nearest layer that feeds it."""
     import traceback
 
     frames = traceback.extract_tb(exc.__traceback__)
     where = next((f"{f.name} ({f.filename.rsplit('/', 1)[-1]})" for f in reversed(frames) if "torch_pruning" in f.filename), None)
     msg = str(exc).splitlines()[0] if str(exc) else ""
     text = f"{type(exc).__name__}{': ' + msg if msg else ''}"
+    layer = _failing_layer(exc, names)
+    if layer:
+        text += f" at the {layer}"
     return f"{text} in {where}" if where else text
+
+
+def _failing_layer(exc: BaseException, names: Mapping[nn.Module, str]) -> str | None:
+    tb, node = exc.__traceback__, None
+    while tb is not None:  # the innermost frame that holds a graph node
+        local = tb.tb_frame.f_locals
+        for key in ("node", "reshape_node"):  # the node being handled, not its neighbours
+            if type(local.get(key)).__name__ == "Node":
+                node = local[key]
+        tb = tb.tb_next
+    if node is None:
+        return None
+    kind = type(node.module).__name__.strip("_").replace("Op", "").lower() or "operation"
+    seen, stack = set(), list(node.inputs)
+    while stack:  # breadth-first towards the input: the nearest named layer
+        n = stack.pop(0)
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.module in names:
+            return f"{kind} after layer {names[n.module]}"
+        stack.extend(n.inputs)
+    return kind
 
 
 # --- positions, slicing and input gates -------------------------------------------------------
@@ -500,7 +527,8 @@ class TracedModel(nn.Module):
     """
 
     def __init__(self, net: nn.Module, *, name: str, num_classes: int, input_hw: tuple[int, int],
-                 keep: Mapping[str, Sequence[int]] | None = None, extra: Mapping[str, Any] | None = None) -> None:
+                 keep: Mapping[str, Sequence[int]] | None = None, extra: Mapping[str, Any] | None = None,
+                 check_output: bool = True) -> None:
         super().__init__()
         self.name = name
         self.num_classes = num_classes
@@ -524,7 +552,8 @@ class TracedModel(nn.Module):
         self.pdd_masks = nn.ModuleDict({g.key: nn.Identity() for g in groups})
         _install_gates(self.net, self.groups, self.pdd_masks)
         self._probes: dict[tuple[int, int], list[tuple[str, int]]] = {}
-        self._check_output()
+        if check_output:
+            self._check_output()
 
     def _check_output(self) -> None:
         """Refuse a network whose output is not (N, num_classes) logits (a tuple of heads, another

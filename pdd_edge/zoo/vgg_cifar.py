@@ -40,6 +40,8 @@ def full_keep(depth: int) -> dict[str, list[int]]:
 
 
 class CifarVGG(nn.Module):
+    refused: tuple[str, ...] = ()  # every channel group of the hand-written zoo is prunable
+
     def __init__(self, depth: int, num_classes: int = 10, keep: Mapping[str, Sequence[int]] | None = None) -> None:
         super().__init__()
         if depth not in CONFIGS:

@@ -15,6 +15,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.nn.masks import attach_masks, load_mask_logits, mask_points
 from pdd_edge.nn.pruning import plan_from_masks, prune
 from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.zoo import specs
 from pdd_edge.zoo.specs import parse, parse_model_args
 
 USER_FILE = Path(__file__).with_name("user_models.py")
@@ -105,13 +106,15 @@ def test_pruned_traced_checkpoint_rebuilds_itself_from_spec_args_and_kept_channe
     assert torch.equal(loaded(x), pruned.eval()(x))
 
 
-def test_file_model_checkpoint_runs_the_file_only_when_named_and_unchanged(tmp_path):
+def test_file_model_checkpoint_runs_the_file_only_when_named_and_unchanged(tmp_path, monkeypatch):
     user = tmp_path / "net.py"
     shutil.copy(USER_FILE, user)
     spec = f"{user}:branchy"
     pruned_checkpoint(spec, tmp_path / "m.pt")
     raw = torch.load(tmp_path / "m.pt", weights_only=True)
     assert raw["arch"]["source"]["path"] == str(user.resolve()) and len(raw["arch"]["source"]["sha256"]) == 64
+    assert ckpt_io.load(tmp_path / "m.pt")[1].pruned  # this process named the file: it may run it
+    monkeypatch.setattr(specs, "_TRUSTED", set())  # a new process, whose command line names no file
     with pytest.raises(PddError, match="defined by the user code .*net.py:branchy.*pass --model"):
         ckpt_io.load(tmp_path / "m.pt")
     loaded, _ = ckpt_io.load(tmp_path / "m.pt", model_name=spec)
