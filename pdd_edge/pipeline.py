@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable
 
 from pdd_edge import zoo
-from pdd_edge.zoo import specs
 from pdd_edge.artifact import RunDir, StageRecord
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.errors import USAGE, PddError
@@ -44,6 +43,7 @@ from pdd_edge.stages import (
     simplify,
     teacher,
 )
+from pdd_edge.zoo import specs
 
 
 Names = tuple[str, ...] | Callable[[CompressConfig], tuple[str, ...]]

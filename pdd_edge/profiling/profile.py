@@ -9,15 +9,15 @@ Torch-free.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pdd_edge
+from pdd_edge.fileio import file_sha256
 from pdd_edge.onnx.meta import load_onnx, read_meta
+from pdd_edge.profiling import provenance
 from pdd_edge.profiling.graph_cost import count_cost
 from pdd_edge.profiling.inputs import model_inputs, resolve_shapes, shape_hint
-from pdd_edge.profiling import provenance
 from pdd_edge.profiling.measure import MeasureSettings, check_batch_sizes, measure_models, prepare_model
 from pdd_edge.profiling.targets import Target
 
@@ -114,7 +114,7 @@ def _record(st: _Static, measured_model: dict, measured: dict, req: ProfileReque
         "pdd_edge_version": pdd_edge.__version__,
         "model": {
             "path": str(st.path),
-            "sha256": _sha256(st.path),
+            "sha256": file_sha256(st.path),
             "file_size_bytes": size,
             "ir_version": int(model.ir_version),
             "opsets": {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
@@ -164,9 +164,3 @@ def _record(st: _Static, measured_model: dict, measured: dict, req: ProfileReque
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path

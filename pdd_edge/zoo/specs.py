@@ -17,7 +17,6 @@ the file to run by itself (see `zoo.checkpoint`).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib.util
 import inspect
 import json
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pdd_edge.errors import PddError
+from pdd_edge.fileio import file_sha256
 
 if TYPE_CHECKING:
     from torch import nn
@@ -135,14 +135,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.text)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def source_record(spec: ModelSpec) -> dict[str, Any] | None:
     """What a checkpoint records about a file model's code: its path and content hash."""
     if not spec.is_file:
@@ -187,14 +179,18 @@ def _torchvision_builder(name: str) -> Callable[..., Any]:
 
     names = tvm.list_models(module=tvm)  # classification builders only (no detection/segmentation)
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise PddError(f"torchvision has no classification model {name!r}{hint}; see torchvision.models.list_models()")
+        raise _unknown("torchvision has no classification model", name, names, "torchvision.models.list_models()")
 
     def build(**kwargs: Any) -> Any:
         return tvm.get_model(name, weights=None, **kwargs)
 
     return build
+
+
+def _unknown(what: str, name: str, names: list[str], listing: str) -> PddError:
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return PddError(f"{what} {name!r}{hint}; see {listing}")
 
 
 def _timm_builder(name: str) -> Callable[..., Any]:
@@ -204,9 +200,7 @@ def _timm_builder(name: str) -> Callable[..., Any]:
         raise PddError(f"timm:{name} needs timm, which is not installed; install it with: "
                        'pip install "pdd-edge[timm]"') from None
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise PddError(f"timm has no model {name!r}{hint}; see timm.list_models()")
+        raise _unknown("timm has no model", name, timm.list_models(), "timm.list_models()")
 
     def build(**kwargs: Any) -> Any:
         return timm.create_model(name, pretrained=False, **kwargs)
