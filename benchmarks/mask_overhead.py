@@ -5,6 +5,9 @@ Measures full training steps (teacher forward, student forward + backward, SGD s
 cannot favour one of them; the median step time of each gives its throughput.
 
     python benchmarks/mask_overhead.py [--student resnet20 --teacher resnet56 --batch-size 256 --steps 30]
+
+Any model spec works as --student (e.g. torchvision:mobilenet_v2); a traced student adds the
+bare network without pdd-edge's input-gate hooks as a third variant.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ def main() -> None:
     students = {"KD without masks": zoo.build(args.student), "KD with PDD masks": zoo.build(args.student)}
     students["KD with PDD masks"].load_state_dict(students["KD without masks"].state_dict())
     attach_masks(students["KD with PDD masks"])
+    if not zoo.is_zoo(args.student):
+        # A traced model's input gates are forward pre-hooks that do nothing without masks; the bare
+        # network (no wrapper, no hooks) shows what they cost.
+        import copy
+
+        bare = copy.deepcopy(students["KD without masks"].net)
+        for module in bare.modules():
+            module._forward_pre_hooks.clear()
+        students = {"bare network (no pdd-edge hooks)": bare, **students}
     task = DistillTask(teacher, pre, pre)
     optims = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-3) for k, m in students.items()}
     x, y = next(data.train.batches(args.batch_size, shuffle=True, augment=data.augment, seed=0, epoch=0))
