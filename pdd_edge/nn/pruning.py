@@ -29,6 +29,7 @@ from pdd_edge import zoo
 from pdd_edge.errors import PddError
 from pdd_edge.nn.masks import get_masks, load_mask_logits, mask_points
 from pdd_edge.zoo.protocol import prunable
+from pdd_edge.zoo.traced import with_metadata
 
 
 @dataclass
@@ -135,7 +136,7 @@ def prune(model: nn.Module, model_name: str, plan: PrunePlan) -> nn.Module:
     """The dense smaller model that computes what `model` computes under the plan's masks."""
     arch = prunable(model)
     pruned = zoo.build(model_name, **{**arch.arch_args(), "keep": plan.keep})
-    pruned.load_state_dict(arch.pruned_state(plan.local), strict=True)
+    pruned.load_state_dict(with_metadata(arch.pruned_state(plan.local), pruned), strict=True)
     return pruned.eval()
 
 

@@ -34,6 +34,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
 from pdd_edge.nn.masks import get_masks, load_mask_logits, mask_logits
 from pdd_edge.zoo.protocol import prunable
+from pdd_edge.zoo.traced import with_metadata
 
 FORMAT = "pdd-edge.checkpoint"
 FORMAT_VERSION = 1
@@ -172,7 +173,7 @@ def _fit_state(model: nn.Module, state: Mapping[str, torch.Tensor], name: str, p
             k = wrong[0]
             parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
         raise PddError(f"{path} does not fit model {name}: " + ", ".join(parts) + "; is it a checkpoint of another architecture?")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(with_metadata(state, model), strict=True)
 
 
 def load(

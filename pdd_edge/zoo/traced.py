@@ -33,8 +33,10 @@ without another such layer in between) keep their width.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -49,6 +51,35 @@ _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _SLICEABLE = (*_CONV, nn.Linear, *_BN)
 VERIFY_SEED = 20240601  # the exactness check is seeded: the same model always gets the same groups
+# Torch-Pruning's group search is exponential on a few graphs (timm's rexnet runs for hours): give
+# up with a message instead of hanging. Typical CNNs take 0.1-8 s.
+TRACE_SECONDS = float(os.environ.get("PDD_EDGE_TRACE_SECONDS", "120"))
+
+
+class _TraceTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise _TraceTimeout in the main thread after `seconds` (POSIX SIGALRM; elsewhere no limit)."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _TraceTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -134,11 +165,15 @@ def _trace_groups(net: nn.Module, example: torch.Tensor, spec_name: str) -> tupl
 
     names = {m: n for n, m in net.named_modules()}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _time_limit(TRACE_SECONDS):
             warnings.simplefilter("ignore")
             dg = tp.DependencyGraph().build_dependency(net, example_inputs=example, verbose=False)
             outputs = _output_layers(dg, names)
             raw = list(dg.get_all_groups(ignored_layers=outputs, root_module_types=(*_CONV, nn.Linear)))
+    except _TraceTimeout:
+        raise PddError(f"Torch-Pruning's dependency analysis of {spec_name} did not finish in {TRACE_SECONDS:g} s "
+                       "(its group search grows exponentially on some graphs); pdd-edge cannot prune this model "
+                       "(PDD_EDGE_TRACE_SECONDS raises the limit)") from None
     except Exception as exc:  # Torch-Pruning's tracer fails in many shapes; the user needs one line
         raise PddError(f"cannot trace {spec_name} to find its channel groups: {_failing_op(exc, names)}; "
                        "pdd-edge prunes networks that Torch-Pruning's DependencyGraph can trace") from None
@@ -489,13 +524,14 @@ def _mismatch(net: nn.Module, groups: Sequence[Group], keep: Mapping[str, Sequen
     return None
 
 
-def _verify(net: nn.Module, groups: list[Group], example: torch.Tensor, refused: list[str]) -> list[Group]:
+def _verify(net: nn.Module, groups: list[Group], example: torch.Tensor, refused: list[str], name: str) -> list[Group]:
     """The groups whose removal reproduces their masks exactly; the others are added to `refused`."""
     if not groups:
         return groups
     gen = torch.Generator().manual_seed(VERIFY_SEED)
     ref = copy.deepcopy(net).eval()
     _randomise(ref, gen)
+    _check_runs(ref, example, name)  # other weights may take another path where the real ones did not
     dims = {n: _dims(m) for n, m in ref.named_modules() if isinstance(m, _SLICEABLE)}
     x = torch.randn((2, *example.shape[1:]), generator=gen)
     full = {g.point: list(range(g.units)) for g in groups}
@@ -536,9 +572,10 @@ class TracedModel(nn.Module):
         self.extra = dict(extra or {})  # builder arguments and source, recorded by arch_args
         net.eval()  # trace in eval mode: batch-1 BN statistics would fail on 1x1 feature maps
         example = torch.zeros(1, 3, *self.input_hw)
+        _check_runs(net, example, name)
         with torch.random.fork_rng(devices=[]):
             groups, refused = _trace_groups(net, example, name)
-            groups = _verify(net, groups, example, refused)
+            groups = _verify(net, groups, example, refused, name)
         self.full_groups = groups
         self.refused = refused
         self._full_dims = {n: _dims(m) for n, m in net.named_modules() if isinstance(m, _SLICEABLE)}
@@ -556,13 +593,22 @@ class TracedModel(nn.Module):
             self._check_output()
 
     def _check_output(self) -> None:
-        """Refuse a network whose output is not (N, num_classes) logits (a tuple of heads, another
-        class count because the builder ignored num_classes, a feature map)."""
-        with torch.no_grad():
-            out = self.net(torch.zeros(1, 3, *self.input_hw))
-        if not isinstance(out, torch.Tensor):
-            raise PddError(f"{self.name} returns {type(out).__name__}, not a tensor of logits; "
-                           "wrap it so that forward returns (N, classes) logits")
+        """Refuse a network whose output is not (N, num_classes) logits in eval and in training
+        mode (a tuple of heads, e.g. auxiliary classifiers; another class count because the builder
+        ignored num_classes; a feature map)."""
+        was = self.net.training
+        try:
+            with torch.no_grad():
+                self.net.train()
+                train_out = self.net(torch.zeros(2, 3, *self.input_hw))
+                self.net.eval()
+                out = self.net(torch.zeros(1, 3, *self.input_hw))
+        finally:
+            self.net.train(was)
+        for mode, value in (("", out), (" in training mode", train_out)):
+            if not isinstance(value, torch.Tensor):
+                raise PddError(f"{self.name} returns {type(value).__name__}{mode}, not a tensor of logits (auxiliary "
+                               "heads? e.g. --model-arg aux_logits=false); make forward return (N, classes) logits")
         if tuple(out.shape) != (1, self.num_classes):
             raise PddError(f"{self.name} returns outputs of shape {tuple(out.shape)} for one image; expected (1, "
                            f"{self.num_classes}) logits: does its builder take num_classes?")
@@ -612,7 +658,9 @@ class TracedModel(nn.Module):
         c = Cost()
         sliced_params = 0
         for name, module in modules.items():
-            if not isinstance(module, _SLICEABLE):
+            if isinstance(module, nn.modules.conv._ConvTransposeNd):  # never sliced: its MACs are fixed
+                c.macs = c.macs + sum(module.weight.numel() * n for used, n in self._probe(input_hw) if used == name)
+            if not isinstance(module, _SLICEABLE) or isinstance(module, nn.modules.conv._ConvTransposeNd):
                 continue
             sliced_params += sum(p.numel() for p in module.parameters(recurse=False))
             c_out = channels(name, "out")
@@ -639,11 +687,14 @@ class TracedModel(nn.Module):
             uses: list[tuple[str, int]] = []
             handles = []
             for name, module in self.net.named_modules():
-                if isinstance(module, (*_CONV, nn.Linear)):
-                    def hook(mod, _inp, out, name=name):
-                        channels = out.shape[1] if isinstance(mod, _CONV) else out.shape[-1]
-                        uses.append((name, out.numel() // (out.shape[0] * channels) if isinstance(mod, _CONV)
-                                     else out.numel() // channels))
+                if isinstance(module, (*_CONV, nn.Linear, nn.modules.conv._ConvTransposeNd)):
+                    def hook(mod, inp, out, name=name):
+                        if isinstance(mod, nn.modules.conv._ConvTransposeNd):  # fvcore: weight x input positions
+                            uses.append((name, inp[0][0, 0].numel()))
+                        elif isinstance(mod, _CONV):
+                            uses.append((name, out.numel() // (out.shape[0] * out.shape[1])))
+                        else:
+                            uses.append((name, out.numel() // out.shape[-1]))
                     handles.append(module.register_forward_hook(hook))
             was = self.training
             self.eval()
@@ -656,6 +707,49 @@ class TracedModel(nn.Module):
                 self.train(was)
             self._probes[key] = uses
         return self._probes[key]
+
+
+def _check_runs(net: nn.Module, example: torch.Tensor, name: str) -> None:
+    """The network must run on an image of its input size, and take the same layers whatever the
+    image: tracing follows one path, so data-dependent control flow would leave layers out."""
+    paths = []
+    gen = torch.Generator().manual_seed(VERIFY_SEED)
+    inputs = [example] + [torch.randn(example.shape, generator=gen) * s for s in (1.0, -3.0, 0.1, 10.0)]
+    for x in inputs:
+        called: list[str] = []
+        handles = [m.register_forward_hook(lambda mod, i, o, n=n: called.append(n))
+                   for n, m in net.named_modules() if isinstance(m, (*_CONV, nn.Linear))]
+        try:
+            with torch.no_grad():
+                net(x)
+        except Exception as exc:  # the user's network: any failure is theirs to see, in one line
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise PddError(f"{name} fails on a {tuple(example.shape)} input: {type(exc).__name__}: {first}; "
+                           "does it need another --input-size?") from None
+        finally:
+            for h in handles:
+                h.remove()
+        paths.append(called)
+    differ = sorted(set().union(*map(set, paths)) - set(paths[0]).intersection(*map(set, paths[1:])))
+    if differ or any(p != paths[0] for p in paths):
+        raise PddError(f"{name} runs different layers for different images (data-dependent control flow, at "
+                       f"{shortlist(differ) if differ else 'the order of its layers'}); tracing follows one path, "
+                       "so pdd-edge cannot prune it exactly")
+
+
+def with_metadata(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """`state` with `model`'s own state-dict metadata (module versions): some modules refuse a
+    state dict without it (torchvision's MNASNet checks its version), and checkpoints, saved as
+    plain dicts, do not carry it."""
+    from collections import OrderedDict
+
+    out = OrderedDict(state)
+    meta = OrderedDict(getattr(model.state_dict(), "_metadata", {}))
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            meta.pop(name, None)  # no version: BN then fills in a missing num_batches_tracked (old checkpoints)
+    out._metadata = meta  # type: ignore[attr-defined]
+    return out
 
 
 def _check_keep(keep: Mapping[str, Sequence[int]], full: Mapping[str, Sequence[int]], name: str) -> None:

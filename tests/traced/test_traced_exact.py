@@ -138,3 +138,48 @@ def test_macs_ceiling_lands_under_the_target_for_a_traced_model():
     plan = plan_from_masks(model, max_macs=int(0.5 * dense), input_hw=HW)
     macs = model.cost({p: len(v) for p, v in plan.local.items()}, HW).as_ints()["macs"]
     assert 0.47 * dense <= macs <= 0.5 * dense
+
+
+def test_model_with_auxiliary_heads_in_training_mode_is_refused_with_the_way_out():
+    with pytest.raises(PddError, match=r"returns GoogLeNetOutputs in training mode.*aux_logits=false"):
+        zoo.build("torchvision:googlenet", num_classes=10, input_size=HW)
+    assert zoo.build("torchvision:googlenet", num_classes=10, input_size=HW, args={"aux_logits": False}).mask_points()
+
+
+def test_model_that_cannot_run_at_the_input_size_says_so():
+    with pytest.raises(PddError, match=r"torchvision:alexnet fails on a \(1, 3, 32, 32\) input.*another --input-size"):
+        zoo.build("torchvision:alexnet", num_classes=10, input_size=HW)
+
+
+def test_dependency_analysis_that_runs_too_long_is_stopped_with_a_message(monkeypatch):
+    from pdd_edge.zoo import traced
+
+    monkeypatch.setattr(traced, "TRACE_SECONDS", 1e-4)
+    with pytest.raises(PddError, match=r"dependency analysis of torchvision:resnet18 did not finish in 0.0001 s"):
+        zoo.build("torchvision:resnet18", num_classes=10, input_size=HW)
+
+
+def test_module_that_checks_its_state_dict_version_reloads_after_pruning(tmp_path):
+    # torchvision's MNASNet refuses a state dict without its version metadata; checkpoints are plain dicts
+    from pdd_edge.data.preprocess import Preprocess
+    from pdd_edge.zoo import checkpoint as ckpt_io
+
+    model = masked("torchvision:mnasnet0_5", lambda p, c: torch.where(torch.arange(c) % 2 == 0, 1.0, -1.0))
+    _, pruned = check_exact(model, "torchvision:mnasnet0_5")
+    pre = Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=HW)
+    ckpt_io.save(tmp_path / "m.pt", ckpt_io.checkpoint_dict(pruned, model_name="torchvision:mnasnet0_5", preprocess=pre))
+    loaded, info = ckpt_io.load(tmp_path / "m.pt")
+    x = torch.randn(2, 3, *HW)
+    assert info.pruned and torch.equal(loaded(x), pruned(x))
+
+
+def test_data_dependent_control_flow_is_refused_naming_the_layers():
+    spec = f"{Path(__file__).with_name('user_models.py')}:data_dependent"
+    with pytest.raises(PddError, match=r"runs different layers for different images \(data-dependent control flow, at 'b', 'c'\)"):
+        zoo.build(spec, num_classes=10, input_size=HW)
+
+
+def test_transposed_convolution_is_left_fixed_and_counted():
+    model = masked(f"{Path(__file__).with_name('user_models.py')}:with_transposed", lambda p, c: torch.linspace(-1, 1, c))
+    assert any("ConvTranspose2d" in r for r in model.refused)
+    check_exact(model, f"{Path(__file__).with_name('user_models.py')}:with_transposed")

@@ -59,3 +59,32 @@ def shuffled(num_classes: int = 10) -> nn.Module:
             return self.head(self.b(x).mean((2, 3)))
 
     return Shuffle()
+
+
+def data_dependent(num_classes: int = 10) -> nn.Module:
+    """Takes one of two layers depending on the image: a trace sees only one of them."""
+
+    class Branch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)
+            self.c = nn.Conv2d(8, 8, 3, padding=1)
+            self.head = nn.Linear(8, num_classes)
+
+        def forward(self, x):
+            bright = x.mean() > 0
+            x = torch.relu(self.a(x))
+            x = self.b(x) if bright else self.c(x)
+            return self.head(x.mean((2, 3)))
+
+    return Branch()
+
+
+def with_transposed(num_classes: int = 10) -> nn.Module:
+    """A transposed convolution (not sliced: its group stays unmasked) between prunable layers."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.ConvTranspose2d(8, 8, 2, stride=2), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))
