@@ -25,6 +25,7 @@ def compress_command(
     teacher_weights: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint; without it the teacher is trained once and cached.")] = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Normalisation mean of third-party teacher weights.")] = None,
     teacher_std: Annotated[Optional[str], typer.Option(help="Normalisation std of third-party teacher weights.")] = None,
+    teacher_input_size: o.TeacherInputSize = None,
     dataset: o.Dataset = "digits",
     data_dir: o.DataDir = None,
     download: o.Download = False,
@@ -67,7 +68,7 @@ def compress_command(
     base = config.resolve(base, student_args=o.model_args(model_args) or None)
     cfg = config.resolve(
         base, teacher_weights=str(teacher_weights) if teacher_weights else None,
-        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"), targets=targets, quantize=quantize,
+        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size), targets=targets, quantize=quantize,
         target_macs_reduction=target_macs_reduction, warm_start=warm_start, budget_ramp=budget_ramp,
         finetune_kd=finetune_kd, round_to=round_to, seed=seed, teacher_epochs=teacher_epochs,
         teacher_lr=teacher_lr, distill_epochs=distill_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, lr=lr,

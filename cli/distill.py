@@ -43,6 +43,7 @@ def distill_command(
     std: o.Std = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,
     teacher_std: Annotated[Optional[str], typer.Option(help="Teacher normalisation std (third-party teachers).")] = None,
+    teacher_input_size: o.TeacherInputSize = None,
     resume: o.Resume = False,
     json_out: o.Json = False,
 ) -> None:
@@ -63,7 +64,7 @@ def distill_command(
         alpha=alpha,
         temperature=temperature,
         norm=norm_override(mean, std),
-        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"),
+        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size),
         target_macs_reduction=target_macs_reduction,
         budget_rate=budget_rate,
         budget_ramp_epochs=budget_ramp_epochs,

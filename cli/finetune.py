@@ -35,6 +35,7 @@ def finetune_command(
     temperature: Annotated[float, typer.Option("--temperature", "-T", help="KD temperature when a teacher is given.")] = 3.0,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,
     teacher_std: Annotated[Optional[str], typer.Option(help="Teacher normalisation std (third-party teachers).")] = None,
+    teacher_input_size: o.TeacherInputSize = None,
     resume: o.Resume = False,
     json_out: o.Json = False,
 ) -> None:
@@ -51,7 +52,7 @@ def finetune_command(
         teacher=teacher,
         alpha=alpha,
         temperature=temperature,
-        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-"),
+        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size),
     )
     result = finetune.finetune(cfg, out_dir, resume=resume)
     print_fit_summary(result, out_dir / "best.pt", json_out)

@@ -102,23 +102,23 @@ def parse_ints(text: str | None, what: str) -> tuple[int, ...] | None:
     return values
 
 
-def parse_input_size(text: str | None) -> tuple[int, int] | None:
+def parse_input_size(text: str | None, option: str = "--input-size") -> tuple[int, int] | None:
     """`--input-size` as (height, width): '32' is a square, '24,40' or '24x40' is height by width."""
     if text is None:
         return None
     found = re.fullmatch(r"\s*([0-9]+)\s*(?:[,xX]\s*([0-9]+)\s*)?", text)
     hw = (int(found[1]), int(found[2] or found[1])) if found else (0, 0)
     if min(hw) < 1:
-        raise typer.BadParameter(f"--input-size must be H (square) or H,W (height,width; or HxW) in positive pixels, "
-                                 f"e.g. 32 or 24,40; got {text!r}", param_hint="--input-size")
+        raise typer.BadParameter(f"{option} must be H (square) or H,W (height,width; or HxW) in positive pixels, "
+                                 f"e.g. 32 or 24,40; got {text!r}", param_hint=option)
     return hw
 
 
-def _input_size_option(text: str | None) -> tuple[int, int] | None:
+def _input_size_option(param: typer.CallbackParam, text: str | None) -> tuple[int, int] | None:
     """Parse while the command line is read, so a bad size stops the command before any work, and
     report it as one line like every other usage error (typer would draw a box around it)."""
     try:
-        return parse_input_size(text)
+        return parse_input_size(text, "--" + str(param.name).replace("_", "-"))
     except typer.BadParameter as exc:
         raise fail(_escape(exc.message), 2) from None
 
@@ -132,6 +132,10 @@ Download = Annotated[bool, typer.Option("--download", help="Download CIFAR into 
 InputSize = Annotated[Optional[str], typer.Option(
     metavar="H|H,W", callback=_input_size_option,
     help="Resize images to H (square) or H,W (height,width; HxW also works) (default: the model's input size where it records one, else 32).")]
+TeacherInputSize = Annotated[Optional[str], typer.Option(
+    metavar="H|H,W", callback=_input_size_option,
+    help="Input size the teacher was trained at, for third-party teacher weights that do not record it "
+         "(its batches are resized to it; default: the teacher's record, else the data's size).")]
 Mean = Annotated[Optional[str], typer.Option(help="Override the model's normalisation mean, e.g. 0.485,0.456,0.406.")]
 Std = Annotated[Optional[str], typer.Option(help="Override the model's normalisation std, e.g. 0.229,0.224,0.225.")]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Initial SGD learning rate.")]
@@ -190,10 +194,11 @@ def data_config(dataset: Optional[str], data_dir: Optional[Path], download: bool
                       input_size=input_size)
 
 
-def norm_override(mean: Optional[str], std: Optional[str], what: str = ""):
+def norm_override(mean: Optional[str], std: Optional[str], what: str = "", input_size: tuple[int, int] | None = None):
     from pdd_edge.data.options import NormOverride
 
-    return NormOverride(mean=parse_floats(mean, f"--{what}mean", 3), std=parse_floats(std, f"--{what}std", 3))
+    return NormOverride(mean=parse_floats(mean, f"--{what}mean", 3), std=parse_floats(std, f"--{what}std", 3),
+                        input_size=input_size)
 
 
 def optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs=None) -> dict[str, Any]:

@@ -50,10 +50,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class NormOverride:
-    """`--mean/--std` from the command line (None: keep what the checkpoint or dataset says)."""
+    """`--mean/--std` from the command line (None: keep what the checkpoint or dataset says), and
+    for a teacher `--teacher-input-size`: the size its third-party weights were trained at."""
 
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    input_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", height_width(self.input_size))
 
 
 def resolve_preprocess(dataset: "Dataset", info: "CheckpointInfo" | None, override: NormOverride,
@@ -63,7 +69,7 @@ def resolve_preprocess(dataset: "Dataset", info: "CheckpointInfo" | None, overri
     `any_size`: the model gets the dataset's images resized to its own input size (a teacher of
     another resolution than the student's), so its size need not be the dataset's."""
     base = info.preprocess if info is not None and info.preprocess is not None else dataset.preprocess
-    pre = base.with_overrides(mean=override.mean, std=override.std)
+    pre = base.with_overrides(mean=override.mean, std=override.std, input_size=override.input_size)
     if pre.input_size != dataset.input_hw and not any_size:
         raise PddError(
             f"the model expects {pre.input_size[0]}x{pre.input_size[1]} inputs but the dataset gives "
