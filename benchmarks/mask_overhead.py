@@ -47,9 +47,10 @@ def main() -> None:
         # network (no wrapper, no hooks) shows what they cost.
         import copy
 
+        from pdd_edge.zoo.traced import remove_gates
+
         bare = copy.deepcopy(students["KD without masks"].net)
-        for module in bare.modules():
-            module._forward_pre_hooks.clear()
+        remove_gates(bare)
         students = {"bare network (no pdd-edge hooks)": bare, **students}
     task = DistillTask(teacher, pre, pre)
     optims = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-3) for k, m in students.items()}

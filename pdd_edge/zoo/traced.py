@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from pdd_edge.errors import PddError, shortlist
+from pdd_edge.nn.masks import ChannelMask
 from pdd_edge.zoo.cost import Cost
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -423,8 +424,6 @@ class _GateInputs:
         self.entries = entries  # (mask key, positions, units)
 
     def __call__(self, module: nn.Module, args: tuple) -> tuple | None:
-        from pdd_edge.nn.masks import ChannelMask
-
         x = args[0]
         scale = None
         for key, positions, units in self.entries:
@@ -439,6 +438,13 @@ class _GateInputs:
         shape = [1] * x.dim()
         shape[self.channel_dim] = -1
         return (x * scale.view(shape), *args[1:])
+
+
+def remove_gates(net: nn.Module) -> None:
+    """Take pdd-edge's input gates off `net`, leaving the network's own hooks (weight norm, ...)."""
+    for module in net.modules():
+        for key in [k for k, hook in module._forward_pre_hooks.items() if isinstance(hook, _GateInputs)]:
+            del module._forward_pre_hooks[key]
 
 
 def _install_gates(net: nn.Module, groups: Sequence[Group], masks: nn.ModuleDict) -> list:
@@ -490,7 +496,6 @@ def random_keep(groups: Sequence[Group], gen: torch.Generator, share: float = 0.
 def _mismatch(net: nn.Module, groups: Sequence[Group], keep: Mapping[str, Sequence[int]],
               dims: Mapping[str, tuple[int, int]], x: torch.Tensor) -> str | None:
     """Why pruning `net` to `keep` does not compute what the masked `net` computes (None: it does)."""
-    from pdd_edge.nn.masks import ChannelMask
     from pdd_edge.tolerance import LogitTolerance
 
     masks = nn.ModuleDict()
@@ -631,8 +636,7 @@ class TracedModel(nn.Module):
 
     def pruned_state(self, local: Mapping[str, Sequence[int]]) -> dict[str, torch.Tensor]:
         net = copy.deepcopy(self.net)
-        for module in net.modules():  # the copy's gates are not part of the pruned network
-            module._forward_pre_hooks.clear()
+        remove_gates(net)  # the copy's gates are not part of the pruned network
         _slice(net, _sliced_positions(self.groups, local, {n: _dims(m) for n, m in net.named_modules()
                                                             if isinstance(m, _SLICEABLE)}))
         return {f"net.{k}": v for k, v in net.state_dict().items()}
@@ -641,6 +645,7 @@ class TracedModel(nn.Module):
         """MACs/params when group `point` keeps `counts[point]` units: every sliced layer's channel
         count is its fixed part plus, per group, the open units times the channels per unit."""
         modules = dict(self.net.named_modules())
+        points = self.mask_points()
         terms: dict[tuple[str, str], list[tuple[str, int]]] = {}
         for g in self.groups:
             for slot in g.slots:
@@ -649,7 +654,7 @@ class TracedModel(nn.Module):
         def channels(name: str, dim: str) -> Any:
             width = _dims(modules[name])[0 if dim == "in" else 1]
             parts = terms.get((name, dim), [])
-            fixed = width - sum(per * self.mask_points()[p] for p, per in parts)
+            fixed = width - sum(per * points[p] for p, per in parts)
             value: Any = fixed
             for point, per in parts:
                 value = value + counts[point] * per
