@@ -50,7 +50,8 @@ def channels_per_layer(layers: Mapping[str, Mapping[str, int]], out: Path) -> Pa
     ax.bar(xs, [layers[n]["total"] for n in names], color="#c7c7c7", label="before (distilled student)")
     ax.bar(xs, [layers[n]["kept"] for n in names], color="#1f77b4", label="after pruning")
     ax.set_xticks(list(xs))
-    ax.set_xticklabels([n.replace(".gate_", ":").replace("gates.", "conv") for n in names], rotation=90, fontsize=7)
+    ax.set_xticklabels([str(layers[n].get("label", n)).replace(".gate_", ":").replace("gates.", "conv") for n in names],
+                       rotation=90, fontsize=7)
     ax.set_ylabel("channels")
     ax.set_title("channels kept per masked layer")
     ax.legend(fontsize=8)

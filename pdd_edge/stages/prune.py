@@ -77,8 +77,9 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         raise PddError(f"fvcore counts {after} differ from the masked-network counts {masked_counts}; "
                        "nothing written; this is a pdd-edge bug, please report it", exit_code=FAILURE)
 
+    arch = prunable(masked)
     layers = {p: {"kept": len(plan.local[p]), "total": n, "reopened": plan.reopened.get(p, 0),
-                  "closed": plan.closed.get(p, 0)}
+                  "closed": plan.closed.get(p, 0), "label": arch.point_label(p)}
               for p, n in mask_points(masked).items()}
     report = {
         "source": str(cfg.checkpoint),

@@ -43,6 +43,9 @@ class PrunableModel(Protocol):
     def may_vanish(self, point: str) -> bool:
         """Whether `point` may keep no channel at all (e.g. a residual block's inner layer)."""
 
+    def point_label(self, point: str) -> str:
+        """A name for `point` that a person recognises in the network (for reports and plots)."""
+
     def is_pruned(self) -> bool:
         """Whether some mask point keeps fewer channels than the full-width network has."""
 
@@ -55,5 +58,5 @@ def prunable(model: "nn.Module") -> PrunableModel:
     bare = getattr(model, "module", model)
     if not isinstance(bare, PrunableModel):
         raise PddError(f"{type(bare).__name__} does not offer pdd-edge's prunable-model interface "
-                       "(mask_points, cost, arch_args, may_vanish, is_pruned, pruned_state)")
+                       "(mask_points, point_label, cost, arch_args, may_vanish, is_pruned, pruned_state)")
     return bare

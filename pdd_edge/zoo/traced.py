@@ -625,6 +625,12 @@ class TracedModel(nn.Module):
     def mask_points(self) -> dict[str, int]:
         return {g.point: g.units for g in self.groups}
 
+    def point_label(self, point: str) -> str:
+        """The layer whose output channels define the group, and how many layers share them."""
+        group = next(g for g in self.groups if g.point == point)
+        others = len({s.module for s in group.slots}) - 1
+        return f"{group.root} (+{others} layers)" if others else group.root
+
     def is_pruned(self) -> bool:
         return any(len(self.keep[g.point]) != g.units for g in self.full_groups)
 

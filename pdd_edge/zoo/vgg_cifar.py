@@ -96,6 +96,9 @@ class CifarVGG(nn.Module):
     def arch_args(self) -> dict:
         return {"num_classes": self.num_classes, "keep": self.keep}
 
+    def point_label(self, point: str) -> str:
+        return point  # the mask points are named after the layers they follow
+
     def is_pruned(self) -> bool:
         return any(len(self.keep[k]) != len(v) for k, v in full_keep(self.depth).items())
 

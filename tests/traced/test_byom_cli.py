@@ -68,6 +68,11 @@ def test_compress_runs_the_whole_chain_for_a_user_file_model(tmp_path, digits_te
     assert ckpt["arch"]["source"]["sha256"] == specs.file_sha256(user)
     pruned = json.loads((out / "prune" / "pruned.json").read_text())
     assert pruned["max_abs_diff"] <= pruned["tolerance"] and pruned["macs_after"] <= 0.5 * pruned["macs_before"]
+    labels = {entry["label"] for entry in pruned["layers"].values()}  # groups named after layers of the network
+    from tests.traced.user_models import Branchy
+
+    names = {n for n, _ in Branchy(10, 8).named_modules() if n}
+    assert len(labels) == 5 and all(label.split(" (+")[0] in names for label in labels), labels
     report = json.loads((out / "report" / "report-local.json").read_text())
     variants = report["variants"]
     assert variants["pruned"]["macs"] == pruned["macs_after"] and variants["baseline"]["macs"] == pruned["macs_before"]
