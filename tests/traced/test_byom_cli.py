@@ -34,6 +34,9 @@ def test_models_spec_lists_groups_left_unmasked_with_the_reason():
     (["models", f"{USER}:not_a_module"], "returned str, not a torch.nn.Module"),
     (["models", "torchvision:resnet18", "--model-arg", "width"], "must be KEY=VALUE"),
     (["models", "torchvision:resnet18", "--model-arg", "zero_init=1"], "rejected its arguments"),
+    (["models", "torchvision:resnet18", "--num-classes", "0"], "num_classes must be positive, got 0"),
+    (["models", "torchvision:resnet18", "--input-size", "32,0"], "--input-size must be H"),
+    (["prune", "d.pt", "--out", "p.pt", "--model", "gone.py:build"], "model file not found: gone.py"),
     (["distill", "--student", "nowhere.py:build", "--teacher-weights", "t.pt", "--out", "o"], "model file not found: nowhere.py"),
     (["train", "--model", "torchvision:resnet18", "--model-arg", "depth=3", "--out", "o.pt"], "rejected its arguments"),
 ])
