@@ -602,6 +602,7 @@ class TracedModel(nn.Module):
         mode (a tuple of heads, e.g. auxiliary classifiers; another class count because the builder
         ignored num_classes; a feature map)."""
         was = self.net.training
+        buffers = {k: b.clone() for k, b in self.net.named_buffers()}  # a training-mode pass moves BN statistics
         try:
             with torch.no_grad():
                 self.net.train()
@@ -610,6 +611,9 @@ class TracedModel(nn.Module):
                 out = self.net(torch.zeros(1, 3, *self.input_hw))
         finally:
             self.net.train(was)
+            with torch.no_grad():
+                for k, b in self.net.named_buffers():
+                    b.copy_(buffers[k])
         for mode, value in (("", out), (" in training mode", train_out)):
             if not isinstance(value, torch.Tensor):
                 raise PddError(f"{self.name} returns {type(value).__name__}{mode}, not a tensor of logits (auxiliary "

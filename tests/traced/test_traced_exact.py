@@ -183,3 +183,13 @@ def test_transposed_convolution_is_left_fixed_and_counted():
     model = masked(f"{Path(__file__).with_name('user_models.py')}:with_transposed", lambda p, c: torch.linspace(-1, 1, c))
     assert any("ConvTranspose2d" in r for r in model.refused)
     check_exact(model, f"{Path(__file__).with_name('user_models.py')}:with_transposed")
+
+
+def test_building_a_traced_model_leaves_its_batchnorm_statistics_untouched():
+    import torchvision
+
+    torch.manual_seed(0)
+    fresh = torchvision.models.resnet18(num_classes=10)
+    model = zoo.build("torchvision:resnet18", num_classes=10, input_size=HW)
+    for (name, a), (_, b) in zip(fresh.named_buffers(), model.net.named_buffers()):
+        assert torch.equal(a, b), name
