@@ -71,7 +71,7 @@ def _time_limit(seconds: float):
         yield
         return
 
-    def expire(signum, frame):
+    def expire(_signum, _frame):
         raise _TraceTimeout
 
     previous = signal.signal(signal.SIGALRM, expire)
@@ -103,14 +103,6 @@ class Group:
     @property
     def point(self) -> str:
         return f"pdd_masks.{self.key}"
-
-
-@dataclass
-class _LayerUse:
-    """One call of a conv/linear layer seen by the shape probe: what its MACs scale with."""
-
-    module: str
-    per_out: int  # output elements per output channel (spatial size, or tokens for linear)
 
 
 def _mixes_channels(module: nn.Module) -> bool:
