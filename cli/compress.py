@@ -38,6 +38,10 @@ def compress_command(
     finetune_kd: Annotated[Optional[bool], typer.Option("--finetune-kd/--finetune-ce", help=f"Fine-tune with KD from the teacher, or with plain cross-entropy as the paper ({recipe_help('finetune_kd', 'KD')}).")] = None,
     round_to: Annotated[int, typer.Option(help="Keep layer widths multiples of N when pruning.")] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<student>-<teacher>-<dataset>).")] = None,
+    device: o.Device = "auto",
+    amp: o.Amp = "auto",
+    workers: o.Workers = None,
+    sync_bn: o.SyncBn = False,
     resume: o.Resume = False,
     recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits), standard (default otherwise: the paper's schedule, warm-started PDD with a 50 % MACs target) or paper (the authors' recipe exactly).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(help=f"Teacher training epochs ({recipe_help('teacher_epochs')}).")] = None,
@@ -76,7 +80,14 @@ def compress_command(
         calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
     )
     run_dir = out_dir or Path("runs") / f"{slug(student)}-{slug(teacher)}-{data.name}"
-    pipeline.validate(cfg, run_dir)
+    with o.training_runtime(device, amp, workers, sync_bn) as rt:
+        _run(cfg, run_dir, resume, rt)
+
+
+def _run(cfg, run_dir: Path, resume: bool, rt) -> None:
+    from pdd_edge import pipeline
+
+    pipeline.validate(cfg, run_dir, rt)
 
     def on_event(ev) -> None:
         if ev.status == "start":
@@ -86,8 +97,9 @@ def compress_command(
         else:
             err.print(f"[dim]skip {ev.name} (finished earlier with the same options)[/]")
 
-    run = pipeline.run_pipeline(cfg, run_dir, resume=resume, on_event=on_event)
-    print_summary(run, cfg)
+    run = pipeline.run_pipeline(cfg, run_dir, resume=resume, on_event=on_event, runtime=rt)
+    if rt.dist.is_main:
+        print_summary(run, cfg)
 
 
 def print_summary(run, cfg) -> None:

@@ -44,6 +44,10 @@ def distill_command(
     teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,
     teacher_std: Annotated[Optional[str], typer.Option(help="Teacher normalisation std (third-party teachers).")] = None,
     teacher_input_size: o.TeacherInputSize = None,
+    device: o.Device = "auto",
+    amp: o.Amp = "auto",
+    workers: o.Workers = None,
+    sync_bn: o.SyncBn = False,
     resume: o.Resume = False,
     json_out: o.Json = False,
 ) -> None:
@@ -69,7 +73,8 @@ def distill_command(
         budget_rate=budget_rate,
         budget_ramp_epochs=budget_ramp_epochs,
     )
-    result = distill.distill(cfg, out_dir, resume=resume)
-    print_fit_summary(result, out_dir / "best.pt", json_out)
-    if not json_out:
-        err.print("next: pdd-edge prune " + str(out_dir / "best.pt") + " --out pruned.pt")
+    with o.training_runtime(device, amp, workers, sync_bn) as rt:
+        result = distill.distill(cfg, out_dir, resume=resume, runtime=rt)
+        print_fit_summary(result, out_dir / "best.pt", json_out)
+        if not json_out:
+            err.print("next: pdd-edge prune " + str(out_dir / "best.pt") + " --out pruned.pt")

@@ -26,6 +26,9 @@ def evaluate_command(
     mean: o.Mean = None,
     std: o.Std = None,
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 500,
+    device: Annotated[str, typer.Option(
+        "--device", metavar="auto|cpu|cuda|cuda:N|mps",
+        help="Where a PyTorch checkpoint runs (auto: CUDA when available, else CPU); ONNX models run on onnxruntime's CPU provider.")] = "auto",
     json_out: o.Json = False,
 ) -> None:
     """Measure top-1/top-5 on the validation split (ONNX models: on the file itself, with onnxruntime)."""
@@ -39,9 +42,15 @@ def evaluate_command(
     if is_onnx(path):
         if model is not None:
             raise PddError("--model names the architecture of third-party PyTorch weights; an ONNX model needs none")
+        if device.strip().lower() not in ("auto", "cpu"):
+            raise PddError(f"--device {device}: an ONNX model is evaluated with onnxruntime on the CPU; "
+                           "drop --device, or evaluate the PyTorch checkpoint on that device")
         result = evaluate_onnx(path, data, norm=norm, batch_size=batch_size)
     else:
-        result = evaluate_checkpoint(path, data, model_name=model, norm=norm, batch_size=batch_size)
+        from pdd_edge.training.runtime import resolve_device
+
+        result = evaluate_checkpoint(path, data, model_name=model, norm=norm, batch_size=batch_size,
+                                     device=resolve_device(device))
     print_result(result, json_out)
 
 

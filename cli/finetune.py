@@ -36,6 +36,10 @@ def finetune_command(
     teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,
     teacher_std: Annotated[Optional[str], typer.Option(help="Teacher normalisation std (third-party teachers).")] = None,
     teacher_input_size: o.TeacherInputSize = None,
+    device: o.Device = "auto",
+    amp: o.Amp = "auto",
+    workers: o.Workers = None,
+    sync_bn: o.SyncBn = False,
     resume: o.Resume = False,
     json_out: o.Json = False,
 ) -> None:
@@ -54,5 +58,6 @@ def finetune_command(
         temperature=temperature,
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size),
     )
-    result = finetune.finetune(cfg, out_dir, resume=resume)
-    print_fit_summary(result, out_dir / "best.pt", json_out)
+    with o.training_runtime(device, amp, workers, sync_bn) as rt:
+        result = finetune.finetune(cfg, out_dir, resume=resume, runtime=rt)
+        print_fit_summary(result, out_dir / "best.pt", json_out)

@@ -10,8 +10,10 @@ interrupt into a short hint about `--resume` with exit code 130. Nothing else is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import os
 import re
 import sys
 from dataclasses import asdict, is_dataclass
@@ -34,8 +36,38 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 def fail(message: str, exit_code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    rank = _rank()
+    if rank == 0:
+        err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    elif exit_code != 2:
+        # Under torchrun rank 0 speaks for all; a usage error is the same on every rank, but a
+        # failure of this rank alone (its GPU, its shard) must still be seen.
+        Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH).print(
+            f"[bold red]error (rank {rank}):[/] {message}", markup=True, highlight=False)
     return typer.Exit(exit_code)
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 without it)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+@contextlib.contextmanager
+def training_runtime(device: str, amp: str, workers: int | None = None, sync_bn: bool = False):
+    """The Runtime of a training command: options checked before any work, torchrun's process
+    group joined for the command's duration, and every rank but 0 silent (rank 0 prints and
+    writes for all)."""
+    from pdd_edge.training.runtime import Runtime
+
+    rt = Runtime.from_options(device, amp, workers, sync_bn)
+    quiet = out.quiet, err.quiet
+    with rt.started():
+        if not rt.dist.is_main:
+            out.quiet = err.quiet = True
+        try:
+            yield rt
+        finally:
+            out.quiet, err.quiet = quiet
 
 
 def warn_foreign(check: dict | None) -> None:
@@ -180,6 +212,19 @@ ThirdPartyModel = Annotated[Optional[str], typer.Option(
     "--model", "-m", callback=trusted_spec,
     help=f"The model of third-party weights, or the file of a checkpoint made from your own model file: {SPEC_FORMS}.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+Device = Annotated[str, typer.Option(
+    "--device", metavar="auto|cpu|cuda|cuda:N|mps",
+    help="Where to train: auto = CUDA when available, else CPU (under torchrun: each rank's cuda:LOCAL_RANK). "
+         "Checkpoints are always written with CPU tensors.")]
+Amp = Annotated[str, typer.Option(
+    "--amp", metavar="auto|bf16|fp16|off",
+    help="Mixed precision of the forward passes: auto = bf16 on a CUDA GPU that supports it, else off; "
+         "fp16 adds a gradient scaler. Losses and mask gates stay float32.")]
+Workers = Annotated[Optional[int], typer.Option(
+    "--workers", help="DataLoader worker processes decoding a streamed imagefolder (default: min(4, cores)); "
+                      "in-memory datasets are batched in the training process.")]
+SyncBn = Annotated[bool, typer.Option(
+    "--sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm).")]
 Warmup = Annotated[Optional[int], typer.Option(help="Epochs of linear learning-rate warm-up at the start (default 0).")]
 
 

@@ -33,6 +33,10 @@ def train_command(
     seed: o.Seed = 0,
     mean: o.Mean = None,
     std: o.Std = None,
+    device: o.Device = "auto",
+    amp: o.Amp = "auto",
+    workers: o.Workers = None,
+    sync_bn: o.SyncBn = False,
     resume: o.Resume = False,
     json_out: o.Json = False,
 ) -> None:
@@ -48,5 +52,6 @@ def train_command(
         norm=norm_override(mean, std),
     )
     check_output(out_path)
-    result = teacher.train(cfg, out_path, resume=resume)
-    print_fit_summary(result, out_path, json_out)
+    with o.training_runtime(device, amp, workers, sync_bn) as rt:
+        result = teacher.train(cfg, out_path, resume=resume, runtime=rt)
+        print_fit_summary(result, out_path, json_out)

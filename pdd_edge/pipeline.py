@@ -9,8 +9,14 @@ everything downstream of it, nothing else. A stage whose record in `manifest.jso
 hash (and whose files exist) is skipped: `--resume` after a crash redoes only what is missing, and
 the training stages continue from their last finished epoch. Stages exchange files, never objects.
 
-Each stage is the module `stages/<name>.py` with the entry point `run(run, cfg) -> StageResult`;
-this file holds only the table, the hashing, resume and the up-front validation.
+Each stage is the module `stages/<name>.py` with the entry point `run(run, cfg, rt) -> StageResult`
+(`rt`: the device, precision and process group to train with); this file holds only the table,
+the hashing, resume, the up-front validation and who runs what under torchrun.
+
+Under torchrun every rank runs the training stages (`Stage.trains`) together, in DDP; the other
+stages run on rank 0 alone while the other ranks wait at a barrier, and only rank 0 writes the
+manifest. After the last training stage the other ranks wait for rank 0 to finish the chain and
+then exit.
 
 `baseline` is the unpruned student distilled with the same KD loss for as many epochs as
 distill + finetune together: the fair reference for "did pruning cost accuracy?".
@@ -43,6 +49,8 @@ from pdd_edge.stages import (
     simplify,
     teacher,
 )
+from pdd_edge.training.distributed import barrier
+from pdd_edge.training.runtime import Runtime
 from pdd_edge.zoo import specs
 
 
@@ -56,6 +64,7 @@ class Stage:
     options: Names  # CompressConfig fields the stage depends on (or a function of the config giving them)
     inputs: Names = ()  # stages whose files it reads
     enabled: Callable[[CompressConfig], bool] = lambda cfg: True
+    trains: bool = False  # every torchrun rank runs it (DDP); otherwise rank 0 alone
 
     def depends_on(self, cfg: CompressConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(options, input stages) of this stage under `cfg`."""
@@ -73,19 +82,19 @@ ALL = ("student", "teacher", "data", "seed")
 STAGES: tuple[Stage, ...] = (
     Stage("teacher", teacher.run,
           ("teacher", "teacher_weights", "data", "seed", "teacher_epochs", "teacher_lr", "teacher_warmup_epochs",
-           "batch_size")),
+           "batch_size"), trains=True),
     Stage("baseline", baseline.run,
           ALL + ("teacher_norm", "distill_epochs", "finetune_epochs", "batch_size", "lr", "weight_decay", "alpha",
-                 "temperature"), ("teacher",)),
+                 "temperature"), ("teacher",), trains=True),
     Stage("distill", distill.run,
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
                       "budget_ramp"),
-          lambda c: ("teacher", "baseline") if c.warm_start else ("teacher",)),
+          lambda c: ("teacher", "baseline") if c.warm_start else ("teacher",), trains=True),
     Stage("prune", prune.run, ("round_to", "target_macs_reduction"), ("distill",)),
     Stage("finetune", finetune.run,
           lambda c: ("data", "seed", "finetune_epochs", "batch_size", "finetune_lr", "weight_decay", "finetune_kd")
           + (("teacher",) + KD if c.finetune_kd else ()),
-          lambda c: ("prune", "teacher") if c.finetune_kd else ("prune",)),
+          lambda c: ("prune", "teacher") if c.finetune_kd else ("prune",), trains=True),
     Stage("export", export.run, ("data",), ("baseline", "finetune")),
     Stage("simplify", simplify.run, ("data",), ("export",)),
     Stage("quantize", quantize.run, ("data", "calibration_size"), ("simplify",), enabled=lambda c: c.quantize),
@@ -116,24 +125,36 @@ class StageEvent:
 
 
 def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
-                 on_event: Callable[[StageEvent], None] | None = None) -> RunDir:
+                 on_event: Callable[[StageEvent], None] | None = None, runtime: Runtime | None = None) -> RunDir:
+    rt = runtime or Runtime()
+    info = rt.dist
     fresh = not Path(out).exists()
-    run = RunDir.create(out, to_jsonable(cfg), resume=resume)
+    barrier(info)  # every rank has validated `out` before rank 0 creates the run in it
+    if info.is_main:
+        run = RunDir.create(out, to_jsonable(cfg), resume=resume)
+    barrier(info)
+    if not info.is_main:
+        run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
     try:
-        _run_stages(run, cfg, on_event)
+        _run_stages(run, cfg, on_event, rt)
     except PddError as exc:
         # A usage error before any stage finished (a file that went bad after validation) leaves
         # nothing behind, so that the corrected command is not refused as "already holds a run".
-        if fresh and exc.exit_code == USAGE and not run.manifest["stages"]:
+        if info.is_main and fresh and exc.exit_code == USAGE and not run.manifest["stages"]:
             shutil.rmtree(run.root, ignore_errors=True)
         raise
     return run
 
 
-def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent], None] | None) -> None:
-    for stage in STAGES:
+def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent], None] | None, rt: Runtime) -> None:
+    info = rt.dist
+    last_training = max(i for i, s in enumerate(STAGES) if s.trains and s.enabled(cfg))
+    for i, stage in enumerate(STAGES):
+        if info.enabled and not info.is_main and i > last_training:
+            break  # the rest of the chain is rank 0's alone: wait for it below
         if not stage.enabled(cfg):
-            run.forget(stage.name)
+            if info.is_main:
+                run.forget(stage.name)
             continue
         h = stage_hashes(cfg)[stage.name]
         if run.is_done(stage.name, h):
@@ -141,27 +162,33 @@ def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent
                 on_event(StageEvent(stage.name, "skipped", 0.0))
             continue
         previous = run.record(stage.name)
-        if previous is not None and previous.get("config_hash") != h:
-            # Options changed since this stage finished: its files (training state included) are stale.
-            shutil.rmtree(run.stage_folder(stage.name), ignore_errors=True)
-        run.forget(stage.name)
+        if info.is_main:
+            if previous is not None and previous.get("config_hash") != h:
+                # Options changed since this stage finished: its files (training state included) are stale.
+                shutil.rmtree(run.stage_folder(stage.name), ignore_errors=True)
+            run.forget(stage.name)
         if on_event:
             on_event(StageEvent(stage.name, "start", 0.0))
+        barrier(info)  # stale files are gone before any rank reads or writes this stage's folder
         t0 = time.perf_counter()
-        result = stage.run(run, cfg)
+        result = stage.run(run, cfg, rt) if stage.trains or info.is_main else None
+        barrier(info)  # rank 0's files of this stage exist before any rank reads them
         seconds = time.perf_counter() - t0
-        run.commit(StageRecord(name=stage.name, config_hash=h, seconds=seconds,
-                               files=[run.rel(f) for f in result.files], metrics=to_jsonable(result.metrics)))
+        if info.is_main and result is not None:
+            run.commit(StageRecord(name=stage.name, config_hash=h, seconds=seconds,
+                                   files=[run.rel(f) for f in result.files], metrics=to_jsonable(result.metrics)))
         if on_event:
             on_event(StageEvent(stage.name, "done", seconds))
+    barrier(info)  # the other ranks exit once rank 0 has finished the chain
 
 
-def validate(cfg: CompressConfig, out: str | Path) -> None:
+def validate(cfg: CompressConfig, out: str | Path, runtime: Runtime | None = None) -> None:
     """Fail before hours of training on anything that would fail later.
 
     Every option is checked by the stage config that uses it (its one validation); building each
     stage's config here, before any work, runs those checks up front. Nothing is written.
     """
+    (runtime or Runtime()).rank_batch(cfg.batch_size)  # the global batch splits among torchrun's ranks
     specs.parse(cfg.teacher)
     if not zoo.is_zoo(cfg.student):
         # Trace the student now: a network whose channel groups cannot be found fails in seconds,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pdd_edge.data import load_dataset
-from pdd_edge.data.base import Augment, TensorSource, random_crop_flip
+from pdd_edge.data.base import Augment, TensorSource, crop_shifted
 from pdd_edge.data.imagefolder import StreamSource, load_imagefolder
 from pdd_edge.data.preprocess import CIFAR10_MEAN
 from pdd_edge.errors import PddError
@@ -50,13 +50,28 @@ def test_batches_shard_training_epochs_evenly_across_ranks():
     assert set(torch.cat(seen).tolist()) == set(range(11))
 
 
-def test_random_crop_flip_is_a_shifted_window_of_the_zero_padded_image():
+def test_crop_shifted_is_the_window_at_its_offset_of_the_zero_padded_image():
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4) + 1
-    out = random_crop_flip(x, Augment(pad=1, hflip=False), torch.Generator().manual_seed(0))
+    dy, dx = torch.tensor([0, 2]), torch.tensor([1, 0])
+    out = crop_shifted(x, 1, dy, dx)
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
     for i in range(2):
-        windows = [padded[i, :, dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)]
-        assert any(torch.equal(out[i], w) for w in windows)
+        assert torch.equal(out[i], padded[i, :, dy[i]:dy[i] + 4, dx[i]:dx[i] + 4])
+
+
+def test_ranks_kth_batches_together_are_the_single_process_global_batch_with_the_same_augmentation():
+    # What makes a torchrun run with per-rank batch B/world train on what one process sees at batch B.
+    g = torch.Generator().manual_seed(0)
+    src = TensorSource(torch.randint(0, 255, (38, 3, 8, 8), dtype=torch.uint8, generator=g), torch.arange(38))
+    aug = Augment(pad=2, hflip=True)
+    single = list(src.batches(8, shuffle=True, augment=aug, seed=3, epoch=2))
+    ranks = [list(src.batches(4, shuffle=True, augment=aug, seed=3, epoch=2, rank=r, world=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single) == 5
+    for k, (x, y) in enumerate(single):
+        # rank r holds positions r, r + 2, ... of the epoch order
+        merged_x = torch.stack([ranks[i % 2][k][0][i // 2] for i in range(len(y))])
+        merged_y = torch.stack([ranks[i % 2][k][1][i // 2] for i in range(len(y))])
+        assert torch.equal(merged_y, y) and torch.equal(merged_x, x)
 
 
 def test_load_dataset_unknown_name_lists_choices():

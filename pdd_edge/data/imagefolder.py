@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from pdd_edge.data.base import Augment, Dataset, Source, TensorSource, epoch_generator, shard_order
+from pdd_edge.data.base import Augment, Dataset, EpochPlan, Source, TensorSource, to_device
 from pdd_edge.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, height_width
 from pdd_edge.errors import PddError, shortlist
 
@@ -89,20 +89,18 @@ class StreamSource:
         return len(self.samples)
 
     def batches(self, batch_size: int, *, shuffle: bool, augment: Augment | None, seed: int, epoch: int,
-                rank: int = 0, world: int = 1, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                rank: int = 0, world: int = 1, drop_last: bool = False, device: torch.device | None = None,
+                workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         from torch.utils.data import DataLoader
 
-        from pdd_edge.data.base import random_crop_flip
-
-        g = epoch_generator(seed, epoch)
-        order = shard_order(len(self), shuffle, g, rank, world).tolist()
-        subset = _Indexed([self.samples[i] for i in order], self.size)
-        loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=self.workers, drop_last=drop_last)
-        for x, y in loader:
-            x = x.float().div_(255.0)
-            if augment is not None:
-                x = random_crop_flip(x, augment, g)
-            yield x, y
+        plan = EpochPlan.draw(len(self), shuffle=shuffle, augment=augment, seed=seed, epoch=epoch, rank=rank, world=world)
+        subset = _Indexed([self.samples[i] for i in plan.order.tolist()], self.size)
+        cuda = device is not None and device.type == "cuda"
+        loader = DataLoader(subset, batch_size=batch_size, shuffle=False, drop_last=drop_last,
+                            num_workers=self.workers if workers is None else workers, pin_memory=cuda)
+        for part, (x, y) in zip(plan.batch_slices(batch_size, drop_last), loader):
+            x = to_device(x, device).float().div_(255.0)
+            yield plan.augment(x, part, augment), to_device(y, device)
 
 
 class _Indexed(torch.utils.data.Dataset):

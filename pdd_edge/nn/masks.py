@@ -71,9 +71,11 @@ class ChannelMask(nn.Module):
         return binary_gate(self.logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The gate and its straight-through gradient are float32 (the logits are); the 0/1 gate is
+        # exact in bf16/fp16, so a mixed-precision activation is multiplied in its own dtype.
         g = self.gate()
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        return x * g.view(shape)
+        return x * g.view(shape).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"channels={self.logits.numel()}"

@@ -31,6 +31,7 @@ from pdd_edge.training.tasks import DistillTask
 from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo import specs
 from pdd_edge.zoo.protocol import prunable
+from pdd_edge.training.runtime import Runtime
 
 # PDD reference recipe for CIFAR-10 (PDD_METHOD.md): 50 epochs, lr 0.01 (x0.1 at 20 and 40).
 RECIPE = Recipe(epochs=50, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(0.4, 0.8))
@@ -80,7 +81,8 @@ class DistillConfig:
             check_init(self.mask_init)
 
 
-def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
+def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False,
+            runtime: Runtime | None = None) -> FitResult:
     spec = specs.parse(cfg.student, cfg.student_args)
     TrainFiles.check_dir(out_dir, cfg.teacher_weights, cfg.student_weights)
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
@@ -143,6 +145,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         extra_state={"budget": budget} if budget else {},
         resume=resume,
         notes=[f"left unmasked (cannot be pruned exactly): {why}" for why in prunable(student).refused] if cfg.masks else [],
+        runtime=runtime or Runtime(),
     ).run()
 
 
@@ -171,5 +174,5 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
         alpha=cfg.alpha, temperature=cfg.temperature, teacher_norm=cfg.teacher_norm, optim=optim, **pdd)
 
 
-def run(run: RunDir, cfg: CompressConfig) -> StageResult:
-    return training_result(run, "distill", distill(config(run, cfg), run.training_dir("distill"), resume="auto"))
+def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+    return training_result(run, "distill", distill(config(run, cfg), run.training_dir("distill"), resume="auto", runtime=rt))

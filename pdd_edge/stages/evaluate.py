@@ -8,7 +8,7 @@ As a pipeline stage it measures every deployable file of the run (`RunDir.deploy
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig
@@ -21,6 +21,9 @@ from pdd_edge.stages import StageResult
 from pdd_edge.training.accuracy import evaluate
 from pdd_edge.zoo import checkpoint as ckpt_io
 
+if TYPE_CHECKING:
+    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+
 
 def is_onnx(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".onnx"
@@ -32,11 +35,13 @@ def check_batch_size(batch_size: int) -> None:
 
 
 def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: str | None = None,
-                        norm: NormOverride = NormOverride(), batch_size: int = 500) -> dict[str, Any]:
+                        norm: NormOverride = NormOverride(), batch_size: int = 500,
+                        device: Any = None) -> dict[str, Any]:
+    """Top-1/top-5 of a PyTorch checkpoint, on `device` (a torch.device; default CPU), in float32."""
     check_batch_size(batch_size)
     model, info = ckpt_io.load(path, model_name=model_name)
     data, pre = dataset_for(info, data_cfg, norm)
-    metrics = evaluate(model, data.val, pre, batch_size=batch_size)
+    metrics = evaluate(model.to(device or "cpu"), data.val, pre, batch_size=batch_size)
     return {
         "path": str(path),
         "model": info.model,
@@ -75,7 +80,7 @@ def evaluate_onnx(path: str | Path, data_cfg: DataConfig, *, norm: NormOverride 
 ACCURACY_SCHEMA = "pdd-edge.accuracy/1"
 
 
-def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     results = {name: evaluate_onnx(path, cfg.data) | {"file": run.rel(path)} for name, path in run.deployable(cfg.quantize).items()}
     write_json(run.accuracy(), {"schema": ACCURACY_SCHEMA, "dataset": cfg.data.name, "variants": results})
     return StageResult([run.accuracy()], {name: {"top1": r["top1"], "top5": r["top5"], "count": r["count"]}

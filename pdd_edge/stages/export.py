@@ -7,6 +7,7 @@ dataset and compare logits. The file is written (atomically) only when all of th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.onnx.quiet import quiet
 from pdd_edge.stages import StageResult
 from pdd_edge.zoo import checkpoint as ckpt_io
+
+if TYPE_CHECKING:
+    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
 
 # Opset 18 is what the torch.export-based exporter emits natively; asking it for 17 makes it
 # down-convert, which fails for Pad (used by the index-mapped shortcuts of pruned ResNets).
@@ -132,7 +136,7 @@ def export_checkpoint(cfg: ExportConfig, checkpoint: str | Path, out: str | Path
 SOURCES = {"baseline": "baseline", "pruned": "finetune"}
 
 
-def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     files, metrics = [], {}
     for variant, stage in SOURCES.items():
         res = export_checkpoint(ExportConfig(data=cfg.data), run.best(stage), run.exported(variant))

@@ -23,6 +23,7 @@ from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import DistillTask, SupervisedTask
 from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.training.runtime import Runtime
 
 # PDD reference fine-tuning: 150 epochs, lr 0.01 (x0.1 at 50 and 100).
 RECIPE = Recipe(epochs=150, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(1 / 3, 2 / 3))
@@ -41,7 +42,8 @@ class FinetuneConfig:
     teacher_norm: NormOverride = field(default_factory=NormOverride)
 
 
-def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = False) -> FitResult:
+def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = False,
+             runtime: Runtime | None = None) -> FitResult:
     TrainFiles.check_dir(out_dir, cfg.checkpoint, cfg.teacher_weights)
     student, s_info = ckpt_io.load(cfg.checkpoint)
     if s_info.masked:
@@ -83,6 +85,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = F
         preprocess=s_pre,
         config_hash=config_hash(cfg),
         resume=resume,
+        runtime=runtime or Runtime(),
     ).run()
 
 
@@ -97,5 +100,5 @@ def config(run: RunDir, cfg: CompressConfig) -> FinetuneConfig:
         **kd)
 
 
-def run(run: RunDir, cfg: CompressConfig) -> StageResult:
-    return training_result(run, "finetune", finetune(config(run, cfg), run.training_dir("finetune"), resume="auto"))
+def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+    return training_result(run, "finetune", finetune(config(run, cfg), run.training_dir("finetune"), resume="auto", runtime=rt))

@@ -7,7 +7,7 @@ been profiled for. Torch-free.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, TYPE_CHECKING
 
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig
@@ -15,6 +15,9 @@ from pdd_edge.fileio import write_json
 from pdd_edge.profiling.profile import ProfileRequest, profile_models
 from pdd_edge.profiling.targets import load_target
 from pdd_edge.stages import StageResult
+
+if TYPE_CHECKING:
+    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
 
 SCHEMA = "pdd-edge.variants-profile/1"
 
@@ -36,7 +39,7 @@ def profile_variants(files: Mapping[str, Path], req: ProfileRequest, remote=None
             "device_check": first["device_check"], "remote": first["settings"]["remote"], "variants": records}
 
 
-def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     files, metrics = [], {}
     for target in cfg.targets:
         req = request(target, min_runs=cfg.profile_min_runs, min_time_s=cfg.profile_min_time_s)

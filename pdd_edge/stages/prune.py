@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import torch
 
@@ -27,6 +27,9 @@ from pdd_edge.training.tasks import Normalize
 from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo.cost import fvcore_counts
 from pdd_edge.zoo.protocol import prunable
+
+if TYPE_CHECKING:
+    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
 
 EXACTNESS_TOLERANCE = LogitTolerance()  # pruned vs masked: float32 reordering only
 MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore/thop convention)"
@@ -132,7 +135,7 @@ def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
                        min_macs_reduction=cfg.target_macs_reduction or None)
 
 
-def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     out = run.pruned()
     report = prune_checkpoint(config(run, cfg), out)
     write_json(run.prune_report(), report)

@@ -22,7 +22,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from pdd_edge.onnx.meta import copy_meta, write_meta
 from pdd_edge.onnx.quiet import quiet
 from pdd_edge.onnx.source import OnnxInput, open_onnx
 from pdd_edge.stages import StageResult
+
+if TYPE_CHECKING:
+    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
 
 METHODS = ("static", "dynamic")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -209,6 +212,6 @@ def config(cfg: CompressConfig) -> QuantizeConfig:
     return QuantizeConfig(data=cfg.data, calibration_size=cfg.calibration_size)
 
 
-def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     res = quantize_model(config(cfg), run.simplified("pruned"), run.int8())
     return StageResult([run.int8()], {k: v for k, v in vars(res).items() if k != "path"})

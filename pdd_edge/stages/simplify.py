@@ -9,6 +9,7 @@ are dropped, they describe the tool rather than the model.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.onnx.source import open_onnx
 from pdd_edge.stages import StageResult
 from pdd_edge.stages.export import SOURCES
+
+if TYPE_CHECKING:
+    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
 
 BATCHNORM = "BatchNormalization"
 
@@ -90,7 +94,7 @@ def simplify_model(cfg: SimplifyConfig, model_path: str | Path, out: str | Path)
 
 # --- the pipeline stage ------------------------------------------------------------------------
 
-def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     files, metrics = [], {}
     for variant in SOURCES:
         res = simplify_model(SimplifyConfig(data=cfg.data), run.exported(variant), run.simplified(variant))

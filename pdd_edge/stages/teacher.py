@@ -24,6 +24,7 @@ from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFil
 from pdd_edge.training.tasks import SupervisedTask
 from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo import specs
+from pdd_edge.training.runtime import Runtime
 
 # He et al.'s CIFAR schedule (lr 0.1, x0.1 at 50 % and 75 % of the epochs).
 RECIPE = Recipe(epochs=200, lr=0.1, batch_size=128, weight_decay=5e-4, milestone_fractions=(0.5, 0.75))
@@ -42,7 +43,8 @@ class TrainConfig:
         specs.parse(self.model, self.model_args)
 
 
-def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None) -> FitResult:
+def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None,
+          runtime: Runtime | None = None) -> FitResult:
     spec = specs.parse(cfg.model, cfg.model_args)
     data = cfg.data.load()
     pre = resolve_preprocess(data, None, cfg.norm)
@@ -67,6 +69,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, file
         preprocess=pre,
         config_hash=config_hash(cfg),
         resume=resume,
+        runtime=runtime or Runtime(),
     ).run()
 
 
@@ -93,20 +96,25 @@ def _copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def run(run: RunDir, cfg: CompressConfig) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     out = run.teacher()
     tcfg = config(cfg)  # also re-checks given weights: the file may have changed since validation
+    main = rt.dist.is_main  # under torchrun every rank trains; only rank 0 writes files
     if cfg.teacher_weights:
-        _copy(Path(cfg.teacher_weights), out)
+        if main:
+            _copy(Path(cfg.teacher_weights), out)
         return StageResult([out], {"source": str(cfg.teacher_weights), "cached": False})
     key = f"{specs.slug(cfg.teacher)}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
     cached = cache_dir() / "teachers" / f"{key}.pt"
     reused = cached.exists()  # only complete teachers are published under this name
     if not reused:
         work = cache_dir() / "teachers" / f"{key}.training"  # resumable if this run is interrupted
-        train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work))
-        _copy(work / "best.pt", cached)
-        shutil.rmtree(work, ignore_errors=True)
+        train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt)
+        if main:
+            _copy(work / "best.pt", cached)
+            shutil.rmtree(work, ignore_errors=True)
+    if not main:
+        return StageResult([out])
     _copy(cached, out)
     metrics = ckpt_io.read(out)["metrics"]
     return StageResult([out], {"source": str(cached), "cached": reused, "val_top1": metrics.get("val_top1")})

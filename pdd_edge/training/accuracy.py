@@ -19,13 +19,16 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, source: Source, preprocess: Preprocess, *, batch_size: int = 500,
-             info: DistInfo = DistInfo()) -> dict[str, float]:
-    """Accuracy in percent and mean cross-entropy; the model is left in eval mode."""
+             info: DistInfo = DistInfo(), device: torch.device | None = None,
+             workers: int | None = None) -> dict[str, float]:
+    """Accuracy in percent and mean cross-entropy, in float32 on the model's device (the exported
+    model is float32, whatever precision trained it); the model is left in eval mode."""
     model.eval()
-    norm = Normalize(preprocess)
+    device = device or next(model.parameters()).device
+    norm = Normalize(preprocess).to(device)
     sums = torch.zeros(4, dtype=torch.float64)  # top1, top5, loss, count
     for x, y in source.batches(batch_size, shuffle=False, augment=None, seed=0, epoch=0,
-                               rank=info.rank, world=info.world):
+                               rank=info.rank, world=info.world, device=device, workers=workers):
         logits = model(norm(x))
         sums += torch.tensor([topk_correct(logits, y, 1), topk_correct(logits, y, 5),
                               float(F.cross_entropy(logits, y, reduction="sum")), len(y)], dtype=torch.float64)

@@ -8,9 +8,13 @@ last finished epoch and ends exactly where an uninterrupted run with the same se
 Data order and augmentation are drawn from (seed, epoch), and the global RNG (dropout) is
 restored on resume, which is what makes resumed runs bit-identical on CPU.
 
-Under an initialised process group the model is wrapped in DDP, each rank trains on its shard,
-metrics are summed across ranks, and only rank 0 writes files; no command creates such a group
-yet (the CLI trains in one CPU process).
+`Runtime` says where it computes: the device (model, teacher, masks, budget and batches live
+there; checkpoints are written with CPU tensors), mixed precision for the forward passes (the
+losses and the mask gates stay float32; fp16 adds a gradient scaler) and the loader workers.
+Under torchrun's process group the model is wrapped in DDP, `--batch-size` is the global batch
+(each of the N ranks trains on batch/N of its shard, so a run means the same at any world size),
+metrics are summed across ranks, the replicas are checked to be identical after every epoch,
+and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import torch
 from torch import nn
@@ -30,11 +34,18 @@ from pdd_edge.errors import PddError
 from pdd_edge.fileio import check_output_dir, write_json
 from pdd_edge.training.accuracy import evaluate, topk_correct
 from pdd_edge.training.divergence import Watch
-from pdd_edge.training.distributed import all_reduce_sum, dist_info, wrap
+from pdd_edge.training.distributed import DistInfo, all_reduce_sum, dist_info, replica_spread, wrap
 from pdd_edge.training.progress import EpochProgress
+from pdd_edge.training.runtime import Runtime
 from pdd_edge.zoo import checkpoint as ckpt_io
 
-Task = Callable[[nn.Module, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+class Task(Protocol):
+    """One training step's computation (training/tasks.py)."""
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def to(self, device: torch.device) -> "Task": ...
 
 
 @dataclass(frozen=True)
@@ -170,6 +181,7 @@ class Fit:
     resume: bool | str = False
     eval_batch_size: int = 500
     notes: list[str] = field(default_factory=list)  # printed once before the first epoch
+    runtime: Runtime = field(default_factory=Runtime)  # device, precision, workers (not part of the config hash)
 
     def _key(self, record: Mapping[str, Any]) -> tuple:
         return self.selection_key(record) if self.selection_key else (record["val_top1"],)
@@ -177,18 +189,23 @@ class Fit:
     def run(self) -> FitResult:
         info = dist_info()
         cfg = self.cfg
-        model = self.model
+        rt = self.runtime
+        rank_batch = rt.rank_batch(cfg.batch_size)
+        model = self.model.to(rt.device)
+        self.task.to(rt.device)
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        scaler = rt.grad_scaler()
         history: list[dict[str, Any]] = []
         best: dict[str, Any] = {}
         start = 0
         if self.resume and self.files.last.exists():
-            start, history, best = self._restore(model, optimizer)
-        ddp_model = wrap(model, info)
+            start, history, best = self._restore(model, optimizer, scaler)
+        ddp_model = wrap(model, info, rt.device, rt.sync_bn)
         watch = Watch(self.title, cfg.lr, cfg.warmup_epochs, self.files.best)
-        n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / cfg.batch_size)
+        n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / rank_batch)
 
         with EpochProgress(self.title, cfg.epochs, enabled=info.is_main) as progress:
+            progress.note(f"{self.title}: training on {rt.describe()}")
             for text in self.notes:
                 progress.note(text)
             if start:
@@ -199,11 +216,14 @@ class Fit:
                 for obj in self.extra_state.values():
                     if hasattr(obj, "on_epoch_start"):
                         obj.on_epoch_start(epoch, cfg.lr * cfg.lr_factor(epoch), cfg.lr)
-                train_stats = self._train_epoch(ddp_model, optimizer, epoch, info, progress, n_batches, watch)
+                train_stats = self._train_epoch(ddp_model, optimizer, scaler, epoch, info, progress, n_batches, watch, rank_batch)
                 lr = cfg.lr * cfg.lr_factor(epoch)
-                val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info)
+                val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info,
+                               device=rt.device, workers=rt.workers)
                 record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats,
                                           "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]}
+                if info.enabled:
+                    record |= {"world_size": info.world, "replica_spread": self._check_replicas(model, info, epoch + 1)}
                 if self.epoch_stats is not None:
                     record.update(self.epoch_stats(model))
                 record["seconds"] = time.perf_counter() - t0
@@ -216,27 +236,41 @@ class Fit:
                     # best.pt before last.pt: a crash in between re-runs this epoch, which rewrites both.
                     if record["best"]:
                         ckpt_io.save(self.files.best, self.make_checkpoint(model, best))
-                    self._save_state(model, optimizer, epoch + 1, history, best)
+                    self._save_state(model, optimizer, scaler, epoch + 1, history, best)
                     write_json(self.files.history, {"title": self.title, "config_hash": self.config_hash, "epochs": history})
                 progress.end_epoch(record)
         return FitResult(best=best, history=history, resumed_from=start)
 
-    def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, info, progress,
-                     n_batches: int, watch: Watch) -> dict[str, float]:
+    def _check_replicas(self, model: nn.Module, info: DistInfo, epoch: int) -> float:
+        spread = replica_spread(model, info)
+        if spread > 0:
+            raise PddError(f"{self.title}: after epoch {epoch} the {info.world} processes hold different weights "
+                           f"(max difference {spread:.3g}); DDP should prevent this, please report it")
+        return spread
+
+    def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                     epoch: int, info: DistInfo, progress, n_batches: int, watch: Watch,
+                     rank_batch: int) -> dict[str, float]:
         model.train()
+        rt = self.runtime
         sums: dict[str, float] = {}
         seen, correct = 0, 0
-        for step, (x, y) in enumerate(self.data.train.batches(self.cfg.batch_size, shuffle=True, augment=self.data.augment,
-                                            seed=self.cfg.seed, epoch=epoch, rank=info.rank, world=info.world)):
+        t0 = time.perf_counter()
+        batches = self.data.train.batches(rank_batch, shuffle=True, augment=self.data.augment,
+                                          seed=self.cfg.seed, epoch=epoch, rank=info.rank, world=info.world,
+                                          device=rt.device, workers=rt.workers)
+        for step, (x, y) in enumerate(batches):
             for group in optimizer.param_groups:
                 group["lr"] = self.cfg.lr_at(epoch, step, n_batches)
-            out = self.task(model, x, y)
+            with rt.autocast():
+                out = self.task(model, x, y)
             loss = out["loss"]
             loss_value = float(loss.detach())
             watch.step(loss_value, epoch + 1, step, out["output"].shape[-1])  # NaN, inf or exploding: stop
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()  # fp16: scaled against underflow; otherwise the loss as it is
+            scaler.step(optimizer)
+            scaler.update()
             n = len(y)
             for k, v in out.items():
                 if k != "output":
@@ -244,14 +278,18 @@ class Fit:
             correct += topk_correct(out["output"].detach(), y, 1)
             seen += n
             progress.step(loss_value)
+        seconds = time.perf_counter() - t0
         keys = sorted(sums)
         totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [correct, seen], dtype=torch.float64), info).tolist()
         n_total = max(totals[-1], 1.0)
         stats = {k: totals[i] / n_total for i, k in enumerate(keys)}
         stats["train_top1"] = 100.0 * totals[-2] / n_total
+        # images of all ranks per second of this rank's training (the ranks run in lock step)
+        stats["train_images_per_s"] = totals[-1] / seconds if seconds > 0 else float("nan")
         return stats
 
-    def _save_state(self, model, optimizer, epochs_done: int, history, best) -> None:
+    def _save_state(self, model, optimizer, scaler, epochs_done: int, history, best) -> None:
+        device = self.runtime.device
         state = {
             "kind": "pdd-edge.train-state",
             "config_hash": self.config_hash,
@@ -259,13 +297,16 @@ class Fit:
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            # the dropout stream of a GPU run; a resume on another device cannot continue it
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "extra_state": {k: v.state_dict() for k, v in self.extra_state.items()},
             "history": history,
             "best": best,
         }
         ckpt_io.save(self.files.last, state)
 
-    def _restore(self, model, optimizer) -> tuple[int, list, dict]:
+    def _restore(self, model, optimizer, scaler) -> tuple[int, list, dict]:
         state = ckpt_io.read(self.files.last, "training state")
         if not isinstance(state, dict) or state.get("kind") != "pdd-edge.train-state":
             raise PddError(f"{self.files.last} is not a pdd-edge training state; delete it or drop --resume")
@@ -282,6 +323,11 @@ class Fit:
         except (RuntimeError, KeyError, ValueError) as exc:
             raise PddError(f"{self.files.last} does not match this model ({exc}); drop --resume to start over") from None
         torch.set_rng_state(state["torch_rng"])
+        device = self.runtime.device
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        if scaler.is_enabled() and state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
         for k, obj in self.extra_state.items():
             obj.load_state_dict(state["extra_state"][k])
         if state["best"] and not self.files.best.exists():

@@ -28,6 +28,8 @@ def epoch_line(rec: Mapping[str, Any], epochs: int) -> str:
     if "masked_macs" in rec:
         parts.append(f"masked MACs {format_macs(rec['masked_macs'])} (-{rec['macs_reduction_pct']:.1f}%)")
     parts.append(f"lr {rec['lr']:.3g}")
+    if "train_images_per_s" in rec:
+        parts.append(f"{rec['train_images_per_s']:.0f} img/s")
     parts.append(f"{rec['seconds']:.1f}s")
     if rec.get("best"):
         parts.append("*best*")

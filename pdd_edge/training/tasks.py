@@ -2,7 +2,8 @@
 
 A task maps `(model, images in [0, 1], labels)` to a dict with at least `loss` and `output`
 (the student's logits); other entries (`ce`, `kd`, `cost`) are logged. The loop never knows
-whether it is distilling.
+whether it is distilling. Under mixed precision only the forward passes run in bf16/fp16: the
+logits are cast to float32 before any loss, so the losses are the float32 ones.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class Normalize:
         self.std = torch.tensor(pre.std).view(1, 3, 1, 1)
         self.size = tuple(pre.input_size)
 
+    def to(self, device: torch.device) -> "Normalize":
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != self.size:
             x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True, align_corners=False)
@@ -39,8 +44,12 @@ class SupervisedTask:
     def __init__(self, preprocess: Preprocess) -> None:
         self.normalize = Normalize(preprocess)
 
+    def to(self, device: torch.device) -> "SupervisedTask":
+        self.normalize.to(device)
+        return self
+
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = model(self.normalize(x))
+        logits = model(self.normalize(x)).float()
         ce = F.cross_entropy(logits, y)
         return {"loss": ce, "ce": ce, "output": logits}
 
@@ -73,14 +82,21 @@ class DistillTask:
         self.temperature = temperature
         self.extra_loss = extra_loss
 
+    def to(self, device: torch.device) -> "DistillTask":
+        self.teacher.to(device)
+        self.t_norm.to(device)
+        self.s_norm.to(device)
+        return self
+
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         self.teacher.eval()  # frozen: BN statistics and dropout of the teacher never change
         with torch.no_grad():
-            t_logits = self.teacher(self.t_norm(x))
-        s_logits = model(self.s_norm(x))
+            t_logits = self.teacher(self.t_norm(x)).float()
+        s_logits = model(self.s_norm(x)).float()
         out = distillation_loss(s_logits, t_logits, y, self.alpha, self.temperature)
         if self.extra_loss is not None:
-            extra = self.extra_loss(model)
+            with torch.autocast(x.device.type, enabled=False):  # the cost model is float32 arithmetic
+                extra = self.extra_loss(model)
             out["loss"] = out["loss"] + extra.pop("loss")
             out.update(extra)
         out["output"] = s_logits

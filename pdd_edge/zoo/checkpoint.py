@@ -94,9 +94,25 @@ def checkpoint_dict(
 
 
 def save(path: str | Path, ckpt: Mapping[str, Any]) -> Path:
+    """Write `ckpt` atomically, every tensor on the CPU: a checkpoint trained on a GPU loads on a
+    board without one."""
     with atomic_path(path) as tmp:
-        torch.save(dict(ckpt), tmp)
+        torch.save(on_cpu(dict(ckpt)), tmp)
     return Path(path)
+
+
+def on_cpu(obj: Any) -> Any:
+    """`obj` with every tensor in it (nested dicts, lists, tuples) moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        moved = type(obj)((k, on_cpu(v)) for k, v in obj.items())  # OrderedDict state dicts stay one
+        if hasattr(obj, "_metadata"):  # module versions of a state dict
+            moved._metadata = obj._metadata  # type: ignore[attr-defined]
+        return moved
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(on_cpu(v) for v in obj)
+    return obj
 
 
 def read(path: str | Path, what: str = "checkpoint") -> Any:
