@@ -150,7 +150,8 @@ def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent
     info = rt.dist
     last_training = max(i for i, s in enumerate(STAGES) if s.trains and s.enabled(cfg))
     for i, stage in enumerate(STAGES):
-        if info.enabled and not info.is_main and i > last_training:
+        together = i <= last_training  # all ranks walk the table up to the last training stage
+        if not (together or info.is_main):
             break  # the rest of the chain is rank 0's alone: wait for it below
         if not stage.enabled(cfg):
             if info.is_main:
@@ -169,10 +170,12 @@ def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent
             run.forget(stage.name)
         if on_event:
             on_event(StageEvent(stage.name, "start", 0.0))
-        barrier(info)  # stale files are gone before any rank reads or writes this stage's folder
+        if together:
+            barrier(info)  # stale files are gone before any rank reads or writes this stage's folder
         t0 = time.perf_counter()
         result = stage.run(run, cfg, rt) if stage.trains or info.is_main else None
-        barrier(info)  # rank 0's files of this stage exist before any rank reads them
+        if together:
+            barrier(info)  # rank 0's files of this stage exist before any rank reads them
         seconds = time.perf_counter() - t0
         if info.is_main and result is not None:
             run.commit(StageRecord(name=stage.name, config_hash=h, seconds=seconds,
