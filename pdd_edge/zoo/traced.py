@@ -706,8 +706,8 @@ class TracedModel(nn.Module):
             was = self.training
             self.eval()
             try:
-                with torch.no_grad():
-                    self.net(torch.zeros(1, 3, *key))
+                with torch.no_grad():  # on the net's device: a model training on a GPU probes there
+                    self.net(torch.zeros(1, 3, *key, device=next(self.net.parameters()).device))
             finally:
                 for h in handles:
                     h.remove()
