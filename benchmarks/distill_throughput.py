@@ -10,8 +10,9 @@ one's median.
     python benchmarks/distill_throughput.py --teacher-weights T.pt            # CPU: 1 vs 2 processes
     python benchmarks/distill_throughput.py --teacher-weights T.pt --device cuda --procs 1 --amp bf16,off
 
-A teacher checkpoint is needed (`pdd-edge train --model resnet56 --out T.pt --epochs 1` is enough:
-its accuracy does not change the speed).
+A teacher checkpoint is needed (`pdd-edge train --model resnet56 --out T.pt --epochs 4 --batch-size 64
+--lr 0.05 --warmup-epochs 1` on digits: its accuracy does not change the speed, but a teacher at
+chance makes the student's run stop as diverged).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def run_once(procs: int, threads: int, amp: str, args: argparse.Namespace, out: 
     cmd = [sys.executable, *cli] if procs == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs), *cli]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     epochs = json.loads((out / "history.json").read_text())["epochs"]
     return statistics.median(e["train_images_per_s"] for e in epochs[1:])
 

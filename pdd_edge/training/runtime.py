@@ -67,8 +67,8 @@ def resolve_device(text: str) -> torch.device:
 
 def resolve_amp(text: str, device: torch.device) -> str:
     """`--amp` for `device`: `auto` is bf16 on a CUDA GPU that supports it and off elsewhere
-    (fp16 needs loss scaling and must be asked for; CPU autocast is slower than float32 on most
-    CPUs, so it is never the default there)."""
+    (fp16 needs loss scaling and must be asked for; CPU autocast pays only on CPUs with bf16
+    matrix instructions and is slower elsewhere, so it is never the default there)."""
     amp = text.strip().lower()
     if amp not in AMP_CHOICES:
         raise PddError(f"--amp must be one of {', '.join(AMP_CHOICES)}; got {text!r}")
