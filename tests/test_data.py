@@ -200,3 +200,17 @@ def test_evaluate_refuses_imagefolder_whose_class_names_are_not_the_models(tmp_p
     with pytest.raises(PddError, match="was trained on other class names than imagefolder's") as caught:
         evaluate_checkpoint(ckpt, DataConfig("imagefolder", data_dir=str(tmp_path / "other")))
     assert re.search(message, str(caught.value))
+
+
+def test_streamed_training_batches_equal_in_memory_ones_with_augmentation_and_any_worker_count(tmp_path):
+    # The epoch plan (order, crops, flips) is drawn once per (seed, epoch), so decoding in
+    # DataLoader workers changes nothing but where the work happens.
+    _write_image_folder(tmp_path, per_class=5)
+    memory = load_imagefolder(tmp_path, input_size=32)
+    stream = load_imagefolder(tmp_path, input_size=32, memory_limit=0)
+    kw = dict(shuffle=True, augment=memory.augment, seed=4, epoch=1, rank=1, world=2)
+    expected = list(memory.train.batches(2, **kw))
+    for workers in (0, 2):
+        got = list(stream.train.batches(2, workers=workers, **kw))
+        assert len(got) == len(expected) == 3
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(got, expected))
