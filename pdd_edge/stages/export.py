@@ -7,10 +7,10 @@ dataset and compare logits. The file is written (atomically) only when all of th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch

@@ -9,9 +9,9 @@ are dropped, they describe the tool rather than the model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig
