@@ -40,6 +40,7 @@ def _register() -> None:
         export,
         finetune,
         gate,
+        latency,
         models,
         profile,
         prune,

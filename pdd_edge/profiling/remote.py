@@ -81,6 +81,13 @@ class RemoteHost:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return _call(["scp", "-q", *self._common("-P"), *map(str, files), f"{self.user}@{host}:{remote_dir}/"])
 
+    def onnxruntime_version(self) -> str:
+        """The board's onnxruntime version (part of a latency table's cache key)."""
+        python = shlex.quote(self.python)
+        proc = self.ssh(f"{python} -c {shlex.quote('import onnxruntime; print(onnxruntime.__version__)')}")
+        self._check(proc, "asking the onnxruntime version of")
+        return proc.stdout.strip().splitlines()[-1]
+
     def measure(self, models, batch_sizes: Sequence[int], settings) -> dict:
         """Copy runner, models and spec to a temporary folder on the board, run, clean up."""
         python = shlex.quote(self.python)

@@ -14,6 +14,9 @@ to the user's own `.toml`. Keys (all optional except where noted):
     batch_sizes         [int]  default [1]; the first is the primary (the one budgets apply to)
     input_shape         [int]  one sample without batch, e.g. [3, 32, 32]
     quantization        str    preferred deployable format: "fp32", "int8-qdq" or "int8-qoperator"
+    channel_multiple    int    widths this device runs fast are multiples of it; `prune` rounds to it
+                               by default (set from `benchmarks/channel_multiple.py` on the device,
+                               see docs/latency.md); absent = not measured, no rounding
     [budget]                   any subset of BUDGET_KEYS (see below), numbers >= 0
 
 Validation is strict: an unknown key, a wrong type or a negative budget is an error naming the
@@ -51,7 +54,7 @@ BUDGET_KEYS = {
 PERCENT_KEYS = {"min_top1", "max_top1_drop", "min_macs_reduction"}
 QUANTIZATIONS = ("fp32", "int8-qdq", "int8-qoperator")
 TOP_KEYS = {"name", "description", "cpu", "arch", "cpu_match", "cores", "execution_provider", "threads", "batch_sizes", "input_shape",
-            "quantization", "budget"}
+            "quantization", "channel_multiple", "budget"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Target:
     batch_sizes: tuple[int, ...] = (1,)
     input_shape: tuple[int, ...] | None = None
     quantization: str = "fp32"
+    channel_multiple: int | None = None
     budget: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +81,8 @@ class Target:
             "execution_provider": self.execution_provider, "threads": self.threads,
             "batch_sizes": list(self.batch_sizes),
             "input_shape": list(self.input_shape) if self.input_shape is not None else None,
-            "quantization": self.quantization, "budget": dict(self.budget),
+            "quantization": self.quantization, "channel_multiple": self.channel_multiple,
+            "budget": dict(self.budget),
         }
 
 
@@ -132,7 +137,7 @@ def parse_target(raw: str, *, source: str, default_name: str) -> Target:
             raise bad("cpu_match", f"is not a regular expression ({exc})") from None
     if strings["quantization"] is not None and strings["quantization"] not in QUANTIZATIONS:
         raise bad("quantization", f"must be one of {', '.join(QUANTIZATIONS)}, got {strings['quantization']!r}")
-    for key in ("threads", "cores"):
+    for key in ("threads", "cores", "channel_multiple"):
         value = data.get(key)
         if value is not None and (not _is_int(value) or value < 1):
             raise bad(key, f"must be a positive integer, got {value!r}")
@@ -163,6 +168,7 @@ def parse_target(raw: str, *, source: str, default_name: str) -> Target:
         batch_sizes=tuple(batch_sizes) if batch_sizes else (1,),
         input_shape=tuple(input_shape) if input_shape else None,
         quantization=strings["quantization"] or "fp32",
+        channel_multiple=data.get("channel_multiple"),
         budget={k: float(v) for k, v in budget.items()},
     )
 

@@ -37,6 +37,10 @@ class PrunableModel(Protocol):
         """MACs/params when each mask point passes `counts[point]` channels (ints, or 0-d tensors
         whose gradient reaches the masks)."""
 
+    def layer_widths(self, counts: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """(input, output) channels of every conv and linear layer (module path -> counts, ints or
+        0-d tensors) when each mask point passes `counts[point]`; a removed layer has a 0."""
+
     def arch_args(self) -> dict[str, Any]:
         """Builder arguments that rebuild this network (class count and channel plan)."""
 
@@ -58,5 +62,5 @@ def prunable(model: "nn.Module") -> PrunableModel:
     bare = getattr(model, "module", model)
     if not isinstance(bare, PrunableModel):
         raise PddError(f"{type(bare).__name__} does not offer pdd-edge's prunable-model interface "
-                       "(mask_points, point_label, cost, arch_args, may_vanish, is_pruned, pruned_state)")
+                       "(mask_points, point_label, cost, layer_widths, arch_args, may_vanish, is_pruned, pruned_state)")
     return bare

@@ -188,6 +188,19 @@ class CifarResNet(nn.Module):
             points[f"{name}.gate_out"] = block.c_out
         return points
 
+    def layer_widths(self, counts: Mapping[str, object]) -> dict[str, tuple[object, object]]:
+        widths: dict[str, tuple[object, object]] = {"conv1": (3, STEM_WIDTH)}
+        c_prev: object = STEM_WIDTH
+        for _, name in block_names(self.depth):
+            out = counts[f"{name}.gate_out"]
+            if self.get_submodule(name).c_mid > 0:
+                mid = counts.get(f"{name}.gate_mid", 0)
+                widths[f"{name}.conv1"] = (c_prev, mid)
+                widths[f"{name}.conv2"] = (mid, out)
+            c_prev = out
+        widths["linear"] = (c_prev, self.num_classes)
+        return widths
+
     def cost(self, counts: Mapping[str, object], input_hw: tuple[int, int]) -> Cost:
         """MACs/params of the network in which each mask point passes `counts[point]` channels."""
         h, w = input_hw

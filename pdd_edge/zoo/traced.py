@@ -643,9 +643,10 @@ class TracedModel(nn.Module):
                                                             if isinstance(m, _SLICEABLE)}))
         return {f"net.{k}": v for k, v in net.state_dict().items()}
 
-    def cost(self, counts: Mapping[str, Any], input_hw: tuple[int, int]) -> Cost:
-        """MACs/params when group `point` keeps `counts[point]` units: every sliced layer's channel
-        count is its fixed part plus, per group, the open units times the channels per unit."""
+    def _channels(self, counts: Mapping[str, Any]):
+        """channels(layer, "in" | "out") when group `point` keeps `counts[point]` units: every
+        sliced layer's channel count is its fixed part plus, per group, the open units times the
+        channels per unit."""
         modules = dict(self.net.named_modules())
         points = self.mask_points()
         terms: dict[tuple[str, str], list[tuple[str, int]]] = {}
@@ -662,6 +663,17 @@ class TracedModel(nn.Module):
                 value = value + counts[point] * per
             return value
 
+        return channels
+
+    def layer_widths(self, counts: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+        channels = self._channels(counts)
+        return {f"net.{name}": (channels(name, "in"), channels(name, "out")) for name, module in self.net.named_modules()
+                if isinstance(module, (*_CONV, nn.Linear)) and not isinstance(module, nn.modules.conv._ConvTransposeNd)}
+
+    def cost(self, counts: Mapping[str, Any], input_hw: tuple[int, int]) -> Cost:
+        """MACs/params when group `point` keeps `counts[point]` units (see `_channels`)."""
+        modules = dict(self.net.named_modules())
+        channels = self._channels(counts)
         c = Cost()
         sliced_params = 0
         for name, module in modules.items():

@@ -111,6 +111,20 @@ class CifarVGG(nn.Module):
     def mask_points(self) -> dict[str, int]:
         return {name: len(idx) for name, idx in self.keep.items()}
 
+    def layer_widths(self, counts: Mapping[str, object]) -> dict[str, tuple[object, object]]:
+        widths: dict[str, tuple[object, object]] = {}
+        c_prev: object = 3
+        gate = 0
+        for j, layer in enumerate(self.features):
+            if isinstance(layer, nn.Conv2d):
+                out = counts[f"gates.{gate}"]
+                widths[f"features.{j}"] = (c_prev, out)
+                c_prev, gate = out, gate + 1
+        linears = [j for j, layer in enumerate(self.classifier) if isinstance(layer, nn.Linear)]
+        for j, (c_in, c_out) in zip(linears, [(c_prev, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, self.num_classes)]):
+            widths[f"classifier.{j}"] = (c_in, c_out)
+        return widths
+
     def cost(self, counts: Mapping[str, object], input_hw: tuple[int, int]) -> Cost:
         h, w = input_hw
         c = Cost()
