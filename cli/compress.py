@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pdd_edge.config import recipe_help
+from pdd_edge.errors import PddError
 from pdd_edge.errors import require_torch
 
 
@@ -33,10 +34,13 @@ def compress_command(
     target: Annotated[Optional[list[str]], typer.Option("--target", "-t", help="Device target to profile and report (repeatable; default: local).")] = None,
     quantize: Annotated[bool, typer.Option("--quantize/--no-quantize", help="Also produce a static INT8 model.")] = True,
     target_macs_reduction: Annotated[Optional[float], typer.Option(help=f"MACs target for distill, e.g. 0.5 lands at -50 % (+/- 3 points); 0: none, pure PDD ({recipe_help('target_macs_reduction')}).")] = None,
+    target_latency_ms: Annotated[Optional[float], typer.Option(help="Latency budget instead of MACs: this p50 latency (ms) on the first --target, measured there (see docs/latency.md).")] = None,
+    target_speedup: Annotated[Optional[float], typer.Option(help="Latency budget instead of MACs: the unpruned latency on the first --target divided by this, e.g. 2.")] = None,
+    latency_table: Annotated[Optional[Path], typer.Option(help="The first target's latency table, made on the device with `pdd-edge latency-table --remote` (default: measured here).")] = None,
     warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--scratch", help=f"Distill from the trained baseline with all masks open, or from scratch with N(0, 1e-3) masks as the paper ({recipe_help('warm_start', 'warm start')}).")] = None,
     budget_ramp: Annotated[Optional[float], typer.Option(help=f"Share of the distill epochs over which the MACs target is ramped in, 0 to 1 ({recipe_help('budget_ramp')}).")] = None,
     finetune_kd: Annotated[Optional[bool], typer.Option("--finetune-kd/--finetune-ce", help=f"Fine-tune with KD from the teacher, or with plain cross-entropy as the paper ({recipe_help('finetune_kd', 'KD')}).")] = None,
-    round_to: Annotated[int, typer.Option(help="Keep layer widths multiples of N when pruning.")] = 1,
+    round_to: Annotated[Optional[int], typer.Option(help="Keep layer widths multiples of N when pruning (default: the first target's channel_multiple; with a latency target and none, the latency table's).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<student>-<teacher>-<dataset>).")] = None,
     device: o.Device = "auto",
     amp: o.Amp = "auto",
@@ -70,10 +74,16 @@ def compress_command(
     targets = tuple(t if str(t).endswith(".toml") else load_target(t).name for t in (target or ["local"]))
     base = config.from_recipe(recipe, student=student, teacher=teacher, data=data)
     base = config.resolve(base, student_args=o.model_args(model_args) or None)
+    if target_latency_ms is not None or target_speedup is not None:
+        if target_macs_reduction:
+            raise PddError("give one budget: --target-macs-reduction, --target-latency-ms or --target-speedup")
+        target_macs_reduction = 0.0  # the latency target replaces the recipe's MACs target
     cfg = config.resolve(
         base, teacher_weights=str(teacher_weights) if teacher_weights else None,
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size), targets=targets, quantize=quantize,
         target_macs_reduction=target_macs_reduction, warm_start=warm_start, budget_ramp=budget_ramp,
+        target_latency_ms=target_latency_ms, target_speedup=target_speedup,
+        latency_table=str(latency_table) if latency_table else None,
         finetune_kd=finetune_kd, round_to=round_to, seed=seed, teacher_epochs=teacher_epochs,
         teacher_lr=teacher_lr, distill_epochs=distill_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, lr=lr,
         finetune_lr=finetune_lr, weight_decay=weight_decay, alpha=alpha, temperature=temperature,

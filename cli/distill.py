@@ -37,6 +37,9 @@ def distill_command(
     mask_init: Annotated[Optional[str], typer.Option(help="normal: N(0, 0.001^2) as in the paper; open: all gates open (default with --student-weights).")] = None,
     student_weights: Annotated[Optional[Path], typer.Option(help="Start from a pretrained student checkpoint.")] = None,
     target_macs_reduction: Annotated[Optional[float], typer.Option(help="Add a MACs budget: e.g. 0.5 lands the pruned model at -50 % MACs (+/- 3 points). Without it: pure PDD.")] = None,
+    latency_table: Annotated[Optional[Path], typer.Option(help="The device's latency table (`pdd-edge latency-table`), for a latency budget.")] = None,
+    target_latency_ms: Annotated[Optional[float], typer.Option(help="Add a latency budget instead: this p50 latency (ms) on the latency table's device.")] = None,
+    target_speedup: Annotated[Optional[float], typer.Option(help="Add a latency budget instead: the unpruned latency divided by this, e.g. 2.")] = None,
     budget_rate: Annotated[float, typer.Option(help="Integral gain of the budget's PI controller, per step.")] = 0.05,
     budget_ramp_epochs: Annotated[int, typer.Option(help="Ramp the MACs target from 0 to its value over these first epochs (0: the full target from the start).")] = 0,
     mean: o.Mean = None,
@@ -70,6 +73,9 @@ def distill_command(
         norm=norm_override(mean, std),
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size),
         target_macs_reduction=target_macs_reduction,
+        latency_table=str(latency_table) if latency_table else None,
+        target_latency_ms=target_latency_ms,
+        target_speedup=target_speedup,
         budget_rate=budget_rate,
         budget_ramp_epochs=budget_ramp_epochs,
     )
@@ -77,4 +83,8 @@ def distill_command(
         result = distill.distill(cfg, out_dir, resume=resume, runtime=rt)
         print_fit_summary(result, out_dir / "best.pt", json_out)
         if not json_out:
-            err.print("next: pdd-edge prune " + str(out_dir / "best.pt") + " --out pruned.pt")
+            ceiling = ""
+            if target_latency_ms is not None or target_speedup is not None:
+                ceiling = f" --latency-table {latency_table} " + (f"--max-latency-ms {target_latency_ms:g}" if target_latency_ms
+                                                                  else f"--min-speedup {target_speedup:g}")
+            err.print("next: pdd-edge prune " + str(out_dir / "best.pt") + " --out pruned.pt" + ceiling)

@@ -27,7 +27,7 @@ def latency_table_command(
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Table file to write (default: the cache, see docs/latency.md).")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even if a table with the same key exists.")] = False,
     min_runs: Annotated[int, typer.Option(help="Timed runs per layer file and network, at least.")] = 50,
-    min_time: Annotated[float, typer.Option(help="Seconds of timed runs in all, at least.")] = 2.0,
+    min_time: Annotated[float, typer.Option(help="Seconds of timed runs per layer file and per network, at least.")] = 0.2,
     remote: Annotated[Optional[str], typer.Option(help="Measure on the board over SSH: USER@HOST or USER@HOST:PORT.")] = None,
     ssh_port: Annotated[Optional[int], typer.Option(help="SSH port of --remote (default 22).")] = None,
     ssh_key: Annotated[Optional[Path], typer.Option(help="SSH private key for --remote.")] = None,

@@ -3,6 +3,7 @@
     RUN_DIR/
       manifest.json                      typed record of the run (schema pdd-edge.manifest/1)
       teacher/teacher.pt                 the teacher (given, or trained and cached)
+      latency/table.json                 with a latency target: the first target's latency table
       baseline/ distill/ finetune/       best.pt, last.pt (resume state), history.json
       prune/pruned.pt, prune/pruned.json the pruned student and its pruning report
       export/<variant>.onnx              baseline.onnx, pruned.onnx
@@ -88,6 +89,9 @@ class RunDir:
 
     def history(self, stage: str) -> Path:
         return self.training_dir(stage) / "history.json"
+
+    def latency_table(self) -> Path:
+        return self.root / "latency" / "table.json"
 
     def pruned(self) -> Path:
         return self.root / "prune" / "pruned.pt"

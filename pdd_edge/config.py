@@ -99,7 +99,10 @@ class CompressConfig:
     warm_start: bool = False  # distill from the baseline's weights with all masks open (else: scratch, N(0, 1e-3) masks)
     budget_ramp: float = 0.0  # share of the distill epochs over which the MACs target is ramped in
     finetune_kd: bool = False  # fine-tune with KD from the teacher (else: plain cross-entropy, as the paper)
-    round_to: int = 1
+    target_latency_ms: float | None = None  # latency budget on the first target (instead of MACs)
+    target_speedup: float | None = None
+    latency_table: str | None = None  # a table made by `pdd-edge latency-table` (else measured here)
+    round_to: int | None = None  # None: the first target's channel_multiple (1 if it has none)
     seed: int = 0
     recipe: str = "quick"
     teacher_epochs: int = 10

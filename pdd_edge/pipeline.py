@@ -1,6 +1,6 @@
 """`pdd-edge compress`: the whole chain in one run directory.
 
-    teacher -> baseline -> distill -> prune -> finetune -> export -> simplify -> quantize
+    teacher -> baseline -> [latency] -> distill -> prune -> finetune -> export -> simplify -> quantize
             -> evaluate -> profile -> report
 
 The stages are the explicit tuple `STAGES` below. Each names the options it depends on and the
@@ -42,6 +42,7 @@ from pdd_edge.stages import (
     evaluate,
     export,
     finetune,
+    latency,
     profile,
     prune,
     quantize,
@@ -86,11 +87,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("baseline", baseline.run,
           ALL + ("teacher_norm", "distill_epochs", "finetune_epochs", "batch_size", "lr", "weight_decay", "alpha",
                  "temperature"), ("teacher",), trains=True),
+    Stage("latency", latency.run, ("student", "student_args", "data", "targets", "latency_table"),
+          enabled=latency.enabled),
     Stage("distill", distill.run,
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
-                      "budget_ramp"),
-          lambda c: ("teacher", "baseline") if c.warm_start else ("teacher",), trains=True),
-    Stage("prune", prune.run, ("round_to", "target_macs_reduction"), ("distill",)),
+                      "budget_ramp", "target_latency_ms", "target_speedup"),
+          lambda c: ("teacher", "baseline", "latency") if c.warm_start else ("teacher", "latency"), trains=True),
+    Stage("prune", prune.run, ("round_to", "target_macs_reduction", "target_latency_ms", "target_speedup", "targets"),
+          ("distill", "latency")),
     Stage("finetune", finetune.run,
           lambda c: ("data", "seed", "finetune_epochs", "batch_size", "finetune_lr", "weight_decay", "finetune_kd")
           + (("teacher",) + KD if c.finetune_kd else ()),
@@ -202,6 +206,7 @@ def validate(cfg: CompressConfig, out: str | Path, runtime: Runtime | None = Non
     checks: dict[str, Callable[[], object]] = {
         "teacher": lambda: teacher.config(cfg),
         "baseline": lambda: distill.config(run, cfg, masks=False, epochs=cfg.distill_epochs + cfg.finetune_epochs),
+        "latency": lambda: latency.validate(cfg),
         "distill": lambda: distill.config(run, cfg),
         "prune": lambda: prune.config(run, cfg),
         "finetune": lambda: finetune.config(run, cfg),

@@ -30,9 +30,13 @@ FORMAT = "pdd-edge latency table"
 VERSION = 1
 
 
+def _value(x: Any) -> float:
+    return float(x.detach()) if hasattr(x, "detach") else float(x)
+
+
 def _segment(points: Sequence[int], x: Any) -> tuple[int, Any]:
     """(i, t): `x` lies at `points[i] + t * (points[i+1] - points[i])`; linear beyond the ends."""
-    v = float(x)
+    v = _value(x)
     i = min(max(bisect.bisect_right(points, v) - 1, 0), len(points) - 2)
     return i, (x - points[i]) / (points[i + 1] - points[i])
 
@@ -47,12 +51,12 @@ class Grid:
     ms: tuple[tuple[float, ...], ...]  # ms[i][j] at (counts_in[i], counts_out[j]); grouped: ms[0][j]
 
     def __call__(self, c_in: Any, c_out: Any) -> Any:
-        if float(c_out) <= 0 or (not self.shape.grouped and float(c_in) <= 0):
+        if _value(c_out) <= 0 or (not self.shape.grouped and _value(c_in) <= 0):
             return 0.0  # the layer is gone
         # A count of 0 costs 0: prepended as a virtual grid point, so that a count between 0 and
         # the first measured one is interpolated towards "no layer".
         outs = (0, *self.counts_out)
-        j, u = _segment(outs, c_out) if len(outs) > 1 else (0, 0.0)
+        j, u = _segment(outs, c_out)
         if self.shape.grouped or len(self.counts_in) == 0:
             row = (0.0, *self.ms[0])
             return row[j] + u * (row[j + 1] - row[j])

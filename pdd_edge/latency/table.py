@@ -48,9 +48,9 @@ class TableRequest:
     model_args: dict[str, Any] | None = None
     batch_size: int | None = None  # None: the target's primary batch size
     threads: int | None = None  # None: the target's
-    warmup: int = 5
+    warmup: int = 10
     min_runs: int = 50
-    min_time_s: float = 2.0
+    min_time_s: float = 0.2  # per layer file and network: they are timed one after another
     seed: int = 0
 
     @property
@@ -229,7 +229,7 @@ def build_table(req: TableRequest, key: dict[str, Any], remote=None,
     arch = prunable(model)
     b = req.batch
     settings = MeasureSettings(provider=req.target.execution_provider, threads=req.thread_count(), warmup=req.warmup,
-                               min_runs=req.min_runs, min_time_s=req.min_time_s, memory=False)
+                               min_runs=req.min_runs, min_time_s=req.min_time_s, memory=False, sequential=True)
     with tempfile.TemporaryDirectory(prefix="pdd-edge-latency-") as tmp:
         folder = Path(tmp)
         sweep = None

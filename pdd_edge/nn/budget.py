@@ -1,4 +1,9 @@
-"""The MACs budget of `distill --target-macs-reduction R` (our addition; pure PDD has none).
+"""The cost budgets of `distill`: MACs (`--target-macs-reduction R`) or latency on a device
+(`--target-latency-ms X` / `--target-speedup S` with a latency table). Our addition; pure PDD has none.
+
+Both are one controller (`Budget`) on a relative cost: MACs over the dense MACs, or the latency
+model's prediction (latency/model.py, a function of the same soft open counts) over its
+prediction for the dense network. Below, "MACs" stands for either.
 
 Term: `lambda * macs(masks) / dense_macs`, where `macs(masks)` is the masked network's MAC
 count written as a function of per-layer open-channel counts (`model.cost`), each count being a
@@ -41,18 +46,24 @@ DEFAULT_GAIN = 5.0  # proportional gain
 TOLERANCE_PCT = 3.0  # a checkpoint "meets the budget" within +/- 3 percentage points
 
 
-class MacsBudget:
-    def __init__(self, target_reduction: float, dense_macs: int, input_hw: tuple[int, int], rate: float = DEFAULT_RATE,
-                 gain: float = DEFAULT_GAIN, ramp_epochs: int = 0) -> None:
+class Budget:
+    """The PI controller on `relative(model)` (a 0-d tensor: cost over the dense cost) that drives
+    it to `1 - target_reduction`; `metric` names the epoch record's reduction in percent."""
+
+    metric = "macs_reduction_pct"
+
+    def __init__(self, target_reduction: float, rate: float = DEFAULT_RATE, gain: float = DEFAULT_GAIN,
+                 ramp_epochs: int = 0) -> None:
         self.target_reduction = target_reduction
         self.ramp_epochs = ramp_epochs
         self.current_target = target_reduction
-        self.dense_macs = dense_macs
-        self.input_hw = input_hw
         self.rate = rate
         self.gain = gain
         self.integral = 0.0
         self.lr_compensation = 1.0
+
+    def relative(self, model: nn.Module) -> torch.Tensor:
+        raise NotImplementedError
 
     def on_epoch_start(self, epoch: int, lr: float, base_lr: float) -> None:
         self.lr_compensation = base_lr / lr
@@ -65,20 +76,19 @@ class MacsBudget:
         return self.target_reduction * min(1.0, (epoch + 1) / self.ramp_epochs)
 
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        arch = prunable(model)  # unwraps DDP
-        relative = arch.cost(open_counts(model, soft=True), self.input_hw).macs / self.dense_macs
+        relative = self.relative(model)
         # The soft count equals the hard count in the forward pass, so `error` is exact.
         error = relative.detach().item() - (1.0 - self.current_target)
         lam = self.gain * error + self.integral
         self.integral += self.rate * error
-        return {"loss": lam * self.lr_compensation * relative, "macs_rel": relative.detach(), "lambda": torch.tensor(lam)}
+        return {"loss": lam * self.lr_compensation * relative, "cost_rel": relative.detach(), "lambda": torch.tensor(lam)}
 
-    def deviation_pct(self, macs_reduction_pct: float) -> float:
-        return macs_reduction_pct - 100.0 * self.target_reduction
+    def deviation_pct(self, reduction_pct: float) -> float:
+        return reduction_pct - 100.0 * self.target_reduction
 
     def selection_key(self, record: dict[str, Any]) -> tuple:
         """Best epoch: highest val top-1 among epochs within tolerance; else the closest to target."""
-        dev = abs(self.deviation_pct(record["macs_reduction_pct"]))
+        dev = abs(self.deviation_pct(record[self.metric]))
         return (1, record["val_top1"]) if dev <= TOLERANCE_PCT else (0, -dev)
 
     def state_dict(self) -> dict[str, float]:
@@ -86,3 +96,47 @@ class MacsBudget:
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.integral = float(state["integral"])
+
+
+class MacsBudget(Budget):
+    """MACs of the masked network over the dense network's."""
+
+    def __init__(self, target_reduction: float, dense_macs: int, input_hw: tuple[int, int], rate: float = DEFAULT_RATE,
+                 gain: float = DEFAULT_GAIN, ramp_epochs: int = 0) -> None:
+        super().__init__(target_reduction, rate, gain, ramp_epochs)
+        self.dense_macs = dense_macs
+        self.input_hw = input_hw
+
+    def relative(self, model: nn.Module) -> torch.Tensor:
+        return prunable(model).cost(open_counts(model, soft=True), self.input_hw).macs / self.dense_macs
+
+
+class LatencyBudget(Budget):
+    """The latency model's prediction for the masked network over its prediction for the dense one.
+
+    `target_reduction` is 1 - requested / predicted dense latency; the record's metric is the
+    predicted reduction (`latency_stats`)."""
+
+    metric = "latency_reduction_pct"
+
+    def __init__(self, target_reduction: float, table: Any, rate: float = DEFAULT_RATE, gain: float = DEFAULT_GAIN,
+                 ramp_epochs: int = 0) -> None:
+        super().__init__(target_reduction, rate, gain, ramp_epochs)
+        self.table = table  # latency.model.LatencyModel
+
+    def dense_ms(self, model: nn.Module) -> float:
+        arch = prunable(model)
+        return float(self.table.predict(arch.layer_widths(arch.mask_points())))
+
+    def relative(self, model: nn.Module) -> torch.Tensor:
+        arch = prunable(model)
+        predicted = self.table.predict(arch.layer_widths(open_counts(model, soft=True)))
+        return predicted / self.dense_ms(model)
+
+
+def latency_stats(model: nn.Module, table: Any) -> dict[str, float]:
+    """The latency model's prediction for the masked network (open channels only), for epoch records."""
+    arch = prunable(model)
+    predicted = float(table.predict(arch.layer_widths(open_counts(model))))
+    dense = float(table.predict(arch.layer_widths(arch.mask_points())))
+    return {"latency_pred_ms": predicted, "latency_reduction_pct": 100.0 * (1 - predicted / dense)}

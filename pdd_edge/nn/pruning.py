@@ -50,8 +50,9 @@ class PrunePlan:
 
 
 def plan_from_masks(model: nn.Module, round_to: int = 1, max_macs: int | None = None,
-                    input_hw: tuple[int, int] | None = None) -> PrunePlan:
-    """The channels to keep; `round_to` and `max_macs` (at `input_hw`) are validated by `PruneConfig`."""
+                    input_hw: tuple[int, int] | None = None, latency: tuple | None = None) -> PrunePlan:
+    """The channels to keep; `round_to` and `max_macs` (at `input_hw`) are validated by `PruneConfig`.
+    `latency` = (latency model, ceiling in ms): also close channels until the prediction fits."""
     arch = prunable(model)
     masks = get_masks(model)
     points = mask_points(model)
@@ -82,21 +83,28 @@ def plan_from_masks(model: nn.Module, round_to: int = 1, max_macs: int | None = 
     closed: dict[str, int] = {}
     if max_macs is not None:
         assert input_hw is not None
-        closed = _fit_macs(arch, masks, local, round_to, max_macs, input_hw, notes)
+        closed = _fit(arch, masks, local, round_to, max_macs, lambda counts: int(arch.cost(counts, input_hw).macs),
+                      "MACs", f"{max_macs:,}", notes)
+    if latency is not None:
+        table, ceiling = latency
+        more = _fit(arch, masks, local, round_to, ceiling, lambda counts: float(table.predict(arch.layer_widths(counts))),
+                    "predicted latency", f"{ceiling:.4g} ms", notes)
+        closed = {p: closed.get(p, 0) + more.get(p, 0) for p in set(closed) | set(more)}
     keep = {p: [current_keep[p][i] for i in idx] for p, idx in local.items()}
     return PrunePlan(local=local, keep=keep, reopened=reopened, closed=closed, notes=notes)
 
 
-def _fit_macs(arch, masks, local: dict[str, list[int]], round_to: int, max_macs: int, input_hw: tuple[int, int],
-              notes: list[str]) -> dict[str, int]:
-    """Close the weakest open channels (smallest mask value), `round_to` at a time, until the
-    network's MACs are at most `max_macs`; edits `local` in place, returns the count per point."""
+def _fit(arch, masks, local: dict[str, list[int]], round_to: int, ceiling: float, cost, what: str, shown: str,
+         notes: list[str]) -> dict[str, int]:
+    """Close the weakest open channels (smallest mask value), `round_to` at a time, until
+    `cost(counts)` (MACs, or a predicted latency) is at most `ceiling`; edits `local` in place,
+    returns the count per point."""
     closed: dict[str, int] = {}
 
-    def macs() -> int:
-        return int(arch.cost({p: len(local[p]) for p in masks}, input_hw).macs)
+    def current() -> float:
+        return cost({p: len(local[p]) for p in masks})
 
-    while macs() > max_macs:
+    while current() > ceiling:
         best = None  # (largest mask value among the group to close, point, positions)
         for point, mask in masks.items():
             kept = local[point]
@@ -109,13 +117,13 @@ def _fit_macs(arch, masks, local: dict[str, list[int]], round_to: int, max_macs:
             if best is None or score < best[0]:
                 best = (score, point, weakest)
         if best is None:
-            notes.append(f"cannot reach the MACs ceiling {max_macs:,}: every layer is at its minimum width")
+            notes.append(f"cannot reach the {what} ceiling {shown}: every layer is at its minimum width")
             break
         _, point, weakest = best
         local[point] = [i for i in local[point] if i not in weakest]
         closed[point] = closed.get(point, 0) + len(weakest)
     if closed:
-        notes.append(f"closed {sum(closed.values())} open channels with the smallest mask values to meet the MACs target")
+        notes.append(f"closed {sum(closed.values())} open channels with the smallest mask values to meet the {what} target")
     return closed
 
 

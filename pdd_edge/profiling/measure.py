@@ -24,6 +24,7 @@ class MeasureSettings:
     min_runs: int = 100  # timed runs per model and batch size, at least
     min_time_s: float = 2.0  # wall time of the timed loop per batch size, at least
     memory: bool = True  # also measure peak memory (one child process per model and batch size)
+    sequential: bool = False  # time the models one after another, each alone, instead of interleaved
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -73,6 +74,7 @@ def runner_spec(models: Sequence[PreparedModel], batch_sizes: Sequence[int], set
         "min_runs": settings.min_runs,
         "min_time_s": settings.min_time_s,
         "memory": settings.memory,
+        "sequential": settings.sequential,
         "batch_sizes": list(batch_sizes),
         "models": [
             {"name": m.name, "path": p,

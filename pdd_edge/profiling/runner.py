@@ -273,12 +273,24 @@ def measure(spec: dict) -> dict:
     threads = resolve_threads(spec.get("threads"))
     models = spec["models"]
     results = [{"name": m["name"], "batches": []} for m in models]
-    sessions = [make_session(m["path"], provider, threads) for m in models]
-    for b in spec["batch_sizes"]:
-        runs = [(s, make_feeds(m["inputs"][str(b)]), m["path"]) for s, m in zip(sessions, models)]
-        times = time_interleaved(runs, int(spec["warmup"]), int(spec["min_runs"]), float(spec["min_time_s"]))
-        for result, t in zip(results, times):
-            result["batches"].append({"batch_size": b, "latency": latency_stats(t, b)})
+    timing = (int(spec["warmup"]), int(spec["min_runs"]), float(spec["min_time_s"]))
+    if spec.get("sequential"):
+        # One model at a time, its session alone in the process: how a device runs one deployed
+        # model. Interleaving hundreds of sessions (a latency table's layer files) would let the
+        # idle sessions' spinning thread pools compete with the one being timed.
+        for result, m in zip(results, models):
+            session = make_session(m["path"], provider, threads)
+            for b in spec["batch_sizes"]:
+                t = time_interleaved([(session, make_feeds(m["inputs"][str(b)]), m["path"])], *timing)[0]
+                result["batches"].append({"batch_size": b, "latency": latency_stats(t, b)})
+            del session
+    else:
+        sessions = [make_session(m["path"], provider, threads) for m in models]
+        for b in spec["batch_sizes"]:
+            runs = [(s, make_feeds(m["inputs"][str(b)]), m["path"]) for s, m in zip(sessions, models)]
+            times = time_interleaved(runs, *timing)
+            for result, t in zip(results, times):
+                result["batches"].append({"batch_size": b, "latency": latency_stats(t, b)})
     if spec.get("memory", True):
         for result, m in zip(results, models):
             for entry in result["batches"]:

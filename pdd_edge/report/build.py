@@ -116,8 +116,27 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
                                                    "macs_reduction_pct", "params_reduction_pct", "max_abs_diff",
                                                    "reopened_channels", "notes")},
         "layers": prune_rec.get("layers", {}),
+        "latency_budget": latency_budget(prune_rec.get("latency"), target, variants),
         "plots": {},
     }
+
+
+LATENCY_TOLERANCE_PCT = 10.0  # a latency target is met when the measured p50 is within +/- 10 % of it
+
+
+def latency_budget(lat: dict[str, Any] | None, target: dict[str, Any], variants: dict[str, Any]) -> dict[str, Any] | None:
+    """Requested, predicted and measured latency of the pruned FP32 model, on the device the
+    latency table describes (None for a run without a latency target, or another target)."""
+    if not lat or not lat.get("ceiling_ms") or lat.get("target") != target.get("name") or "pruned" not in variants:
+        return None
+    measured = variants["pruned"]["latency_p50_ms"]
+    requested = lat["ceiling_ms"]
+    off = 100.0 * (measured - requested) / requested if measured else math.nan
+    return {"requested_ms": requested, "predicted_ms": lat["predicted_ms"], "measured_ms": measured,
+            "batch_size": variants["pruned"]["batch_size"], "table_batch_size": lat["batch_size"],
+            "measured_vs_requested_pct": off, "met": abs(off) <= LATENCY_TOLERANCE_PCT,
+            "prediction_error_pct": 100.0 * (lat["predicted_ms"] - measured) / measured if measured else math.nan,
+            "table": lat["table"]}
 
 
 def write_report(run: RunDir, profile: dict[str, Any]) -> list[Path]:
@@ -177,6 +196,21 @@ def markdown(r: dict[str, Any]) -> str:
         f"{next(iter(r['variants'].values()))['batch_size']}, warm-up, then the variants timed round-robin in one "
         "process (see docs/profile.md).",
     ]
+    lb = r.get("latency_budget")
+    if lb:
+        lines += [
+            "",
+            "## Latency target",
+            "",
+            "| requested p50 (ms) | predicted (latency model) | measured (pruned FP32) | measured vs requested |",
+            "|---:|---:|---:|---:|",
+            f"| {lb['requested_ms']:.4f} | {lb['predicted_ms']:.4f} | {fmt(lb['measured_ms'], '.4f')} | "
+            f"{fmt(lb['measured_vs_requested_pct'], '+.1f', ' %')} ({'met' if lb['met'] else 'missed'}: within "
+            f"+/- {LATENCY_TOLERANCE_PCT:.0f} %) |",
+            "",
+            f"Latency model: `{lb['table']}` (batch {lb['table_batch_size']}); its prediction is "
+            f"{fmt(lb['prediction_error_pct'], '+.1f', ' %')} off the measurement.",
+        ]
     if any(v["noisy"] for v in r["variants"].values()):
         lines += ["", "> Warning: latency varied by more than 10 % (coefficient of variation); the machine was busy."]
     if r["plots"].get("accuracy_latency"):

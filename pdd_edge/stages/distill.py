@@ -22,7 +22,7 @@ from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.nn.budget import DEFAULT_RATE, MacsBudget
+from pdd_edge.nn.budget import DEFAULT_RATE, LatencyBudget, MacsBudget, latency_stats
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.nn.masks import attach_masks, check_init, dense_cost, mask_stats
 from pdd_edge.stages import StageResult, training_result
@@ -53,6 +53,9 @@ class DistillConfig:
     norm: NormOverride = field(default_factory=NormOverride)
     teacher_norm: NormOverride = field(default_factory=NormOverride)
     target_macs_reduction: float | None = None  # None: pure PDD (no cost term)
+    latency_table: str | None = None  # a `pdd-edge latency-table` file: the latency budget's device model
+    target_latency_ms: float | None = None  # latency budget: this p50 on the table's device
+    target_speedup: float | None = None  # latency budget: dense latency / this
     budget_rate: float = DEFAULT_RATE
     budget_ramp_epochs: int = 0  # ramp the MACs target from 0 to its value over these first epochs
     student_args: dict[str, Any] = field(default_factory=dict)  # --model-arg, for the student's builder
@@ -66,13 +69,25 @@ class DistillConfig:
                 raise PddError(f"--target-macs-reduction must be between 0 and 1 (e.g. 0.5), got {self.target_macs_reduction}")
             if not self.masks:
                 raise PddError("--target-macs-reduction needs masks; drop --no-masks")
+        latency = [v for v in (self.target_latency_ms, self.target_speedup) if v is not None]
+        if len(latency) > 1 or (latency and self.target_macs_reduction is not None):
+            raise PddError("give one budget: --target-macs-reduction, --target-latency-ms or --target-speedup")
+        if self.target_latency_ms is not None and not (self.target_latency_ms > 0 and math.isfinite(self.target_latency_ms)):
+            raise PddError(f"--target-latency-ms must be a positive number of milliseconds, got {self.target_latency_ms}")
+        if self.target_speedup is not None and not (self.target_speedup > 1 and math.isfinite(self.target_speedup)):
+            raise PddError(f"--target-speedup must be above 1 (e.g. 2 for twice as fast), got {self.target_speedup}")
+        if latency and self.latency_table is None:
+            raise PddError("a latency budget needs the device's latency table: make one with `pdd-edge latency-table` "
+                           "and pass it with --latency-table")
+        if latency and not self.masks:
+            raise PddError("a latency budget needs masks; drop --no-masks")
         if not (self.budget_rate > 0 and math.isfinite(self.budget_rate)):
             raise PddError(f"--budget-rate must be a positive number, got {self.budget_rate}")
         if not 0 <= self.budget_ramp_epochs <= self.optim.epochs:
             raise PddError(f"the budget ramp must be between 0 and {self.optim.epochs} epochs (the distillation's), "
                            f"got {self.budget_ramp_epochs}")
-        if self.budget_ramp_epochs and self.target_macs_reduction is None:
-            raise PddError("a budget ramp needs a MACs target: add --target-macs-reduction")
+        if self.budget_ramp_epochs and self.target_macs_reduction is None and not latency:
+            raise PddError("a budget ramp needs a target: add --target-macs-reduction, --target-latency-ms or --target-speedup")
         if not 0.0 <= self.alpha <= 1.0:
             raise PddError(f"alpha must be in [0, 1], got {self.alpha}")
         if not self.temperature > 0:
@@ -85,6 +100,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
             runtime: Runtime | None = None) -> FitResult:
     spec = specs.parse(cfg.student, cfg.student_args)
     TrainFiles.check_dir(out_dir, cfg.teacher_weights, cfg.student_weights)
+    table = latency_table(cfg, spec.text) if cfg.latency_table else None
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
     teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     s_info = None
@@ -110,7 +126,9 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
     dense = dense_cost(student, input_hw)
 
     def stats(m) -> dict[str, Any]:
-        return mask_stats(m, input_hw, dense["macs"]) if cfg.masks else {}
+        if not cfg.masks:
+            return {}
+        return mask_stats(m, input_hw, dense["macs"]) | (latency_stats(m, table) if table is not None else {})
 
     def make_checkpoint(m, best) -> dict[str, Any]:
         return ckpt_io.checkpoint_dict(
@@ -119,16 +137,25 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
             record={"stage": "distill", "config_hash": config_hash(cfg), "teacher": t_info.model,
                     "teacher_weights": str(cfg.teacher_weights), "dense_macs": dense["macs"],
                     "dense_params": dense["params"], "alpha": cfg.alpha, "temperature": cfg.temperature,
-                    "target_macs_reduction": cfg.target_macs_reduction, "data": to_jsonable(cfg.data)},
+                    "target_macs_reduction": cfg.target_macs_reduction, "data": to_jsonable(cfg.data),
+                    "latency_budget": request},
         )
 
-    budget = None
+    budget, request = None, None
     if cfg.target_macs_reduction is not None:
         budget = MacsBudget(cfg.target_macs_reduction, dense["macs"], input_hw, cfg.budget_rate,
                             ramp_epochs=cfg.budget_ramp_epochs)
+    elif table is not None and (cfg.target_latency_ms or cfg.target_speedup):
+        if tuple(table.key["input_size"]) != tuple(input_hw):
+            raise PddError(f"{cfg.latency_table} was measured at input size {table.key['input_size']}, the student "
+                           f"trains at {list(input_hw)}: make a table at this size")
+        request = latency_request(cfg, table, student)
+        budget = LatencyBudget(request["target_reduction"], table, cfg.budget_rate, ramp_epochs=cfg.budget_ramp_epochs)
     task = DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=budget)
     title = f"distill {spec.text}" + ("" if cfg.masks else " (no masks)")
-    if budget is not None:
+    if isinstance(budget, LatencyBudget):
+        title += f" (latency -{100 * budget.target_reduction:.0f}% on {table.key['target']})"
+    elif budget is not None:
         title += f" (MACs -{100 * cfg.target_macs_reduction:.0f}%)"
     return Fit(
         title=title,
@@ -149,6 +176,36 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
     ).run()
 
 
+def latency_table(cfg: DistillConfig, model: str):
+    """The config's latency table, checked against the student it will budget."""
+    from pdd_edge.latency.model import load
+
+    table = load(cfg.latency_table)
+    if table.key["model"] != model:
+        raise PddError(f"{cfg.latency_table} is the latency table of {table.key['model']}, not of {model}: "
+                       f"make one with `pdd-edge latency-table {model}`")
+    return table
+
+
+def latency_request(cfg: DistillConfig, table, model) -> dict[str, Any]:
+    """The requested latency, and as a reduction of the dense network's predicted latency; a
+    request below what the thinnest network can reach is refused before training."""
+    arch = prunable(model)
+    dense = float(table.predict(arch.layer_widths(arch.mask_points())))
+    floor_counts = {p: 0 if arch.may_vanish(p) else min(n, table.channel_multiple) for p, n in arch.mask_points().items()}
+    floor = float(table.predict(arch.layer_widths(floor_counts)))
+    wanted = cfg.target_latency_ms if cfg.target_latency_ms is not None else dense / cfg.target_speedup
+    if wanted >= dense:
+        raise PddError(f"--target-latency-ms {wanted:g} is not below the unpruned network's {dense:.4g} ms "
+                       f"on {table.key['target']} (predicted): ask for less")
+    if wanted <= floor:
+        raise PddError(f"{wanted:.4g} ms is out of reach on {table.key['target']}: even the thinnest network is "
+                       f"predicted at {floor:.4g} ms; ask for more")
+    return {"table": str(cfg.latency_table), "key": table.key, "requested_ms": wanted, "target_speedup": cfg.target_speedup,
+            "dense_predicted_ms": dense, "dense_measured_ms": table.dense_ms, "floor_predicted_ms": floor,
+            "target_reduction": 1.0 - wanted / dense}
+
+
 # --- the pipeline stage ------------------------------------------------------------------------
 
 def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int | None = None) -> DistillConfig:
@@ -164,8 +221,13 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
     if masks:
         if not 0.0 <= cfg.budget_ramp <= 1.0:
             raise PddError(f"--budget-ramp is a share of the distill epochs, between 0 and 1; got {cfg.budget_ramp}")
-        target = cfg.target_macs_reduction or None  # 0: no MACs target, pure PDD
-        pdd = {"target_macs_reduction": target, "budget_ramp_epochs": round(cfg.budget_ramp * optim.epochs) if target else 0}
+        latency = cfg.target_latency_ms is not None or cfg.target_speedup is not None
+        target = None if latency else cfg.target_macs_reduction or None  # 0: no MACs target, pure PDD
+        pdd = {"target_macs_reduction": target,
+               "budget_ramp_epochs": round(cfg.budget_ramp * optim.epochs) if target or latency else 0}
+        if latency:
+            pdd |= {"latency_table": str(run.latency_table()), "target_latency_ms": cfg.target_latency_ms,
+                    "target_speedup": cfg.target_speedup}
         if cfg.warm_start:
             pdd |= {"student_weights": str(run.best("baseline")), "mask_init": "open"}
     return DistillConfig(

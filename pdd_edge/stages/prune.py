@@ -38,15 +38,28 @@ MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore
 @dataclass(frozen=True)
 class PruneConfig:
     checkpoint: str
-    round_to: int = 1
+    round_to: int | None = 1  # None: the latency table's channel multiple (1 without a table)
     data: DataConfig = DataConfig(name=None)  # images for the exactness check; None: the checkpoint's dataset
     check_images: int = 256
     # Close the weakest open channels until the pruned model removes at least this share of the
     # MACs (None: keep exactly what the masks keep).
     min_macs_reduction: float | None = None
+    # A latency ceiling on the table's device: close the weakest channels until the latency model
+    # predicts at most `max_latency_ms` (or the dense prediction / `min_speedup`).
+    latency_table: str | None = None
+    max_latency_ms: float | None = None
+    min_speedup: float | None = None
 
     def __post_init__(self) -> None:
-        if self.round_to < 1:
+        if (self.max_latency_ms is not None or self.min_speedup is not None) and self.latency_table is None:
+            raise PddError("a latency ceiling needs the device's latency table: pass --latency-table")
+        if self.max_latency_ms is not None and self.min_speedup is not None:
+            raise PddError("give --max-latency-ms or --min-speedup, not both")
+        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
+            raise PddError(f"--max-latency-ms must be a positive number of milliseconds, got {self.max_latency_ms}")
+        if self.min_speedup is not None and not self.min_speedup > 1:
+            raise PddError(f"--min-speedup must be above 1, got {self.min_speedup}")
+        if self.round_to is not None and self.round_to < 1:
             raise PddError(f"--round-to must be a positive integer, got {self.round_to}")
         if self.min_macs_reduction is not None and not 0.0 < self.min_macs_reduction < 1.0:
             raise PddError(f"--min-macs-reduction must be between 0 and 1 (e.g. 0.5), got {self.min_macs_reduction}")
@@ -62,7 +75,13 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     input_hw = info.preprocess.input_size
     before = dense_cost(masked, input_hw)
     max_macs = None if cfg.min_macs_reduction is None else int((1 - cfg.min_macs_reduction) * before["macs"])
-    plan = plan_from_masks(masked, cfg.round_to, max_macs, input_hw)
+    table = _latency_table(cfg, info.model, input_hw) if cfg.latency_table else None
+    latency = None
+    if table is not None and (cfg.max_latency_ms or cfg.min_speedup):
+        dense_ms = float(table.predict(prunable(masked).layer_widths(mask_points(masked))))
+        latency = (table, cfg.max_latency_ms or dense_ms / cfg.min_speedup)
+    round_to = cfg.round_to if cfg.round_to is not None else (table.channel_multiple if table is not None else 1)
+    plan = plan_from_masks(masked, round_to, max_macs, input_hw, latency)
     pruned = prune(masked, info.model, plan)
     reference = masked_reference(masked, plan)
 
@@ -99,12 +118,18 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         "tolerance": EXACTNESS_TOLERANCE.limit(scale),
         "tolerance_rule": EXACTNESS_TOLERANCE.describe(scale),
         "check_images": int(x.shape[0]),
-        "round_to": cfg.round_to,
+        "round_to": round_to,
         "reopened_channels": plan.reopened_total,
         "min_macs_reduction": cfg.min_macs_reduction,
         "closed_channels": plan.closed_total,
         "notes": plan.notes,
         "layers": layers,
+        "latency": None if table is None else {
+            "table": str(cfg.latency_table), "target": table.key["target"], "batch_size": table.key["batch_size"],
+            "threads": table.key["threads"], "ceiling_ms": latency[1] if latency else None,
+            "predicted_ms": float(table.predict(prunable(reference).layer_widths(open_counts(reference)))),
+            "dense_predicted_ms": float(table.predict(arch.layer_widths(mask_points(masked)))),
+            "dense_measured_ms": table.dense_ms, "model_error_pct": table.record["error"]["check_max_abs_pct"]},
     }
     ckpt = ckpt_io.checkpoint_dict(
         pruned, model_name=info.model, preprocess=info.preprocess, classes=info.classes, dataset=info.dataset,
@@ -114,6 +139,16 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     )
     ckpt_io.save(out, ckpt)
     return report
+
+
+def _latency_table(cfg: PruneConfig, model: str, input_hw):
+    from pdd_edge.latency.model import load
+
+    table = load(cfg.latency_table)
+    if table.key["model"] != model or tuple(table.key["input_size"]) != tuple(input_hw):
+        raise PddError(f"{cfg.latency_table} is the latency table of {table.key['model']} at {table.key['input_size']}, "
+                       f"not of {model} at {list(input_hw)}: make one with `pdd-edge latency-table {model}`")
+    return table
 
 
 def _validation_batch(data, n: int) -> torch.Tensor:
@@ -129,10 +164,22 @@ def _validation_batch(data, n: int) -> torch.Tensor:
 
 # --- the pipeline stage ------------------------------------------------------------------------
 
+def channel_multiple(target: str) -> int | None:
+    from pdd_edge.profiling.targets import load_target
+
+    return load_target(target).channel_multiple
+
+
 def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
-    """The distilled student, pruned to at least its MACs target (when the run has one)."""
-    return PruneConfig(checkpoint=str(run.best("distill")), round_to=cfg.round_to,
-                       min_macs_reduction=cfg.target_macs_reduction or None)
+    """The distilled student, pruned to at least its MACs or latency target (when the run has one),
+    with widths rounded to `--round-to`, else to the first target's `channel_multiple`, else (with
+    a latency target) to the multiple the latency table measured."""
+    latency = cfg.target_latency_ms is not None or cfg.target_speedup is not None
+    round_to = cfg.round_to if cfg.round_to is not None else channel_multiple(cfg.targets[0])
+    return PruneConfig(checkpoint=str(run.best("distill")), round_to=round_to if round_to or latency else 1,
+                       min_macs_reduction=cfg.target_macs_reduction or None,
+                       latency_table=str(run.latency_table()) if latency else None,
+                       max_latency_ms=cfg.target_latency_ms, min_speedup=cfg.target_speedup)
 
 
 def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:

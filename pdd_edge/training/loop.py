@@ -138,7 +138,8 @@ class TrainFiles:
 
 # The numbers of an epoch record that describe the chosen checkpoint: the epoch, its accuracy and,
 # for masked students, the masked network's size (see nn.masks.mask_stats).
-SUMMARY_KEYS = ("epoch", "val_top1", "val_top5", "kept_pct", "masked_macs", "masked_params", "macs_reduction_pct")
+SUMMARY_KEYS = ("epoch", "val_top1", "val_top5", "kept_pct", "masked_macs", "masked_params", "macs_reduction_pct",
+                "latency_pred_ms", "latency_reduction_pct")
 
 
 def summary(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,8 @@ def epoch_line(rec: Mapping[str, Any], epochs: int) -> str:
         parts.append(f"kept {rec['kept_pct']:.1f}%")
     if "masked_macs" in rec:
         parts.append(f"masked MACs {format_macs(rec['masked_macs'])} (-{rec['macs_reduction_pct']:.1f}%)")
+    if "latency_pred_ms" in rec:
+        parts.append(f"predicted {rec['latency_pred_ms']:.3f} ms (-{rec['latency_reduction_pct']:.1f}%)")
     parts.append(f"lr {rec['lr']:.3g}")
     if "train_images_per_s" in rec:
         parts.append(f"{rec['train_images_per_s']:.0f} img/s")

@@ -1,0 +1,81 @@
+"""`latency`: the latency table a latency target (`--target-latency-ms`, `--target-speedup`) needs.
+
+Runs only with such a target. With `--latency-table FILE` (made on the device, e.g. over SSH
+with `pdd-edge latency-table --remote`) it checks that file is for this student, input size and
+first target and copies it into the run; otherwise it measures the table here, which a target
+naming another machine (rpi4 on an x86 CI runner) refuses before any training.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from pdd_edge.artifact import RunDir
+from pdd_edge.config import CompressConfig
+from pdd_edge.errors import PddError
+from pdd_edge.stages import StageResult
+
+if TYPE_CHECKING:
+    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+
+
+def enabled(cfg: CompressConfig) -> bool:
+    return cfg.target_latency_ms is not None or cfg.target_speedup is not None
+
+
+def request(cfg: CompressConfig):
+    from pdd_edge.latency.table import TableRequest
+    from pdd_edge.profiling.targets import load_target
+
+    return TableRequest(model=cfg.student, target=load_target(cfg.targets[0]), input_hw=cfg.data.input_size or (32, 32),
+                        num_classes=10, model_args=dict(cfg.student_args))
+
+
+def check_given(cfg: CompressConfig):
+    """The user's table, checked against the run (before any training)."""
+    from pdd_edge.latency.model import load
+
+    table = load(cfg.latency_table)
+    req = request(cfg)
+    wanted = {"model": req.model, "input_size": list(req.input_hw), "target": req.target.name}
+    found = {k: table.key[k] for k in wanted}
+    if found != wanted:
+        bad = next(k for k in wanted if found[k] != wanted[k])
+        raise PddError(f"{cfg.latency_table} is for {bad} {found[bad]}, this run needs {wanted[bad]}: "
+                       f"make one with `pdd-edge latency-table {req.model} --target {req.target.name}`")
+    return table
+
+
+def validate(cfg: CompressConfig) -> None:
+    if not enabled(cfg):
+        if cfg.latency_table is not None:
+            raise PddError("--latency-table is for a latency target: add --target-latency-ms or --target-speedup")
+        return
+    if cfg.latency_table is not None:
+        check_given(cfg)
+        return
+    from pdd_edge.profiling import provenance, runner
+
+    req = request(cfg)
+    env = runner.environment(req.target.execution_provider, runner.resolve_threads(req.thread_count()))
+    reasons = provenance.foreign_reasons(req.target.to_dict(), env)
+    if reasons:
+        raise PddError(f"a latency target for {req.target.name} needs its latency table, and this machine is not "
+                       f"{req.target.name} ({'; '.join(reasons)}): make the table on the device with "
+                       f"`pdd-edge latency-table {req.model} --target {req.target.name} --remote USER@HOST --out T.json` "
+                       "and pass --latency-table T.json")
+
+
+def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
+    out = run.latency_table()
+    if cfg.latency_table is not None:
+        table = check_given(cfg)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cfg.latency_table, out)
+    else:
+        from pdd_edge.latency.table import make_table
+
+        table, _, _ = make_table(request(cfg), out, progress=print)
+    return StageResult([out], {"channel_multiple": table.channel_multiple, "dense_measured_ms": table.dense_ms,
+                               "model_error_max_pct": table.record["error"]["check_max_abs_pct"]})

@@ -1,0 +1,228 @@
+"""Latency tables and the latency budget (issue 15): geometry, interpolation, fitting, caching,
+the budget's gradient, prune's latency ceiling, and the CLI's refusals."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from pdd_edge import zoo
+from pdd_edge.errors import PddError
+from pdd_edge.latency import layers, multiple
+from pdd_edge.latency.model import Grid, LatencyModel, load
+from pdd_edge.latency.table import grid_counts, layer_plan, random_plan
+from pdd_edge.nn.budget import LatencyBudget
+from pdd_edge.nn.masks import attach_masks, get_masks, open_counts
+from pdd_edge.nn.pruning import plan_from_masks
+from pdd_edge.profiling.targets import load_target, parse_target
+from tests.helpers import files_in, run_cli
+from tests.test_cli_core import assert_usage_error
+
+
+def synthetic_table(model, input_hw=(32, 32), channel_multiple=8, ns_per_mac=1e-6, offset_ms=0.05) -> LatencyModel:
+    """A latency model whose grids hold MACs x ns_per_mac (no measurement): exact for any counts
+    on the grid, and bilinear (hence exact) in between for ungrouped layers."""
+    names, plans = layer_plan(model, input_hw, channel_multiple)
+    grids = {}
+    for key, p in plans.items():
+        s = p["shape"]
+        area = s.out_hw[0] * s.out_hw[1] * s.kernel[0] * s.kernel[1] if s.op == "conv" else s.rows
+
+        def cost(ci, co):
+            return ci * co * area * ns_per_mac / (s.groups if not s.grouped else co // (s.full_out // s.groups))
+
+        if s.grouped:
+            ms = ((*[cost(s.channels(co // (s.full_out // s.groups))[0], co) for co in p["counts_out"]],),)
+        else:
+            ms = tuple(tuple(cost(ci, co) for co in p["counts_out"]) for ci in p["counts_in"])
+        grids[key] = Grid(s, p["counts_in"], p["counts_out"], ms)
+    key = {"target": "synthetic", "model": "resnet20", "input_size": list(input_hw), "batch_size": 1, "threads": 1,
+           "onnxruntime": "test"}
+    return LatencyModel(key, names, grids, 1.0, offset_ms, channel_multiple,
+                        {"dense": {"measured_ms": 1.0}, "error": {"check_max_abs_pct": 0.0}})
+
+
+def test_grid_is_exact_on_measured_counts_bilinear_between_and_zero_without_channels():
+    shape = layers.Shape("conv", 32, 64, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), (8, 8))
+    g = Grid(shape, (16, 32), (32, 64), ((1.0, 2.0), (3.0, 5.0)))
+    assert g(16, 32) == 1.0 and g(32, 64) == 5.0 and g(16, 64) == 2.0
+    assert g(24, 48) == pytest.approx((1.0 + 2.0 + 3.0 + 5.0) / 4)
+    assert g(8, 32) == pytest.approx(0.5)  # halfway to the virtual "no channel" point
+    assert g(0, 64) == 0.0 and g(32, 0) == 0.0
+
+
+def test_grid_prediction_carries_the_gradient_of_a_soft_count():
+    shape = layers.Shape("conv", 32, 64, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), (8, 8))
+    g = Grid(shape, (16, 32), (32, 64), ((1.0, 2.0), (3.0, 5.0)))
+    c_in = torch.tensor(20.0, requires_grad=True)
+    value = g(c_in, torch.tensor(64.0))
+    value.backward()
+    assert float(value.detach()) == pytest.approx(2.0 + 0.25 * 3.0)
+    assert float(c_in.grad) == pytest.approx((5.0 - 2.0) / 16)
+
+
+def test_grid_counts_are_shares_rounded_up_to_the_channel_multiple():
+    assert grid_counts(64, 1) == (8, 16, 32, 48, 64)
+    assert grid_counts(64, 16) == (16, 32, 48, 64)
+    assert grid_counts(16, 16) == (16,)
+    assert grid_counts(10, 16) == (10,)  # a layer narrower than the multiple keeps its width
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg11", "torchvision:mobilenet_v2"])
+def test_layer_widths_and_probed_geometry_give_the_cost_formula_macs(name):
+    """The latency table sees exactly the layers the MACs formula counts, with the same widths."""
+    model = zoo.build(name, input_size=(32, 32))
+    rng = random.Random(0)
+    counts = {p: rng.randint(1, n) for p, n in model.mask_points().items()}
+    widths = model.layer_widths(counts)
+    shapes = layers.probe(model, (32, 32), set(widths))
+    macs = 0
+    for layer, (c_in, c_out) in widths.items():
+        s = shapes[layer]
+        if s.op == "linear":
+            macs += c_in * c_out * s.rows
+        else:
+            per_out = s.full_in // s.groups if s.grouped else c_in
+            macs += per_out * c_out * s.kernel[0] * s.kernel[1] * s.out_hw[0] * s.out_hw[1]
+    assert macs == int(model.cost(counts, (32, 32)).macs)
+
+
+def test_layer_onnx_runs_with_the_requested_channels_and_output_size():
+    import numpy as np
+    import onnxruntime as ort
+
+    shape = layers.Shape("conv", 32, 32, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), (16, 16), groups=32)
+    session = ort.InferenceSession(layers.layer_onnx(shape, 16, 16).SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"input": np.zeros(layers.input_shape(shape, 16, 3), np.float32)})
+    assert y.shape == (3, 16, 8, 8) and shape.out_hw == (8, 8)
+
+
+def test_channel_multiple_is_the_smallest_whose_widths_no_wider_width_beats():
+    widths = list(range(8, 41))
+    # Latency grows with width, except that multiples of 16 are fast (a blocked kernel).
+    ms = [0.01 * c * (0.6 if c % 16 == 0 else 1.0) for c in widths]
+    rows = multiple.sweep_rows(widths, ms, batch=1)
+    assert multiple.recommend(rows) == 16
+    assert next(r for r in rows if r["width"] == 24)["dominated_by"] == 32
+    assert multiple.recommend(multiple.sweep_rows(widths, [0.01 * c for c in widths], batch=1)) == 1
+
+
+def test_target_channel_multiple_is_parsed_and_checked():
+    assert load_target("x86-server").channel_multiple == 16
+    assert load_target("rpi4").channel_multiple is None  # not measured on the board: no rounding
+    assert parse_target("channel_multiple = 8", source="t.toml", default_name="t").channel_multiple == 8
+    with pytest.raises(PddError, match="'channel_multiple' must be a positive integer"):
+        parse_target("channel_multiple = 0", source="t.toml", default_name="t")
+
+
+def test_latency_model_sums_layers_scales_and_refuses_another_network():
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    full = model.layer_widths(model.mask_points())
+    assert table.predict(full) == pytest.approx(int(model.cost(model.mask_points(), (32, 32)).macs) * 1e-6 + 0.05)
+    with pytest.raises(PddError, match="made for another network"):
+        table.predict(zoo.build("resnet32").layer_widths(zoo.build("resnet32").mask_points()))
+
+
+def test_table_file_round_trips_and_bad_files_are_one_line_errors(tmp_path):
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(table.to_dict()))
+    again = load(path)
+    assert again.predict(model.layer_widths(model.mask_points())) == table.predict(model.layer_widths(model.mask_points()))
+    with pytest.raises(PddError, match="latency table not found"):
+        load(tmp_path / "missing.json")
+    (tmp_path / "other.json").write_text('{"schema": "something else"}')
+    with pytest.raises(PddError, match="is not a latency table"):
+        load(tmp_path / "other.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(PddError, match="cannot read it as JSON"):
+        load(tmp_path / "bad.json")
+
+
+def test_latency_budget_equals_relative_prediction_and_reaches_every_mask():
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    torch.manual_seed(0)
+    attach_masks(model, "normal")
+    budget = LatencyBudget(0.5, table)
+    out = budget(model)
+    hard = table.predict(model.layer_widths(open_counts(model))) / table.predict(model.layer_widths(model.mask_points()))
+    assert float(out["cost_rel"]) == pytest.approx(float(hard))
+    out["loss"].backward()
+    assert all(m.logits.grad is not None and m.logits.grad.abs().sum() > 0 for m in get_masks(model).values())
+
+
+def test_prune_latency_ceiling_closes_channels_until_the_prediction_fits():
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    attach_masks(model, "open")
+    dense = table.predict(model.layer_widths(model.mask_points()))
+    plan = plan_from_masks(model, round_to=8, latency=(table, 0.6 * dense))
+    counts = {p: len(plan.local[p]) for p in model.mask_points()}
+    assert table.predict(model.layer_widths(counts)) <= 0.6 * dense
+    assert all(n % 8 == 0 for n in counts.values() if n)
+    assert plan.closed_total > 0 and "predicted latency" in plan.notes[-1]
+
+
+def test_random_plans_keep_multiples_of_the_channel_multiple():
+    model = zoo.build("resnet20")
+    plan = random_plan(model, 0.5, 8, random.Random(1))
+    assert all(len(v) % 8 == 0 and len(v) >= 8 for v in plan.values())
+    assert plan != random_plan(model, 0.5, 8, random.Random(2))
+
+
+# --- the command line ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_latency_table_measures_fits_caches_and_reuses(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDD_EDGE_CACHE", str(tmp_path / "cache"))
+    first = run_cli("latency-table", "resnet20", "--threads", "1", "--min-runs", "5", "--min-time", "0", "--json")
+    assert first.exit_code == 0, first.stderr
+    table = json.loads(first.stdout)
+    assert not table["reused"] and table["key"]["threads"] == 1 and table["key"]["batch_size"] == 1
+    assert table["channel_multiple"] in multiple.MULTIPLES and table["sweep"]  # local has no channel_multiple
+    assert [n["kind"] for n in table["networks"]] == ["dense"] + ["fit"] * 4 + ["check"] * 4
+    assert len(table["layers"]) == 20  # 19 convs and the classifier
+    files = files_in(tmp_path / "cache")
+    assert len(files) == 1 and files[0].startswith("local-resnet20-32x32-b1-t1-ort")
+    second = run_cli("latency-table", "resnet20", "--threads", "1", "--json")
+    assert second.exit_code == 0 and json.loads(second.stdout)["reused"]
+
+
+def test_latency_table_for_another_device_refuses_before_measuring(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDD_EDGE_CACHE", str(tmp_path / "cache"))
+    result = run_cli("latency-table", "resnet20", "--target", "rpi4")
+    assert_usage_error(result, "is not rpi4")
+    assert "--remote USER@HOST" in result.stderr and files_in(tmp_path) == []
+
+
+def test_latency_table_refuses_to_overwrite_a_file_that_is_not_a_table(tmp_path):
+    precious = tmp_path / "notes.json"
+    precious.write_text('{"mine": true}')
+    result = run_cli("latency-table", "resnet20", "--out", precious)
+    assert_usage_error(result, "exists and is not a latency table")
+    assert precious.read_text() == '{"mine": true}'
+
+
+def test_distill_latency_budget_usage_errors(digits_teacher, tmp_path):
+    base = ("distill", "--student", "resnet20", "--teacher-weights", digits_teacher, "--out", tmp_path / "d", "--epochs", "1")
+    assert_usage_error(run_cli(*base, "--target-latency-ms", "0.2"), "needs the device's latency table")
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps(synthetic_table(zoo.build("resnet20")).to_dict()))
+    assert_usage_error(run_cli(*base, "--latency-table", table, "--target-speedup", "2", "--target-macs-reduction", "0.5"),
+                       "give one budget")
+    assert_usage_error(run_cli(*base, "--latency-table", table, "--target-speedup", "0.5"), "must be above 1")
+    assert_usage_error(run_cli(*base, "--latency-table", table, "--target-latency-ms", "0.0001"), "out of reach")
+    assert files_in(tmp_path / "d") == []
+
+
+def test_compress_latency_target_for_a_foreign_device_fails_before_training(tmp_path):
+    result = run_cli("compress", "--student", "resnet20", "--teacher", "resnet20", "--target", "rpi4",
+                     "--target-speedup", "2", "--out", tmp_path / "run")
+    assert_usage_error(result, "make the table on the device")
+    assert files_in(tmp_path) == []
