@@ -40,7 +40,7 @@ def _register() -> None:
         export,
         finetune,
         gate,
-        latency,
+        latency_table,
         models,
         profile,
         prune,

@@ -61,7 +61,8 @@ def show_command(
                        ("execution provider", t.execution_provider),
                        ("threads", str(t.threads) if t.threads else "all CPUs available"),
                        ("batch sizes", ", ".join(map(str, t.batch_sizes))), ("input shape", shape),
-                       ("quantization", t.quantization)):
+                       ("quantization", t.quantization),
+                       ("channel multiple", str(t.channel_multiple) if t.channel_multiple else "not measured (no rounding)")):
         table.add_row(key, value)
     for key, value in t.budget.items():
         table.add_row(f"budget.{key}", f"{value:g}  ({BUDGET_KEYS[key]})")

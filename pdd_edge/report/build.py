@@ -47,10 +47,47 @@ def _stage_metrics(run: RunDir, name: str) -> dict[str, Any]:
     return dict(rec.get("metrics", {})) if rec else {}
 
 
-def deployable_variant(variants: dict[str, Any], target: dict[str, Any]) -> str:
-    """The variant shipped to this target: INT8 when the target prefers it and it exists."""
+DEFAULT_ACCURACY_BUDGET = 1.0  # top-1 points below the unpruned student, when the target sets no max_top1_drop
+
+
+def deployable_variant(variants: dict[str, Any], target: dict[str, Any], foreign: bool = False) -> tuple[str, str]:
+    """(the variant shipped to this target, why).
+
+    Measured on the device itself: the fastest (p50) of the pruned FP32 and INT8 files whose top-1
+    is within the accuracy budget (the target's `max_top1_drop`, else 1 point) of the unpruned
+    student; if none is, the more accurate one. The choice rests only on that device's evidence:
+    measured elsewhere, it is the target's declared `quantization`.
+    """
+    candidates = [n for n in ("pruned", "int8") if n in variants]
     wants_int8 = str(target.get("quantization", "fp32")).startswith("int8")
-    return "int8" if wants_int8 and "int8" in variants else "pruned"
+    declared = "int8" if wants_int8 and "int8" in variants else "pruned"
+    if len(candidates) < 2:
+        return declared, "the only pruned variant"
+    if foreign:
+        return declared, (f"the target's declared format ({target.get('quantization', 'fp32')}): the latencies "
+                          "were not measured on this device, so they cannot decide")
+    budget = float(target.get("budget", {}).get("max_top1_drop", DEFAULT_ACCURACY_BUDGET))
+    base = variants.get("baseline", {}).get("top1", math.nan)
+
+    def drop(n: str) -> float:
+        return base - variants[n]["top1"]
+
+    def latency(n: str) -> float:
+        v = variants[n]["latency_p50_ms"]
+        return v if v is not None and not math.isnan(v) else math.inf
+
+    within = [n for n in candidates if drop(n) <= budget]  # NaN top-1 (not measured) is never within
+    if not within:
+        best = max(candidates, key=lambda n: variants[n]["top1"] if not math.isnan(variants[n]["top1"]) else -math.inf)
+        return best, f"no variant is within the {budget:g}-point accuracy budget; {best} is the more accurate"
+    chosen = min(within, key=latency)
+    others = [n for n in candidates if n != chosen]
+    why = [f"{chosen} is the fastest within the {budget:g}-point accuracy budget: p50 {variants[chosen]['latency_p50_ms']:.4g} ms, "
+           f"top-1 drop {drop(chosen):.2f} points"]
+    for n in others:
+        status = "within" if n in within else "outside"
+        why.append(f"{n}: p50 {variants[n]['latency_p50_ms']:.4g} ms, drop {drop(n):.2f} points ({status} the budget)")
+    return chosen, "; ".join(why)
 
 
 def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +117,8 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
     for v in variants.values():
         v["speedup_p50"] = base["latency_p50_ms"] / v["latency_p50_ms"] if base and v["latency_p50_ms"] else math.nan
         v["macs_reduction_pct"] = 100 * (1 - v["macs"] / base["macs"]) if base and base["macs"] else math.nan
-    deploy = deployable_variant(variants, target)
+    device_check = provenance.check(target, profile["environment"])
+    deploy, why = deployable_variant(variants, target, foreign=device_check["foreign"])
     d = variants[deploy]
     prune_rec = _stage_metrics(run, "prune")
     return {
@@ -93,10 +131,11 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
         "target": target,
         "environment": profile["environment"],
         # recomputed from the target and the environment: profiles of older versions lack it
-        "device_check": provenance.check(target, profile["environment"]),
+        "device_check": device_check,
         "remote": profile.get("remote"),
         "variants": variants,
         "deployable": deploy,
+        "deployable_reason": why,
         "gate": {  # what `pdd-edge gate` checks; None when not measured (the gate then fails)
             "variant": deploy,
             "latency_p90_ms": d["latency_p90_ms"],
@@ -188,7 +227,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"Deployed variant `{g['variant']}`: MACs -{fmt(g['macs_reduction'], '.1f')} % vs the unpruned student, "
-        f"top-1 change {fmt(-g['top1_drop'] if g['top1_drop'] is not None else None, '+.2f')} points.",
+        f"top-1 change {fmt(-g['top1_drop'] if g['top1_drop'] is not None else None, '+.2f')} points. "
+        f"Why: {r.get('deployable_reason', 'n/a')}.",
         "",
         "MACs are multiply-accumulates of conv and linear (Gemm/MatMul) layers, counted from each ONNX graph; "
         "params are the ONNX files' weights (BN folded into conv). Top-1 is measured on each file with onnxruntime "

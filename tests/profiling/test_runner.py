@@ -132,3 +132,24 @@ def test_runner_imports_only_stdlib_numpy_and_onnxruntime():
             imported.add((node.module or "").split(".")[0])
 
     assert imported <= allowed, f"runner.py must run alone on a board; it imports {sorted(imported - allowed)}"
+
+
+def test_time_interleaved_in_blocks_settles_each_turn_before_timing():
+    log: list[str] = []
+    runs = [(_CountingSession(log, "a"), {}, "a.onnx"), (_CountingSession(log, "b"), {}, "b.onnx")]
+
+    times = runner.time_interleaved(runs, warmup=0, min_runs=3, min_time_s=0.0, block=3)
+
+    assert [len(t) for t in times] == [3, 3]
+    assert log == ["a"] * 4 + ["b"] * 4  # one untimed settling run, then the block of three
+
+
+def test_sequential_measurement_times_each_model_alone(tmp_path):
+    path = save(conv_model([1, 3, 8, 8], (4, 3, 3, 3)), tmp_path / "m.onnx")
+    inputs = {"1": [{"name": "X", "shape": [1, 3, 8, 8], "dtype": "float32"}]}
+    spec = {"provider": "CPUExecutionProvider", "threads": 1, "warmup": 1, "min_runs": 4, "min_time_s": 0.0,
+            "memory": False, "sequential": True, "batch_sizes": [1],
+            "models": [{"name": "a", "path": str(path), "inputs": inputs}, {"name": "b", "path": str(path), "inputs": inputs}]}
+    result = runner.measure(spec)
+    assert [m["name"] for m in result["models"]] == ["a", "b"]
+    assert all(m["batches"][0]["latency"]["runs"] == 4 for m in result["models"])
