@@ -126,3 +126,16 @@ def test_deployable_measured_on_another_device_is_the_declared_format():
     v = _variants(baseline=(97.0, 1.0), pruned=(96.8, 0.4), int8=(96.5, 0.6))
     name, why = deployable_variant(v, {"quantization": "int8-qdq"}, foreign=True)
     assert name == "int8" and "not measured on this device" in why
+
+
+def test_latency_target_section_compares_request_prediction_and_measurement():
+    from pdd_edge.report.build import latency_budget
+
+    lat = {"target": "local", "ceiling_ms": 0.30, "predicted_ms": 0.29, "batch_size": 1, "table": "t.json"}
+    variants = {"pruned": {"latency_p50_ms": 0.32, "batch_size": 1}}
+    lb = latency_budget(lat, {"name": "local"}, variants)
+    assert lb["measured_vs_requested_pct"] == pytest.approx(100 * 0.02 / 0.30) and lb["met"]
+    assert lb["prediction_error_pct"] == pytest.approx(100 * (0.29 - 0.32) / 0.32)
+    assert not latency_budget(lat, {"name": "local"}, {"pruned": {"latency_p50_ms": 0.40, "batch_size": 1}})["met"]
+    assert latency_budget(lat, {"name": "rpi4"}, variants) is None  # the table describes another device
+    assert latency_budget(None, {"name": "local"}, variants) is None

@@ -1,6 +1,6 @@
 """Model zoo: an explicit registry of builders (no import side effects, no torch at import).
 
-Each entry carries its builder callables: `build(num_classes, keep)` returns a network that
+Each entry carries its builder callables: `build(num_classes, keep, **options)` returns a network that
 implements `zoo.protocol.PrunableModel`, and `full_keep()` its full-width channel plan. `keep`
 (None for the full network) is the channel plan of a pruned network: for each PDD mask point,
 the kept channel indices. Together with the name and the class count it is all a checkpoint
@@ -25,30 +25,48 @@ Keep = Mapping[str, Sequence[int]]
 class ModelEntry:
     name: str
     family: str  # shown by `pdd-edge models`
-    build: Callable[[int, "Keep | None"], "nn.Module"]  # (num_classes, keep) -> network
-    full_keep: Callable[[], dict[str, list[int]]]
+    build: Callable[..., "nn.Module"]  # (num_classes, keep, **options) -> network
+    full_keep: Callable[..., dict[str, list[int]]]  # (**options) -> full-width channel plan
     classifier_key: str  # state-dict key of the last layer's weight: tells the class count
     description: str
+    options: Mapping[str, tuple[str, ...]] = None  # type: ignore[assignment]  # --model-arg name -> allowed values
+
+    def check_options(self, args: Mapping) -> dict:
+        """The entry's builder options from `--model-arg`, or a clear error."""
+        allowed = self.options or {}
+        for key, value in args.items():
+            if key not in allowed:
+                accepted = f"accepts only {', '.join(f'{k}=' for k in allowed)}" if allowed else "takes no --model-arg"
+                raise PddError(f"{self.name} is a zoo model and {accepted} (got {key})")
+            if value not in allowed[key]:
+                raise PddError(f"{self.name}: {key} must be one of {', '.join(allowed[key])}, got {value!r}")
+        return dict(args)
 
 
-def _entry(family: str, depth: int, module: str, cls: str, classifier_key: str, description: str) -> ModelEntry:
+def _entry(family: str, depth: int, module: str, cls: str, classifier_key: str, description: str,
+           options: Mapping[str, tuple[str, ...]] | None = None) -> ModelEntry:
     """A registry entry whose builders import `pdd_edge.zoo.<module>` only when called."""
 
     def arch():
         return importlib.import_module(f"pdd_edge.zoo.{module}")
 
-    def build(num_classes: int, keep: Keep | None) -> "nn.Module":
-        return getattr(arch(), cls)(depth, num_classes=num_classes, keep=keep)
+    def build(num_classes: int, keep: Keep | None, **kw) -> "nn.Module":
+        return getattr(arch(), cls)(depth, num_classes=num_classes, keep=keep, **kw)
 
-    def full() -> dict[str, list[int]]:
-        return arch().full_keep(depth)
+    def full(**kw) -> dict[str, list[int]]:
+        return arch().full_keep(depth, **kw)
 
-    return ModelEntry(f"{family}{depth}", family, build, full, classifier_key, description)
+    return ModelEntry(f"{family}{depth}", family, build, full, classifier_key, description, options or {})
+
+
+# `--model-arg mask_placement=stage`: one mask per residual stage instead of one per block output
+# (resnet_cifar.py), so that a stage's blocks share one channel set and need no index maps.
+RESNET_OPTIONS = {"mask_placement": ("block", "stage")}
 
 
 _ENTRIES = [
-    *(_entry("resnet", d, "resnet_cifar", "CifarResNet", "linear.weight", f"CIFAR ResNet-{d}, option-A shortcuts")
-      for d in (20, 32, 44, 56, 110)),
+    *(_entry("resnet", d, "resnet_cifar", "CifarResNet", "linear.weight", f"CIFAR ResNet-{d}, option-A shortcuts",
+             RESNET_OPTIONS) for d in (20, 32, 44, 56, 110)),
     *(_entry("vgg", d, "vgg_cifar", "CifarVGG", "classifier.6.weight", f"CIFAR VGG-{d} with BN (PDD authors' layout)")
       for d in (11, 13, 16, 19)),
 ]
@@ -83,10 +101,9 @@ def build(name: str, num_classes: int = 10, keep: Keep | None = None, *, args: M
     if num_classes < 1:
         raise PddError(f"num_classes must be positive, got {num_classes}")
     if is_zoo(name):
-        if args:
-            raise PddError(f"{name} is a zoo model and takes no --model-arg (got {', '.join(args)})")
+        entry = MODELS[name.lower()]
         try:
-            return MODELS[name.lower()].build(num_classes, keep)
+            return entry.build(num_classes, keep, **entry.check_options(args or {}))
         except ValueError as exc:
             raise PddError(f"{name}: {exc}") from None
     from pdd_edge.zoo import specs

@@ -4,7 +4,11 @@ Parameter names match akamaster/pytorch_resnet_cifar10 (`conv1, bn1, layer{1,2,3
 .bn1, .conv2, .bn2, linear`), so its checkpoints load with `strict=True`.
 
 PDD mask points: `layerS.B.gate_mid` after each block's inner conv+BN+ReLU, and
-`layerS.B.gate_out` on each block's output (after the residual add and ReLU).
+`layerS.B.gate_out` on each block's output (after the residual add and ReLU). With
+`mask_placement="stage"` the block outputs of one stage share one mask, `stage_gates.S`
+(0-based S): every block of the stage keeps the same channels, so its identity shortcuts need
+no index map at all (only a stage's first block, which changes width, keeps one). That trades
+freedom per block for fewer Gather/Pad ops in the deployed graph (docs/latency-breakdown.md).
 
 A pruned network is the same class built with `keep`: for every mask point the indices of the
 channels it keeps, counted in the full-width network. Channel indices of one stage's residual
@@ -96,11 +100,19 @@ def blocks_per_stage(depth: int) -> int:
     return (depth - 2) // 6
 
 
-def full_keep(depth: int) -> dict[str, list[int]]:
+PLACEMENTS = ("block", "stage")
+
+
+def out_point(stage: int, name: str, placement: str) -> str:
+    """The mask point on block `name`'s output: its own, or its stage's shared one."""
+    return f"stage_gates.{stage}" if placement == "stage" else f"{name}.gate_out"
+
+
+def full_keep(depth: int, mask_placement: str = "block") -> dict[str, list[int]]:
     keep: dict[str, list[int]] = {}
     for s, name in block_names(depth):
         keep[f"{name}.gate_mid"] = list(range(STAGE_WIDTHS[s]))
-        keep[f"{name}.gate_out"] = list(range(STAGE_WIDTHS[s]))
+        keep[out_point(s, name, mask_placement)] = list(range(STAGE_WIDTHS[s]))
     return keep
 
 
@@ -127,12 +139,16 @@ def shortcut_index(in_keep: Sequence[int], out_keep: Sequence[int], stride: int,
 
 class CifarResNet(nn.Module):
     refused: tuple[str, ...] = ()  # every channel group of the hand-written zoo is prunable
-    def __init__(self, depth: int, num_classes: int = 10, keep: Keep | None = None) -> None:
+
+    def __init__(self, depth: int, num_classes: int = 10, keep: Keep | None = None, mask_placement: str = "block") -> None:
         super().__init__()
+        if mask_placement not in PLACEMENTS:
+            raise ValueError(f"mask_placement must be one of {', '.join(PLACEMENTS)}, got {mask_placement!r}")
         self.depth = depth
         self.num_classes = num_classes
-        self.keep = {k: list(v) for k, v in (keep or full_keep(depth)).items()}
-        _check_keep(self.keep, full_keep(depth))
+        self.placement = mask_placement
+        self.keep = {k: list(v) for k, v in (keep or full_keep(depth, mask_placement)).items()}
+        _check_keep(self.keep, full_keep(depth, mask_placement))
 
         self.conv1 = _conv3x3(3, STEM_WIDTH)
         self.bn1 = nn.BatchNorm2d(STEM_WIDTH)
@@ -142,7 +158,7 @@ class CifarResNet(nn.Module):
         for s, name in block_names(depth):
             width = STAGE_WIDTHS[s]
             stride = 2 if s > 0 and name.endswith(".0") else 1
-            out_keep = self.keep[f"{name}.gate_out"]
+            out_keep = self.keep[out_point(s, name, mask_placement)]
             index = shortcut_index(in_keep, out_keep, stride, in_width, width)
             block = BasicBlock(len(in_keep), len(self.keep[f"{name}.gate_mid"]), len(out_keep), stride, index)
             stages[s].append(block)
@@ -151,25 +167,41 @@ class CifarResNet(nn.Module):
         self.layer2 = nn.Sequential(*stages[1])
         self.layer3 = nn.Sequential(*stages[2])
         self.linear = nn.Linear(len(in_keep), num_classes)
+        # The shared per-stage mask points (placeholders until masks are attached); applied in
+        # `forward` after every block of the stage, where a block's own gate_out would be.
+        self.stage_gates = nn.ModuleList(nn.Identity() for _ in STAGE_WIDTHS) if mask_placement == "stage" else None
         for m in self.modules():  # akamaster / He et al.: Kaiming-normal conv and linear weights
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
+        if self.stage_gates is None:
+            out = self.layer3(self.layer2(self.layer1(out)))
+        else:
+            for stage, gate in zip((self.layer1, self.layer2, self.layer3), self.stage_gates):
+                for block in stage:
+                    out = gate(block(out))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.linear(out)
 
+    def _out(self, stage: int, name: str) -> str:
+        return out_point(stage, name, self.placement)
+
     # --- what PDD needs to know about the architecture -------------------------------------
     def arch_args(self) -> dict:
-        return {"num_classes": self.num_classes, "keep": self.keep}
+        args = {"num_classes": self.num_classes, "keep": self.keep}
+        if self.placement != "block":  # rebuilt through zoo.build(..., args=...) like a --model-arg
+            args["args"] = {"mask_placement": self.placement}
+        return args
 
     def point_label(self, point: str) -> str:
+        if point.startswith("stage_gates."):
+            return f"layer{int(point.rsplit('.', 1)[1]) + 1} outputs (shared)"
         return point  # the mask points are named after the layers they follow
 
     def is_pruned(self) -> bool:
-        return any(len(self.keep[k]) != len(v) for k, v in full_keep(self.depth).items())
+        return any(len(self.keep[k]) != len(v) for k, v in full_keep(self.depth, self.placement).items())
 
     def may_vanish(self, point: str) -> bool:
         # Only a block's inner layer can keep no channel: its branch becomes the constant bn2(0).
@@ -181,18 +213,18 @@ class CifarResNet(nn.Module):
     def mask_points(self) -> dict[str, int]:
         """Mask point -> channels; a block without inner channels has no inner mask point."""
         points = {}
-        for _, name in block_names(self.depth):
+        for s, name in block_names(self.depth):
             block = self.get_submodule(name)
             if block.c_mid > 0:
                 points[f"{name}.gate_mid"] = block.c_mid
-            points[f"{name}.gate_out"] = block.c_out
+            points[self._out(s, name)] = block.c_out
         return points
 
     def layer_widths(self, counts: Mapping[str, object]) -> dict[str, tuple[object, object]]:
         widths: dict[str, tuple[object, object]] = {"conv1": (3, STEM_WIDTH)}
         c_prev: object = STEM_WIDTH
-        for _, name in block_names(self.depth):
-            out = counts[f"{name}.gate_out"]
+        for s, name in block_names(self.depth):
+            out = counts[self._out(s, name)]
             if self.get_submodule(name).c_mid > 0:
                 mid = counts.get(f"{name}.gate_mid", 0)
                 widths[f"{name}.conv1"] = (c_prev, mid)
@@ -208,12 +240,12 @@ class CifarResNet(nn.Module):
         c.conv(3, STEM_WIDTH, 3, (h, w))
         c.batchnorm(STEM_WIDTH)
         c_prev: object = STEM_WIDTH
-        for _, name in block_names(self.depth):
+        for s, name in block_names(self.depth):
             block = self.get_submodule(name)
             stride = block.shortcut.stride
             h, w = conv_out(h, 3, stride, 1), conv_out(w, 3, stride, 1)
             mid = counts.get(f"{name}.gate_mid", 0) if block.c_mid > 0 else 0
-            out = counts[f"{name}.gate_out"]
+            out = counts[self._out(s, name)]
             if int(mid) > 0:
                 c.conv(c_prev, mid, 3, (h, w))
                 c.batchnorm(mid)
@@ -235,7 +267,7 @@ def _check_keep(keep: Mapping[str, Sequence[int]], full: Mapping[str, Sequence[i
         width = len(full[name])
         if list(idx) != sorted(set(idx)) or any(not 0 <= i < width for i in idx):
             raise ValueError(f"channel plan for {name} must be sorted distinct indices below {width}")
-        if name.endswith("gate_out") and not idx:
+        if (name.endswith("gate_out") or name.startswith("stage_gates.")) and not idx:
             raise ValueError(f"channel plan for {name} keeps no channel; the residual stream needs one")
 
 
@@ -269,10 +301,10 @@ def pruned_state(model: CifarResNet, local: Mapping[str, Sequence[int]]) -> dict
     state["conv1.weight"] = model.conv1.weight.detach().clone()
     state.update(_bn_state(model.bn1, range(STEM_WIDTH), "bn1"))
     in_pos: Sequence[int] = range(STEM_WIDTH)
-    for _, name in block_names(model.depth):
+    for s, name in block_names(model.depth):
         block: BasicBlock = model.get_submodule(name)
         mid_pos = local.get(f"{name}.gate_mid", [])
-        out_pos = local[f"{name}.gate_out"]
+        out_pos = local[model._out(s, name)]
         if block.c_mid > 0 and mid_pos:
             state[f"{name}.conv1.weight"] = _cols(_rows(block.conv1.weight.detach(), mid_pos), in_pos)
             state.update(_bn_state(block.bn1, mid_pos, f"{name}.bn1"))

@@ -101,9 +101,7 @@ def parse(text: str, args: Mapping[str, Any] | None = None) -> ModelSpec:
             raise PddError(f"model spec {text!r} names no model after {prefix}:; e.g. {prefix}:resnet18")
         return ModelSpec(text, prefix.lower(), name, None, args)
     if text.lower() in zoo.MODELS:
-        if args:
-            raise PddError(f"{text} is a zoo model and takes no --model-arg (got {', '.join(args)})")
-        return ModelSpec(text.lower(), "zoo", text.lower())
+        return ModelSpec(text.lower(), "zoo", text.lower(), None, zoo.MODELS[text.lower()].check_options(args))
     close = difflib.get_close_matches(text.lower(), list(zoo.MODELS), n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     raise PddError(f"unknown model {text!r}; {hint}give a zoo model ({', '.join(zoo.MODELS)}), "
