@@ -85,6 +85,6 @@ def distill_command(
         if not json_out:
             ceiling = ""
             if target_latency_ms is not None or target_speedup is not None:
-                ceiling = f" --latency-table {latency_table} " + (f"--max-latency-ms {target_latency_ms:g}" if target_latency_ms
-                                                                  else f"--min-speedup {target_speedup:g}")
+                ceiling = f" --latency-table {latency_table} " + (f"--target-latency-ms {target_latency_ms:g}" if target_latency_ms
+                                                                  else f"--target-speedup {target_speedup:g}")
             err.print("next: pdd-edge prune " + str(out_dir / "best.pt") + " --out pruned.pt" + ceiling)

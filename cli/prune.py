@@ -23,8 +23,8 @@ def prune_command(
     round_to: Annotated[Optional[int], typer.Option(help="Keep every layer's width a multiple of N (re-opens the strongest closed channels); default: --target's channel_multiple, else the latency table's, else 1.")] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="Device target whose channel_multiple the widths are rounded to (unless --round-to).")] = None,
     latency_table: Annotated[Optional[Path], typer.Option(help="The device's latency table (`pdd-edge latency-table`): reports the predicted latency.")] = None,
-    max_latency_ms: Annotated[Optional[float], typer.Option(help="With --latency-table: close the weakest channels until the predicted p50 latency is at most this.")] = None,
-    min_speedup: Annotated[Optional[float], typer.Option(help="With --latency-table: close the weakest channels until the predicted speed-up is at least this.")] = None,
+    target_latency_ms: Annotated[Optional[float], typer.Option(help="With --latency-table: close the weakest channels until the predicted p50 latency is nearest this.")] = None,
+    target_speedup: Annotated[Optional[float], typer.Option(help="With --latency-table: close the weakest channels until the predicted speed-up is nearest this.")] = None,
     min_macs_reduction: Annotated[Optional[float], typer.Option(help="Guarantee at least this MACs reduction, e.g. 0.5: closes the open channels with the smallest mask values until the pruned model fits (default: keep what the masks keep).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Images for the exactness check (default: the checkpoint's dataset).")] = None,
     data_dir: o.DataDir = None,
@@ -44,8 +44,8 @@ def prune_command(
         round_to = 1
     report = prune.prune_checkpoint(prune.PruneConfig(
         checkpoint=str(checkpoint), round_to=round_to, data=data, min_macs_reduction=min_macs_reduction,
-        latency_table=str(latency_table) if latency_table else None, max_latency_ms=max_latency_ms,
-        min_speedup=min_speedup), out_path)
+        latency_table=str(latency_table) if latency_table else None, target_latency_ms=target_latency_ms,
+        target_speedup=target_speedup), out_path)
     if json_out:
         print_json(report)
         return
@@ -62,7 +62,7 @@ def prune_command(
         out.print(f"widths rounded to multiples of {report['round_to']}: re-opened {report['reopened_channels']} channels")
     lat = report["latency"]
     if lat:
-        ceiling = f" (ceiling {lat['ceiling_ms']:.4g} ms)" if lat["ceiling_ms"] else ""
+        ceiling = f" (target {lat['target_ms']:.4g} ms)" if lat["target_ms"] else ""
         out.print(f"predicted p50 latency on {lat['target']} at batch {lat['batch_size']}: {lat['predicted_ms']:.4g} ms"
                   f"{ceiling}, unpruned {lat['dense_predicted_ms']:.4g} ms (latency model error up to {lat['model_error_pct']:.1f} %)")
     for note in report["notes"]:

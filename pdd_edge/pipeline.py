@@ -79,7 +79,7 @@ def _names(names: Names, cfg: CompressConfig) -> tuple[str, ...]:
 KD = ("teacher_norm", "alpha", "temperature")
 
 
-ALL = ("student", "teacher", "data", "seed")
+ALL = ("student", "student_args", "teacher", "data", "seed")
 STAGES: tuple[Stage, ...] = (
     Stage("teacher", teacher.run,
           ("teacher", "teacher_weights", "data", "seed", "teacher_epochs", "teacher_lr", "teacher_warmup_epochs",

@@ -72,6 +72,22 @@ def test_warm_start_makes_distill_depend_on_the_baseline():
     assert pipeline.stage_hashes(warm)["distill"] != pipeline.stage_hashes(more)["distill"]
 
 
+def test_student_builder_arguments_retrain_everything_the_student_is_in():
+    plain = cfg_for("paper")
+    staged = config.resolve(plain, student_args={"mask_placement": "stage"})
+    a, b = pipeline.stage_hashes(plain), pipeline.stage_hashes(staged)
+    assert a["teacher"] == b["teacher"]  # the teacher does not depend on the student
+    assert all(a[s] != b[s] for s in ("baseline", "distill", "prune", "finetune", "export", "report"))
+
+
+def test_latency_target_adds_the_latency_stage_before_distill_and_drops_the_macs_target():
+    cfg = config.resolve(cfg_for("standard"), target_speedup=2.0)
+    assert "latency" in pipeline.stage_hashes(cfg) and "latency" not in pipeline.stage_hashes(cfg_for("standard"))
+    d = distill.config(RunDir("run"), cfg)
+    assert d.target_macs_reduction is None and d.target_speedup == 2.0
+    assert d.latency_table == str(RunDir("run").latency_table()) and d.budget_ramp_epochs > 0
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"budget_ramp": 1.5, "target_macs_reduction": 0.5}, "--budget-ramp is a share of the distill epochs"),
     ({"target_macs_reduction": 1.2}, "--target-macs-reduction must be between 0 and 1"),

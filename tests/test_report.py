@@ -131,7 +131,7 @@ def test_deployable_measured_on_another_device_is_the_declared_format():
 def test_latency_target_section_compares_request_prediction_and_measurement():
     from pdd_edge.report.build import latency_budget
 
-    lat = {"target": "local", "ceiling_ms": 0.30, "predicted_ms": 0.29, "batch_size": 1, "table": "t.json"}
+    lat = {"target": "local", "target_ms": 0.30, "predicted_ms": 0.29, "batch_size": 1, "table": "t.json"}
     variants = {"pruned": {"latency_p50_ms": 0.32, "batch_size": 1}}
     lb = latency_budget(lat, {"name": "local"}, variants)
     assert lb["measured_vs_requested_pct"] == pytest.approx(100 * 0.02 / 0.30) and lb["met"]

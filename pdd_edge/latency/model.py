@@ -99,6 +99,10 @@ class LatencyModel:
             total = total + self.grids[grid](*widths[name])
         return total
 
+    def present(self, widths: Mapping[str, tuple[Any, Any]]) -> int:
+        """Layers that remain (both widths above 0), recorded per calibration network."""
+        return sum(1 for c_in, c_out in widths.values() if _value(c_in) > 0 and _value(c_out) > 0)
+
     def predict(self, widths: Mapping[str, tuple[Any, Any]]) -> Any:
         """Predicted median latency (ms) at the table's batch size and threads."""
         return self.scale * self.layer_sum(widths) + self.offset_ms

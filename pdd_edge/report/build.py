@@ -166,10 +166,10 @@ LATENCY_TOLERANCE_PCT = 10.0  # a latency target is met when the measured p50 is
 def latency_budget(lat: dict[str, Any] | None, target: dict[str, Any], variants: dict[str, Any]) -> dict[str, Any] | None:
     """Requested, predicted and measured latency of the pruned FP32 model, on the device the
     latency table describes (None for a run without a latency target, or another target)."""
-    if not lat or not lat.get("ceiling_ms") or lat.get("target") != target.get("name") or "pruned" not in variants:
+    if not lat or not lat.get("target_ms") or lat.get("target") != target.get("name") or "pruned" not in variants:
         return None
     measured = variants["pruned"]["latency_p50_ms"]
-    requested = lat["ceiling_ms"]
+    requested = lat["target_ms"]
     off = 100.0 * (measured - requested) / requested if measured else math.nan
     return {"requested_ms": requested, "predicted_ms": lat["predicted_ms"], "measured_ms": measured,
             "batch_size": variants["pruned"]["batch_size"], "table_batch_size": lat["batch_size"],

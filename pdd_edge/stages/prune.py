@@ -44,21 +44,21 @@ class PruneConfig:
     # Close the weakest open channels until the pruned model removes at least this share of the
     # MACs (None: keep exactly what the masks keep).
     min_macs_reduction: float | None = None
-    # A latency ceiling on the table's device: close the weakest channels until the latency model
-    # predicts at most `max_latency_ms` (or the dense prediction / `min_speedup`).
+    # A latency target on the table's device: close the weakest channels until the latency model's
+    # prediction is nearest `target_latency_ms` (or the dense prediction / `target_speedup`).
     latency_table: str | None = None
-    max_latency_ms: float | None = None
-    min_speedup: float | None = None
+    target_latency_ms: float | None = None
+    target_speedup: float | None = None
 
     def __post_init__(self) -> None:
-        if (self.max_latency_ms is not None or self.min_speedup is not None) and self.latency_table is None:
-            raise PddError("a latency ceiling needs the device's latency table: pass --latency-table")
-        if self.max_latency_ms is not None and self.min_speedup is not None:
-            raise PddError("give --max-latency-ms or --min-speedup, not both")
-        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
-            raise PddError(f"--max-latency-ms must be a positive number of milliseconds, got {self.max_latency_ms}")
-        if self.min_speedup is not None and not self.min_speedup > 1:
-            raise PddError(f"--min-speedup must be above 1, got {self.min_speedup}")
+        if (self.target_latency_ms is not None or self.target_speedup is not None) and self.latency_table is None:
+            raise PddError("a latency target needs the device's latency table: pass --latency-table")
+        if self.target_latency_ms is not None and self.target_speedup is not None:
+            raise PddError("give --target-latency-ms or --target-speedup, not both")
+        if self.target_latency_ms is not None and not self.target_latency_ms > 0:
+            raise PddError(f"--target-latency-ms must be a positive number of milliseconds, got {self.target_latency_ms}")
+        if self.target_speedup is not None and not self.target_speedup > 1:
+            raise PddError(f"--target-speedup must be above 1, got {self.target_speedup}")
         if self.round_to is not None and self.round_to < 1:
             raise PddError(f"--round-to must be a positive integer, got {self.round_to}")
         if self.min_macs_reduction is not None and not 0.0 < self.min_macs_reduction < 1.0:
@@ -77,9 +77,9 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     max_macs = None if cfg.min_macs_reduction is None else int((1 - cfg.min_macs_reduction) * before["macs"])
     table = _latency_table(cfg, info.model, input_hw) if cfg.latency_table else None
     latency = None
-    if table is not None and (cfg.max_latency_ms or cfg.min_speedup):
+    if table is not None and (cfg.target_latency_ms or cfg.target_speedup):
         dense_ms = float(table.predict(prunable(masked).layer_widths(mask_points(masked))))
-        latency = (table, cfg.max_latency_ms or dense_ms / cfg.min_speedup)
+        latency = (table, cfg.target_latency_ms or dense_ms / cfg.target_speedup)
     round_to = cfg.round_to if cfg.round_to is not None else (table.channel_multiple if table is not None else 1)
     plan = plan_from_masks(masked, round_to, max_macs, input_hw, latency)
     pruned = prune(masked, info.model, plan)
@@ -126,7 +126,7 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         "layers": layers,
         "latency": None if table is None else {
             "table": str(cfg.latency_table), "target": table.key["target"], "batch_size": table.key["batch_size"],
-            "threads": table.key["threads"], "ceiling_ms": latency[1] if latency else None,
+            "threads": table.key["threads"], "target_ms": latency[1] if latency else None,
             "predicted_ms": float(table.predict(prunable(reference).layer_widths(open_counts(reference)))),
             "dense_predicted_ms": float(table.predict(arch.layer_widths(mask_points(masked)))),
             "dense_measured_ms": table.dense_ms, "model_error_pct": table.record["error"]["check_max_abs_pct"]},
@@ -179,7 +179,7 @@ def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
     return PruneConfig(checkpoint=str(run.best("distill")), round_to=round_to if round_to or latency else 1,
                        min_macs_reduction=cfg.target_macs_reduction or None,
                        latency_table=str(run.latency_table()) if latency else None,
-                       max_latency_ms=cfg.target_latency_ms, min_speedup=cfg.target_speedup)
+                       target_latency_ms=cfg.target_latency_ms, target_speedup=cfg.target_speedup)
 
 
 def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
