@@ -28,6 +28,8 @@ def quantize_command(
     calibration_size: Annotated[Optional[int], typer.Option(help="Training images to calibrate on (static only; default 256).")] = None,
     activation_type: Annotated[str, typer.Option(help="Static activations: uint8 (x86) or int8 (ARM).")] = "uint8",
     reduce_range: Annotated[bool, typer.Option("--reduce-range", help="7-bit weights, for x86 CPUs without VNNI.")] = False,
+    quant_format: Annotated[str, typer.Option("--format", help="Static INT8 as qdq (Quantize/DequantizeLinear pairs) or qoperator (QLinearConv-style ops).")] = "qdq",
+    per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="One weight scale per output channel, or one per tensor.")] = True,
     json_out: o.Json = False,
 ) -> None:
     """Quantize to INT8 with onnxruntime; top-1 of the FP32 and INT8 files measured side by side."""
@@ -39,7 +41,7 @@ def quantize_command(
     cfg = quantize.QuantizeConfig(
         data=data_config(dataset, data_dir, download, input_size), norm=norm_override(mean, std), method=method,
         calibration_size=quantize.DEFAULT_CALIBRATION_SIZE if calibration_size is None else calibration_size,
-        activation_type=activation_type, reduce_range=reduce_range,
+        activation_type=activation_type, reduce_range=reduce_range, format=quant_format, per_channel=per_channel,
     )
     check_output(out_path, model_path)
     r = quantize.quantize_model(cfg, model_path, out_path)

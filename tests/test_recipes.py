@@ -103,7 +103,7 @@ def test_distill_budget_ramp_longer_than_the_distillation_is_refused():
     with pytest.raises(PddError, match="budget ramp must be between 0 and 6 epochs"):
         distill.DistillConfig(student="resnet20", teacher_weights="t.pt", target_macs_reduction=0.5,
                               budget_ramp_epochs=7, optim=distill.default_optim(6))
-    with pytest.raises(PddError, match="needs a MACs target"):
+    with pytest.raises(PddError, match="needs a target: add --target-macs-reduction"):
         distill.DistillConfig(student="resnet20", teacher_weights="t.pt", budget_ramp_epochs=2,
                               optim=distill.default_optim(6))
 

@@ -35,8 +35,12 @@ PLAIN_NET = textwrap.dedent('''
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")  # trains without BN
         return net
 ''')
-# Same weights within this (float32 summation order over a few dozen SGD steps); gates identical.
-WEIGHT_ATOL = 1e-4
+# Same weights within this after one epoch (22 SGD steps). A 2-rank gradient average and a 64-sample
+# mean differ in float32 summation order; the difference grows with training: on an Intel Xeon it
+# stayed below 1e-4 for two epochs, on an AMD EPYC it is 1.0e-4 after one epoch and 3e-3 after two.
+# A real sharding or averaging bug (a rank's shard counted twice, a sum instead of a mean) moves the
+# weights by about lr x gradient = 2e-3 per step, over 1e-2 in an epoch.
+WEIGHT_ATOL = 1e-3
 
 
 def _env() -> dict[str, str]:
@@ -78,23 +82,26 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_torchrun_distill_writes_once_keeps_replicas_identical_and_equals_one_process_at_the_same_global_batch(work):
+    # Without masks: a binary gate whose logit sits near 0 may flip on a float32 rounding difference
+    # between a 2-rank gradient average and a 64-sample mean, and a flipped channel changes the network
+    # (on an AMD EPYC one did, in epoch 2, on an Intel Xeon none did). The equivalence of sharding and
+    # gradient averaging is what this test is about; masks under torchrun are covered by the resume
+    # and compress tests below.
     root, teacher = work
-    ddp = _run(_torchrun(*_distill_args(teacher, "ddp")), root)
-    _run(_single(*_distill_args(teacher, "one")), root)
+    ddp = _run(_torchrun(*_distill_args(teacher, "ddp", epochs=1), "--no-masks"), root)
+    _run(_single(*_distill_args(teacher, "one", epochs=1), "--no-masks"), root)
 
     assert sorted(p.name for p in (root / "ddp").iterdir()) == ["best.pt", "history.json", "last.pt"]
     assert ddp.stdout.count("checkpoint: ddp/best.pt") == 1  # rank 1 prints nothing
     assert "rank 0 of 2" in ddp.stderr
     history = json.loads((root / "ddp" / "history.json").read_text())["epochs"]
-    assert [(h["world_size"], h["replica_spread"]) for h in history] == [(2, 0.0), (2, 0.0)]
+    assert [(h["world_size"], h["replica_spread"]) for h in history] == [(2, 0.0)]
 
     one = json.loads((root / "one" / "history.json").read_text())["epochs"]
     assert [h["val_top1"] for h in history] == [h["val_top1"] for h in one]
     a, b = _state(root / "ddp" / "last.pt"), _state(root / "one" / "last.pt")
     assert a.keys() == b.keys()
     for key in a:
-        if "mask" in key or key.endswith("logits"):
-            assert torch.equal(a[key] >= 0, b[key] >= 0), key  # the same channels open
         assert torch.allclose(a[key], b[key], atol=WEIGHT_ATOL, rtol=0), (key, (a[key] - b[key]).abs().max())
 
 

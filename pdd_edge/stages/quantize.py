@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
 
 METHODS = ("static", "dynamic")
+FORMATS = ("qdq", "qoperator")  # static: QuantizeLinear/DequantizeLinear pairs, or QLinearConv-style ops
 ACTIVATION_TYPES = ("uint8", "int8")
 DEFAULT_CALIBRATION_SIZE = 256
 CALIBRATION_BATCH = 32
@@ -58,6 +59,8 @@ class QuantizeConfig:
     calibration_size: int = DEFAULT_CALIBRATION_SIZE  # static only
     activation_type: str = "uint8"  # static only; dynamic quantization always uses uint8 activations
     reduce_range: bool = False  # 7-bit weights, for x86 CPUs without VNNI (onnxruntime's guide)
+    format: str = "qdq"  # static only
+    per_channel: bool = True  # int8 weights with one scale per output channel (else one per tensor)
     batch_size: int = 100  # evaluation batch
 
     def __post_init__(self) -> None:
@@ -67,6 +70,10 @@ class QuantizeConfig:
             raise PddError(f"unknown activation type {self.activation_type!r}; choose one of: {', '.join(ACTIVATION_TYPES)}")
         if self.method == "dynamic" and self.activation_type != "uint8":
             raise PddError("dynamic quantization always uses uint8 activations; --activation-type is for --method static")
+        if self.format not in FORMATS:
+            raise PddError(f"unknown INT8 format {self.format!r}; choose one of: {', '.join(FORMATS)}")
+        if self.method == "dynamic" and self.format != "qdq":
+            raise PddError("--format is for --method static; dynamic quantization writes integer ops itself")
         if self.method == "static" and self.calibration_size < 1:
             raise PddError(f"the calibration set is empty (calibration size {self.calibration_size}); "
                            "static quantization needs at least 1 training image")
@@ -150,12 +157,13 @@ def _quantize(cfg: QuantizeConfig, src: OnnxInput, calibration: list[np.ndarray]
             if cfg.method == "static":
                 activations = QuantType.QUInt8 if cfg.activation_type == "uint8" else QuantType.QInt8
                 quantize_static(
-                    str(prepared), str(int8), _reader(calibration, src.io.input_name), quant_format=QuantFormat.QDQ,
-                    per_channel=True, reduce_range=cfg.reduce_range, activation_type=activations,
+                    str(prepared), str(int8), _reader(calibration, src.io.input_name),
+                    quant_format=QuantFormat.QDQ if cfg.format == "qdq" else QuantFormat.QOperator,
+                    per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, activation_type=activations,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                 )
             else:
-                quantize_dynamic(str(prepared), str(int8), per_channel=True, reduce_range=cfg.reduce_range,
+                quantize_dynamic(str(prepared), str(int8), per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
                                  weight_type=QuantType.QInt8)
         except Exception as exc:  # onnxruntime.quantization raises ValueError, RuntimeError, its own types
             raise PddError(f"onnxruntime cannot quantize {src.path}: {runtime.first_line(exc)}") from None
@@ -167,8 +175,9 @@ def quantization_record(cfg: QuantizeConfig, src: OnnxInput, calibration_images:
     static = cfg.method == "static"
     return {
         "method": cfg.method,
-        "format": "QDQ" if static else "dynamic (integer ops, activation ranges computed at run time)",
-        "weights": "int8 per-channel",
+        "format": ("QDQ" if cfg.format == "qdq" else "QOperator") if static
+        else "dynamic (integer ops, activation ranges computed at run time)",
+        "weights": "int8 per-channel" if cfg.per_channel else "int8 per-tensor",
         "activations": cfg.activation_type if static else "uint8",
         "reduce_range": cfg.reduce_range,
         "calibration": {"dataset": src.data.name, "split": "train", "images": calibration_images, "method": "minmax"}
@@ -209,7 +218,11 @@ def quantize_model(cfg: QuantizeConfig, model_path: str | Path, out: str | Path)
 # --- the pipeline stage ------------------------------------------------------------------------
 
 def config(cfg: CompressConfig) -> QuantizeConfig:
-    return QuantizeConfig(data=cfg.data, calibration_size=cfg.calibration_size)
+    """Static INT8 in the first target's declared format (QOperator for `int8-qoperator`, else QDQ)."""
+    from pdd_edge.profiling.targets import load_target
+
+    fmt = "qoperator" if load_target(cfg.targets[0]).quantization == "int8-qoperator" else "qdq"
+    return QuantizeConfig(data=cfg.data, calibration_size=cfg.calibration_size, format=fmt)
 
 
 def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:

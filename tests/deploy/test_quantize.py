@@ -82,3 +82,25 @@ def test_run_refuses_model_when_already_quantized(static_int8, tmp_path):
     with pytest.raises(PddError, match="already quantized"):
         quantize.quantize_model(quantize.QuantizeConfig(), static_int8.path, tmp_path / "again.onnx")
     assert not (tmp_path / "again.onnx").exists()
+
+
+def test_run_static_qoperator_writes_integer_conv_ops_and_records_its_format(trained_onnx, tmp_path):
+    cfg = quantize.QuantizeConfig(format="qoperator", per_channel=False, calibration_size=64)
+    r = quantize.quantize_model(cfg, trained_onnx, tmp_path / "qop.onnx")
+    model = onnx.load(r.path)
+    ops = runtime.op_counts(model)
+    assert ops["QLinearConv"] > 0 and ops.get("Conv", 0) == 0
+    assert ops.get("DequantizeLinear", 0) < ops["QLinearConv"]  # only where float ops remain, not around every conv
+    conv = next(n for n in model.graph.node if n.op_type == "QLinearConv")
+    inits = {t.name: t for t in model.graph.initializer}
+    assert list(inits[conv.input[4]].dims) in ([], [1])  # one weight scale for the whole tensor
+    meta = read_meta(model).quantization
+    assert meta["format"] == "QOperator" and meta["weights"] == "int8 per-tensor"
+    assert r.int8_top1 >= r.fp32_top1 - 3.0
+
+
+def test_quantize_config_rejects_unknown_format_and_format_with_dynamic():
+    with pytest.raises(PddError, match="unknown INT8 format 'qint'"):
+        quantize.QuantizeConfig(format="qint")
+    with pytest.raises(PddError, match="--format is for --method static"):
+        quantize.QuantizeConfig(method="dynamic", format="qoperator")
