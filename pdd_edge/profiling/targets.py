@@ -13,7 +13,10 @@ to the user's own `.toml`. Keys (all optional except where noted):
     threads             int    intra-op threads; absent = every CPU available to the process
     batch_sizes         [int]  default [1]; the first is the primary (the one budgets apply to)
     input_shape         [int]  one sample without batch, e.g. [3, 32, 32]
-    quantization        str    preferred deployable format: "fp32", "int8-qdq" or "int8-qoperator"
+    quantization        str    "fp32", "int8-qdq" or "int8-qoperator": the INT8 format `compress` builds
+                               (QOperator for int8-qoperator, else QDQ) and the variant deployed when
+                               the latencies were not measured on this device (else: the fastest
+                               within the accuracy budget, report/build.py)
     channel_multiple    int    widths this device runs fast are multiples of it; `prune` rounds to it
                                by default (set from `benchmarks/channel_multiple.py` on the device,
                                see docs/latency.md); absent = not measured, no rounding
