@@ -238,3 +238,49 @@ def test_compress_latency_target_for_a_foreign_device_fails_before_training(tmp_
                      "--target-speedup", "2", "--out", tmp_path / "run")
     assert_usage_error(result, "make the table on the device")
     assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--num-classes", "0"), "--num-classes must be positive"),
+    (("--threads", "0"), "--threads must be at least 1"),
+    (("--batch-size", "0"), "--batch-size must be positive"),
+    (("--target", "pi9000"), "unknown target 'pi9000'"),
+])
+def test_latency_table_bad_options_are_usage_errors_before_measuring(tmp_path, args, message):
+    result = run_cli("latency-table", "resnet20", "--out", tmp_path / "t.json", *args)
+    assert_usage_error(result, message)
+    assert files_in(tmp_path) == []
+
+
+def test_prune_latency_target_without_table_and_missing_table_are_usage_errors(tmp_path):
+    ckpt = tmp_path / "masked.pt"
+    ckpt.write_bytes(b"not read: the options fail first")
+    assert_usage_error(run_cli("prune", ckpt, "--out", tmp_path / "p.pt", "--target-latency-ms", "0.2"),
+                       "needs the device's latency table")
+    assert ckpt.read_bytes() == b"not read: the options fail first" and not (tmp_path / "p.pt").exists()
+
+
+def test_distill_with_a_missing_latency_table_is_a_usage_error(digits_teacher, tmp_path):
+    result = run_cli("distill", "--student", "resnet20", "--teacher-weights", digits_teacher, "--out", tmp_path / "d",
+                     "--latency-table", tmp_path / "none.json", "--target-speedup", "2")
+    assert_usage_error(result, "latency table not found")
+    assert files_in(tmp_path) == []
+
+
+def test_compress_latency_options_are_checked_before_training(tmp_path):
+    base = ("compress", "--student", "resnet20", "--teacher", "resnet20", "--out", tmp_path / "run")
+    assert_usage_error(run_cli(*base, "--target-speedup", "2", "--target-macs-reduction", "0.5"), "give one budget")
+    other = tmp_path / "t.json"
+    table = synthetic_table(zoo.build("resnet20")).to_dict()
+    table["key"] |= {"model": "resnet32", "target": "local"}
+    other.write_text(json.dumps(table))
+    assert_usage_error(run_cli(*base, "--target-speedup", "2", "--latency-table", other), "is for model resnet32")
+    assert_usage_error(run_cli(*base, "--latency-table", other), "--latency-table is for a latency target")
+    assert not (tmp_path / "run").exists()
+
+
+def test_quantize_unknown_format_is_a_usage_error(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    assert_usage_error(run_cli("quantize", model, "--out", tmp_path / "q.onnx", "--format", "qint"), "unknown INT8 format")
+    assert model.read_bytes() == b"x" and not (tmp_path / "q.onnx").exists()
