@@ -87,7 +87,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("baseline", baseline.run,
           ALL + ("teacher_norm", "distill_epochs", "finetune_epochs", "batch_size", "lr", "weight_decay", "alpha",
                  "temperature"), ("teacher",), trains=True),
-    Stage("latency", latency.run, ("student", "student_args", "data", "targets", "latency_table"),
+    Stage("latency", latency.run, ("student", "student_args", "data", "targets", "latency_table"), ("baseline",),
           enabled=latency.enabled),
     Stage("distill", distill.run,
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",

@@ -284,3 +284,26 @@ def test_quantize_unknown_format_is_a_usage_error(tmp_path):
     model.write_bytes(b"x")
     assert_usage_error(run_cli("quantize", model, "--out", tmp_path / "q.onnx", "--format", "qint"), "unknown INT8 format")
     assert model.read_bytes() == b"x" and not (tmp_path / "q.onnx").exists()
+
+
+@pytest.mark.slow
+def test_compress_with_a_speedup_target_measures_the_table_and_reports_requested_predicted_measured(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDD_EDGE_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    result = run_cli("compress", "--student", "resnet20", "--teacher", "resnet20", "--teacher-epochs", "1",
+                     "--distill-epochs", "2", "--finetune-epochs", "1", "--no-quantize", "--target-speedup", "1.5",
+                     "--profile-min-runs", "5", "--profile-min-time", "0", "--out", run)
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert list(manifest["stages"])[:4] == ["teacher", "baseline", "latency", "distill"]
+    table = load(run / "latency" / "table.json")
+    assert table.key["target"] == "local" and table.key["num_classes"] == 10
+    prune = json.loads((run / "prune" / "pruned.json").read_text())
+    assert prune["round_to"] == table.channel_multiple  # the measured multiple, local has none
+    assert prune["latency"]["target_ms"] == pytest.approx(table.predict(
+        zoo.build("resnet20").layer_widths(zoo.build("resnet20").mask_points())) / 1.5)
+    report = json.loads((run / "report" / "report-local.json").read_text())
+    lb = report["latency_budget"]
+    assert lb["requested_ms"] == prune["latency"]["target_ms"] and lb["predicted_ms"] == prune["latency"]["predicted_ms"]
+    assert lb["measured_ms"] == report["variants"]["pruned"]["latency_p50_ms"]
+    assert "## Latency target" in (run / "report" / "report-local.md").read_text()

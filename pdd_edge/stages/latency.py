@@ -24,12 +24,12 @@ def enabled(cfg: CompressConfig) -> bool:
     return cfg.target_latency_ms is not None or cfg.target_speedup is not None
 
 
-def request(cfg: CompressConfig):
+def request(cfg: CompressConfig, num_classes: int = 10):
     from pdd_edge.latency.table import TableRequest
     from pdd_edge.profiling.targets import load_target
 
     return TableRequest(model=cfg.student, target=load_target(cfg.targets[0]), input_hw=cfg.data.input_size or (32, 32),
-                        num_classes=10, model_args=dict(cfg.student_args))
+                        num_classes=num_classes, model_args=dict(cfg.student_args))
 
 
 def check_given(cfg: CompressConfig):
@@ -68,14 +68,21 @@ def validate(cfg: CompressConfig) -> None:
 
 
 def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
+    from pdd_edge.zoo import checkpoint as ckpt_io
+
     out = run.latency_table()
+    # The student's classifier as the run trains it: the baseline knows the dataset's class count.
+    classes = ckpt_io.load(run.best("baseline"), model_name=cfg.student)[1].num_classes
     if cfg.latency_table is not None:
         table = check_given(cfg)
+        if table.key["num_classes"] != classes:
+            raise PddError(f"{cfg.latency_table} is for {table.key['num_classes']} classes, the student has {classes}: "
+                           f"make one with `pdd-edge latency-table {cfg.student} --num-classes {classes}`")
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cfg.latency_table, out)
     else:
         from pdd_edge.latency.table import make_table
 
-        table, _, _ = make_table(request(cfg), out, progress=print)
+        table, _, _ = make_table(request(cfg, classes), out, progress=print)
     return StageResult([out], {"channel_multiple": table.channel_multiple, "dense_measured_ms": table.dense_ms,
                                "model_error_max_pct": table.record["error"]["check_max_abs_pct"]})
