@@ -126,7 +126,6 @@ def layer_onnx(shape: Shape, c_in: int, c_out: int, seed: int = 0):
     """A one-layer ModelProto (conv with bias, or Gemm) with `c_in` -> `c_out` channels and a
     dynamic batch axis: what the deployed graph runs for this layer once BN is folded."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -146,7 +145,22 @@ def layer_onnx(shape: Shape, c_in: int, c_out: int, seed: int = 0):
         node = helper.make_node("Conv", ["input", "w", "b"], ["output"], kernel_shape=list(shape.kernel),
                                 strides=list(shape.stride), pads=list(shape.pads), dilations=list(shape.dilation),
                                 group=groups)
-    graph = helper.make_graph([node], "layer", [x], [y], initializer=[w, b])
+    return _model(helper.make_graph([node], "layer", [x], [y], initializer=[w, b]))
+
+
+def empty_onnx():
+    """An Identity model: the cost of one session run with nothing to compute."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1])
+    return _model(helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "empty", [x], [y]))
+
+
+def _model(graph):
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     onnx.checker.check_model(model)

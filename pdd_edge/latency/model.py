@@ -107,6 +107,10 @@ class LatencyModel:
         """Predicted median latency (ms) at the table's batch size and threads."""
         return self.scale * self.layer_sum(widths) + self.offset_ms
 
+    def predict_counts(self, arch: Any, counts: Mapping[str, Any] | None = None) -> Any:
+        """`predict` for a PrunableModel whose mask points pass `counts` (default: every channel)."""
+        return self.predict(arch.layer_widths(arch.mask_points() if counts is None else counts))
+
     @property
     def dense_ms(self) -> float:
         """The full-width network's median latency as measured when the table was made."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pdd_edge.errors import PddError
-from pdd_edge.latency.layers import Shape, input_shape, layer_onnx, probe
+from pdd_edge.latency.layers import Shape, empty_onnx, input_shape, layer_onnx, probe
 from pdd_edge.latency.model import Grid, LatencyModel, load
 from pdd_edge.latency.multiple import SWEEP_WIDTHS, recommend, sweep_rows, write_sweep
 
@@ -158,20 +158,6 @@ def _deployable(model, input_hw: tuple[int, int], path: Path) -> None:
     onnx.save(simplify_proto(to_onnx(model.eval(), input_hw)), str(path))
 
 
-def _empty_onnx():
-    """An Identity model: the cost of one session run with nothing to compute."""
-    from onnx import TensorProto, helper
-
-    from pdd_edge.latency.layers import OPSET
-
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1])
-    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "empty", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    return model
-
-
 def make_table(req: TableRequest, out: Path | None = None, remote=None, *, refresh: bool = False,
                progress: Callable[[str], None] = lambda s: None) -> tuple[LatencyModel, Path, bool]:
     """(table, its file, whether it was reused): the cached table for this key, or a new one
@@ -272,7 +258,7 @@ def build_table(req: TableRequest, key: dict[str, Any], remote=None,
             net_jobs.append(PreparedModel(path.stem, path, {b: {"input": [b, 3, *req.input_hw]}}, {"input": "float32"}))
             progress(f"exported network {n + 1}/{len(networks)} ({kind}, about {share:.0%} of the channels)")
         empty = folder / "empty.onnx"
-        onnx.save(_empty_onnx(), str(empty))
+        onnx.save(empty_onnx(), str(empty))
         progress(f"measuring {len(jobs)} layer files and {len(net_jobs)} networks, interleaved, at batch {b}")
         measured = measure_models([*jobs, *net_jobs, PreparedModel("empty", empty, {b: {"input": [b, 1]}},
                                                                   {"input": "float32"})], [b], settings, remote)

@@ -126,17 +126,17 @@ class LatencyBudget(Budget):
 
     def dense_ms(self, model: nn.Module) -> float:
         arch = prunable(model)
-        return float(self.table.predict(arch.layer_widths(arch.mask_points())))
+        return float(self.table.predict_counts(arch))
 
     def relative(self, model: nn.Module) -> torch.Tensor:
         arch = prunable(model)
-        predicted = self.table.predict(arch.layer_widths(open_counts(model, soft=True)))
+        predicted = self.table.predict_counts(arch, open_counts(model, soft=True))
         return predicted / self.dense_ms(model)
 
 
 def latency_stats(model: nn.Module, table: Any) -> dict[str, float]:
     """The latency model's prediction for the masked network (open channels only), for epoch records."""
     arch = prunable(model)
-    predicted = float(table.predict(arch.layer_widths(open_counts(model))))
-    dense = float(table.predict(arch.layer_widths(arch.mask_points())))
+    predicted = float(table.predict_counts(arch, open_counts(model)))
+    dense = float(table.predict_counts(arch))
     return {"latency_pred_ms": predicted, "latency_reduction_pct": 100.0 * (1 - predicted / dense)}

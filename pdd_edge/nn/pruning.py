@@ -87,7 +87,7 @@ def plan_from_masks(model: nn.Module, round_to: int = 1, max_macs: int | None = 
                       "MACs", f"{max_macs:,}", notes)
     if latency is not None:
         table, ceiling = latency
-        more = _fit(arch, masks, local, round_to, ceiling, lambda counts: float(table.predict(arch.layer_widths(counts))),
+        more = _fit(arch, masks, local, round_to, ceiling, lambda counts: float(table.predict_counts(arch, counts)),
                     "predicted latency", f"{ceiling:.4g} ms", notes, nearest=True)
         closed = {p: closed.get(p, 0) + more.get(p, 0) for p in set(closed) | set(more)}
     keep = {p: [current_keep[p][i] for i in idx] for p, idx in local.items()}

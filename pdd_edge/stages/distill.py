@@ -191,9 +191,9 @@ def latency_request(cfg: DistillConfig, table, model) -> dict[str, Any]:
     """The requested latency, and as a reduction of the dense network's predicted latency; a
     request below what the thinnest network can reach is refused before training."""
     arch = prunable(model)
-    dense = float(table.predict(arch.layer_widths(arch.mask_points())))
+    dense = float(table.predict_counts(arch))
     floor_counts = {p: 0 if arch.may_vanish(p) else min(n, table.channel_multiple) for p, n in arch.mask_points().items()}
-    floor = float(table.predict(arch.layer_widths(floor_counts)))
+    floor = float(table.predict_counts(arch, floor_counts))
     wanted = cfg.target_latency_ms if cfg.target_latency_ms is not None else dense / cfg.target_speedup
     if wanted >= dense:
         raise PddError(f"--target-latency-ms {wanted:g} is not below the unpruned network's {dense:.4g} ms "

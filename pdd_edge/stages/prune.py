@@ -77,8 +77,8 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     max_macs = None if cfg.min_macs_reduction is None else int((1 - cfg.min_macs_reduction) * before["macs"])
     table = _latency_table(cfg, info.model, input_hw) if cfg.latency_table else None
     latency = None
+    dense_ms = float(table.predict_counts(prunable(masked))) if table is not None else None
     if table is not None and (cfg.target_latency_ms or cfg.target_speedup):
-        dense_ms = float(table.predict(prunable(masked).layer_widths(mask_points(masked))))
         latency = (table, cfg.target_latency_ms or dense_ms / cfg.target_speedup)
     round_to = cfg.round_to if cfg.round_to is not None else (table.channel_multiple if table is not None else 1)
     plan = plan_from_masks(masked, round_to, max_macs, input_hw, latency)
@@ -127,8 +127,8 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         "latency": None if table is None else {
             "table": str(cfg.latency_table), "target": table.key["target"], "batch_size": table.key["batch_size"],
             "threads": table.key["threads"], "target_ms": latency[1] if latency else None,
-            "predicted_ms": float(table.predict(prunable(reference).layer_widths(open_counts(reference)))),
-            "dense_predicted_ms": float(table.predict(arch.layer_widths(mask_points(masked)))),
+            "predicted_ms": float(table.predict_counts(prunable(reference), open_counts(reference))),
+            "dense_predicted_ms": dense_ms,
             "dense_measured_ms": table.dense_ms, "model_error_pct": table.record["error"]["check_max_abs_pct"]},
     }
     ckpt = ckpt_io.checkpoint_dict(
