@@ -118,6 +118,7 @@ def print_summary(run, cfg) -> None:
     from pdd_edge.report.build import fmt
 
     total = sum(r["seconds"] for r in run.manifest["stages"].values())
+    deployed: dict[str, None] = {}  # the file each target ships, in target order, each once
     for target in cfg.targets:
         name = load_target(target).name
         rep = read_json(run.report_json(name), "report")
@@ -132,7 +133,10 @@ def print_summary(run, cfg) -> None:
                           fmt(v["speedup_p50"], ".2f", "x"))
         out.print(table)
         warn_foreign(rep.get("device_check"))
+        if rep.get("not_faster"):
+            err.print(f"[bold red]NOT FASTER on {escape(name)}: {escape(rep['not_faster'])}[/]")
+        deployed[str(run.path(rep["variants"][rep["deployable"]]["file"]))] = None
         out.print(f"report: {run.report_md(name)}", markup=False)
-    out.print(f"deployable models: {run.simplified('pruned')}" + (f", {run.int8()}" if cfg.quantize else ""), markup=False)
+    out.print(f"deployable models: {', '.join(deployed)}", markup=False)
     out.print(f"run directory: {run.root} (manifest.json; stage time in this run and earlier ones: {total:.0f}s)",
               markup=False)

@@ -105,8 +105,8 @@ class RunDir:
     def simplified(self, variant: str) -> Path:
         return self.root / "simplify" / f"{variant}.onnx"
 
-    def int8(self) -> Path:
-        return self.root / "quantize" / "pruned.int8.onnx"
+    def int8(self, variant: str = "pruned") -> Path:
+        return self.root / "quantize" / f"{variant}.int8.onnx"
 
     def accuracy(self) -> Path:
         return self.root / "evaluate" / "accuracy.json"
@@ -132,8 +132,15 @@ class RunDir:
         return self._by_target(self.report_json("*"))
 
     def deployable(self, quantize: bool) -> dict[str, Path]:
-        """Variant name -> the deployable ONNX file compared in the evaluation, profile and report."""
-        files = {"baseline": self.simplified("baseline"), "pruned": self.simplified("pruned")}
+        """Variant name -> the deployable ONNX file compared in the evaluation, profile and report.
+
+        The unpruned student is a candidate in every format the pruned one is: the deployed file is
+        the fastest within the accuracy budget, so a pruned model that is not faster is never shipped.
+        """
+        files = {"baseline": self.simplified("baseline")}
+        if quantize:
+            files["baseline-int8"] = self.int8("baseline")
+        files["pruned"] = self.simplified("pruned")
         if quantize:
             files["int8"] = self.int8()
         return files

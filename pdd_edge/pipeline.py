@@ -1,6 +1,6 @@
 """`pdd-edge compress`: the whole chain in one run directory.
 
-    teacher -> baseline -> [latency] -> distill -> prune -> finetune -> export -> simplify -> quantize
+    [latency] -> teacher -> baseline -> distill -> prune -> finetune -> export -> simplify -> quantize
             -> evaluate -> profile -> report
 
 The stages are the explicit tuple `STAGES` below. Each names the options it depends on and the
@@ -66,6 +66,8 @@ class Stage:
     inputs: Names = ()  # stages whose files it reads
     enabled: Callable[[CompressConfig], bool] = lambda cfg: True
     trains: bool = False  # every torchrun rank runs it (DDP); otherwise rank 0 alone
+    # Raised when the stage's files change for the same options (a resumed older run then redoes it).
+    version: int = 0
 
     def depends_on(self, cfg: CompressConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(options, input stages) of this stage under `cfg`."""
@@ -81,14 +83,15 @@ KD = ("teacher_norm", "alpha", "temperature")
 
 ALL = ("student", "student_args", "teacher", "data", "seed")
 STAGES: tuple[Stage, ...] = (
+    # First: a latency request the student cannot reach is refused before any training.
+    Stage("latency", latency.run, ("student", "student_args", "data", "targets", "latency_table", "target_latency_ms",
+                                   "target_speedup"), enabled=latency.enabled),
     Stage("teacher", teacher.run,
           ("teacher", "teacher_weights", "data", "seed", "teacher_epochs", "teacher_lr", "teacher_warmup_epochs",
            "batch_size"), trains=True),
     Stage("baseline", baseline.run,
           ALL + ("teacher_norm", "distill_epochs", "finetune_epochs", "batch_size", "lr", "weight_decay", "alpha",
                  "temperature"), ("teacher",), trains=True),
-    Stage("latency", latency.run, ("student", "student_args", "data", "targets", "latency_table"), ("baseline",),
-          enabled=latency.enabled),
     Stage("distill", distill.run,
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
                       "budget_ramp", "target_latency_ms", "target_speedup"),
@@ -101,7 +104,9 @@ STAGES: tuple[Stage, ...] = (
           lambda c: ("prune", "teacher") if c.finetune_kd else ("prune",), trains=True),
     Stage("export", export.run, ("data",), ("baseline", "finetune")),
     Stage("simplify", simplify.run, ("data",), ("export",)),
-    Stage("quantize", quantize.run, ("data", "calibration_size"), ("simplify",), enabled=lambda c: c.quantize),
+    # version 1: the unpruned student is quantized too (a deployment candidate)
+    Stage("quantize", quantize.run, ("data", "calibration_size"), ("simplify",), enabled=lambda c: c.quantize,
+          version=1),
     Stage("evaluate", evaluate.run, ("data", "quantize"), ("simplify", "quantize")),
     Stage("profile", profile.run, ("targets", "quantize", "profile_min_runs", "profile_min_time_s"),
           ("simplify", "quantize")),
@@ -117,7 +122,10 @@ def stage_hashes(cfg: CompressConfig) -> dict[str, str]:
         options, inputs = stage.depends_on(cfg)
         own = {k: to_jsonable(getattr(cfg, k)) for k in options}
         upstream = {name: hashes[name] for name in inputs if name in hashes}
-        hashes[stage.name] = config_hash({"stage": stage.name, "options": own, "inputs": upstream})
+        payload = {"stage": stage.name, "options": own, "inputs": upstream}
+        if stage.version:  # absent at 0, so the hashes of unchanged stages stay what they were
+            payload["version"] = stage.version
+        hashes[stage.name] = config_hash(payload)
     return hashes
 
 

@@ -21,7 +21,7 @@ STAGES = ["teacher", "baseline", "distill", "prune", "finetune", "export", "simp
 PROMISED_FILES = [
     "manifest.json", "teacher/teacher.pt", "baseline/best.pt", "distill/best.pt", "prune/pruned.pt", "prune/pruned.json",
     "finetune/best.pt", "export/baseline.onnx", "export/pruned.onnx", "simplify/baseline.onnx", "simplify/pruned.onnx",
-    "quantize/pruned.int8.onnx", "evaluate/accuracy.json", "profile/profile-local.json", "report/report-local.json",
+    "quantize/pruned.int8.onnx", "quantize/baseline.int8.onnx", "evaluate/accuracy.json", "profile/profile-local.json", "report/report-local.json",
     "report/report-local.md", "report/accuracy-latency-local.png", "report/channels.png",
 ]
 

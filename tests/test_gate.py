@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import run_cli
 
 GOOD = {"variant": "int8", "latency_p90_ms": 4.0, "model_size_mb": 0.3, "peak_memory_mb": 12.0, "top1": 97.0,
-        "top1_drop": 0.4, "macs_reduction": 48.0}
+        "top1_drop": 0.4, "macs_reduction": 48.0, "speedup": 1.9}
 BUDGET = """[budget]
 latency_p90_ms = 5.0
 model_size_mb = 1.0
@@ -17,6 +17,7 @@ peak_memory_mb = 64
 min_top1 = 95
 max_top1_drop = 1.0
 min_macs_reduction = 40
+min_speedup = 1.8
 """
 
 
@@ -44,7 +45,7 @@ def budget(tmp_path):
 def test_gate_passes_when_every_check_is_within_budget(tmp_path, budget):
     result = run_cli("gate", write_report(tmp_path / "r.json"), "--budget", budget)
     assert result.exit_code == 0, result.stderr
-    assert "gate passed: 6 checks" in result.stdout
+    assert "gate passed: 7 checks" in result.stdout
 
 
 @pytest.mark.parametrize("metric, value, key", [("latency_p90_ms", 5.5, "latency_p90_ms"),
@@ -52,7 +53,9 @@ def test_gate_passes_when_every_check_is_within_budget(tmp_path, budget):
                                                 ("peak_memory_mb", 65.0, "peak_memory_mb"),
                                                 ("top1", 94.9, "min_top1"),
                                                 ("top1_drop", 1.2, "max_top1_drop"),
-                                                ("macs_reduction", 39.9, "min_macs_reduction")])
+                                                ("macs_reduction", 39.9, "min_macs_reduction"),
+                                                ("speedup", 1.79, "min_speedup"),
+                                                ("speedup", 0.95, "min_speedup")])
 def test_gate_fails_when_one_check_exceeds_its_budget(tmp_path, budget, metric, value, key):
     result = run_cli("gate", write_report(tmp_path / "r.json", GOOD | {metric: value}), "--budget", budget)
     assert result.exit_code == 1
@@ -137,7 +140,7 @@ def test_gate_junit_has_one_case_per_check_and_marks_failures(tmp_path, budget):
     suite = ET.parse(junit).getroot().find("testsuite")
     cases = suite.findall("testcase")
     assert [c.get("name") for c in cases] == ["latency_p90_ms", "model_size_mb", "peak_memory_mb", "min_top1",
-                                              "max_top1_drop", "min_macs_reduction"]
+                                              "max_top1_drop", "min_macs_reduction", "min_speedup"]
     failed = [c.get("name") for c in cases if c.find("failure") is not None]
     assert failed == ["min_top1"] and suite.get("failures") == "1"
 
@@ -222,3 +225,16 @@ def test_gate_fails_closed_when_a_target_asks_for_more_threads_than_the_machine_
 def test_gate_fails_closed_on_impossible_values(tmp_path, budget, metric, value):
     result = run_cli("gate", write_report(tmp_path / "r.json", GOOD | {metric: value}), "--budget", budget)
     assert result.exit_code == 1 and "is impossible (fails closed)" in result.stdout
+
+
+def test_gate_min_speedup_fails_closed_on_a_foreign_or_missing_measurement(tmp_path):
+    budget = tmp_path / "speed.toml"
+    budget.write_text("[budget]\nmin_speedup = 1.5\n")
+    # measured on an x86 machine, gated for a Raspberry Pi: the speed-up is not the device's evidence
+    foreign = write_report(tmp_path / "foreign.json", environment=X86_ENV)
+    result = run_cli("gate", foreign, "--target", "rpi4", "--budget", budget)
+    assert result.exit_code == 1 and "gate failed: min_speedup" in result.stderr
+    missing = write_report(tmp_path / "missing.json", {k: v for k, v in GOOD.items() if k != "speedup"})
+    result = run_cli("gate", missing, "--budget", budget)
+    assert result.exit_code == 1 and "gate failed: min_speedup" in result.stderr
+    assert run_cli("gate", write_report(tmp_path / "ok.json"), "--budget", budget).exit_code == 0

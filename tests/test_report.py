@@ -1,6 +1,7 @@
 """`pdd-edge report` on a run directory: files, schema, Markdown and plots."""
 
 import json
+import math
 import platform
 
 import pytest
@@ -39,12 +40,17 @@ def test_report_json_has_schema_variants_and_gate_numbers(run_dir):
     assert report["variants"]["baseline"]["macs"] == 32 * 27 * 16 * 16 + 32 * 10
     assert report["variants"]["baseline"]["speedup_p50"] == 1.0
     gate = report["gate"]
-    # Measured here, on the local target itself: the faster of pruned and INT8 (both within 1 point).
-    fastest = min(("pruned", "int8"), key=lambda n: report["variants"][n]["latency_p50_ms"])
+    # Measured here, on the local target itself: the fastest file, the unpruned one included (all
+    # are within 1 point), so the deployed file is never slower than the unpruned one.
+    fastest = min(report["variants"], key=lambda n: report["variants"][n]["latency_p50_ms"])
     assert report["deployable"] == fastest and report["deployable_reason"].startswith(f"{fastest} is the fastest")
     assert gate["top1"] == TOP1[fastest]
     assert gate["top1_drop"] == pytest.approx(TOP1["baseline"] - TOP1[fastest])
-    assert gate["macs_reduction"] == pytest.approx(100 * (1 - (12 * 27 * 256 + 120) / (32 * 27 * 256 + 320)))
+    assert gate["speedup"] == report["variants"][fastest]["speedup_p50"] >= 1.0
+    assert report["variants"]["pruned"]["macs_reduction_pct"] == pytest.approx(
+        100 * (1 - (12 * 27 * 256 + 120) / (32 * 27 * 256 + 320)))
+    assert gate["macs_reduction"] == report["variants"][fastest]["macs_reduction_pct"]
+    assert (report["not_faster"] is None) == (fastest in ("pruned", "int8"))
     assert report["layers"]["layer1.0.gate_out"] == {"kept": 12, "total": 16, "reopened": 1}
 
 
@@ -117,7 +123,23 @@ def test_deployable_is_the_fastest_variant_within_the_accuracy_budget():
     assert deployable_variant(lossy, {"budget": {"max_top1_drop": 2.0}})[0] == "pruned"
     assert deployable_variant(lossy, {"budget": {"max_top1_drop": 3.5}})[0] == "int8"
     both_bad = _variants(baseline=(97.0, 1.0), pruned=(90.0, 0.6), int8=(89.0, 0.3))
-    assert deployable_variant(both_bad, {})[0] == "pruned"  # neither within: the more accurate
+    assert deployable_variant(both_bad, {})[0] == "baseline"  # no pruned file within: the unpruned one ships
+    unmeasured = _variants(baseline=(math.nan, 1.0), pruned=(90.0, 0.6), int8=(89.0, 0.3))
+    assert deployable_variant(unmeasured, {})[0] == "pruned"  # nothing within (no reference): the more accurate
+
+
+def test_deployable_is_never_slower_than_the_unpruned_files():
+    from pdd_edge.report.build import deployable_variant, not_faster
+
+    slower = _variants(baseline=(97.0, 1.0), **{"baseline-int8": (96.9, 0.7)}, pruned=(96.8, 1.1), int8=(96.7, 0.8))
+    name, why = deployable_variant(slower, {"quantization": "int8-qdq"})
+    assert name == "baseline-int8" and why.startswith("baseline-int8 is the fastest")
+    line = not_faster(slower, name, foreign=False)
+    assert line.startswith("pruning did not pay on this target") and "fastest pruned: int8, p50 0.8 ms" in line
+    assert not_faster(slower, name, foreign=True) is None  # measured elsewhere: nothing can be said
+    faster = _variants(baseline=(97.0, 1.0), **{"baseline-int8": (96.9, 0.7)}, pruned=(96.8, 0.5), int8=(96.7, 0.4))
+    name, _ = deployable_variant(faster, {})
+    assert name == "int8" and not_faster(faster, name, foreign=False) is None
 
 
 def test_deployable_measured_on_another_device_is_the_declared_format():
@@ -139,3 +161,20 @@ def test_latency_target_section_compares_request_prediction_and_measurement():
     assert not latency_budget(lat, {"name": "local"}, {"pruned": {"latency_p50_ms": 0.40, "batch_size": 1}})["met"]
     assert latency_budget(lat, {"name": "rpi4"}, variants) is None  # the table describes another device
     assert latency_budget(None, {"name": "local"}, variants) is None
+
+
+def test_report_says_loudly_when_no_pruned_file_is_faster_within_the_accuracy_budget(tmp_path):
+    # The pruned files lose 0.3 and 0.6 points, outside a 0.1-point budget: the unpruned student
+    # ships (its INT8 file loses exactly 0.1), and the report and Markdown say pruning did not pay.
+    run = make_run(tmp_path / "run", profile=False, variants=("baseline", "baseline-int8", "pruned", "int8"))
+    strict = tmp_path / "strict.toml"
+    strict.write_text('name = "strict"\nbatch_sizes = [1]\n[budget]\nmax_top1_drop = 0.1\nmin_speedup = 1.0\n')
+    result = run_cli("report", run.root, "--target", strict, "--min-runs", "3", "--min-time", "0")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((run.root / "report" / "report-strict.json").read_text())
+    assert report["deployable"] in ("baseline", "baseline-int8")
+    assert report["not_faster"].startswith("pruning did not pay on this target")
+    assert report["gate"]["speedup"] >= 1.0 and not math.isnan(report["gate"]["speedup"])
+    md = (run.root / "report" / "report-strict.md").read_text()
+    assert "> **NOT FASTER: pruning did not pay on this target" in md
+    assert "baseline-int8: unpruned KD student, INT8" in md

@@ -17,7 +17,7 @@ from typing import Any
 # platform.machine() spellings of one architecture
 ARCH_ALIASES = {"arm64": "aarch64", "armv8l": "aarch64", "amd64": "x86_64", "x64": "x86_64", "i686": "x86", "i386": "x86"}
 # budget keys whose value depends on the machine that measured (size, accuracy and MACs do not)
-DEVICE_KEYS = ("latency_p90_ms", "peak_memory_mb")
+DEVICE_KEYS = ("latency_p90_ms", "peak_memory_mb", "min_speedup")
 
 
 def normalise_arch(machine: str) -> str:

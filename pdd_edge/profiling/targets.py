@@ -53,6 +53,7 @@ BUDGET_KEYS = {
     "min_top1": "lowest acceptable top-1, %",
     "max_top1_drop": "largest acceptable top-1 drop from the baseline, percentage points",
     "min_macs_reduction": "smallest acceptable MACs reduction from the baseline, %",
+    "min_speedup": "smallest acceptable speed-up (p50) of the deployed file over the unpruned FP32 file, measured on the device",
 }
 PERCENT_KEYS = {"min_top1", "max_top1_drop", "min_macs_reduction"}
 QUANTIZATIONS = ("fp32", "int8-qdq", "int8-qoperator")

@@ -23,6 +23,7 @@ SCHEMA = "pdd-edge.report/1"
 MIB = 2**20
 VARIANT_LABELS = {
     "baseline": "unpruned KD student, FP32",
+    "baseline-int8": "unpruned KD student, INT8",
     "pruned": "PDD-pruned + fine-tuned, FP32",
     "int8": "PDD-pruned + fine-tuned, INT8",
 }
@@ -50,19 +51,27 @@ def _stage_metrics(run: RunDir, name: str) -> dict[str, Any]:
 DEFAULT_ACCURACY_BUDGET = 1.0  # top-1 points below the unpruned student, when the target sets no max_top1_drop
 
 
+PRUNED = ("pruned", "int8")  # the variants PDD made; the others are the unpruned student's files
+UNPRUNED = ("baseline", "baseline-int8")
+
+
+def _p50(v: dict[str, Any]) -> float:
+    value = v.get("latency_p50_ms")
+    return value if isinstance(value, (int, float)) and not math.isnan(value) else math.inf
+
+
 def deployable_variant(variants: dict[str, Any], target: dict[str, Any], foreign: bool = False) -> tuple[str, str]:
     """(the variant shipped to this target, why).
 
-    Measured on the device itself: the fastest (p50) of the pruned FP32 and INT8 files whose top-1
-    is within the accuracy budget (the target's `max_top1_drop`, else 1 point) of the unpruned
-    student; if none is, the more accurate one. The choice rests only on that device's evidence:
-    measured elsewhere, it is the target's declared `quantization`.
+    Measured on the device itself: the fastest (p50) of every measured file, the unpruned student's
+    FP32 and INT8 files included, whose top-1 is within the accuracy budget (the target's
+    `max_top1_drop`, else 1 point) of the unpruned student. So a pruned model that is slower than
+    the model the user started with is never the one shipped. The choice rests only on that
+    device's evidence: measured elsewhere, it is the pruned model in the target's declared
+    `quantization`.
     """
-    candidates = [n for n in ("pruned", "int8") if n in variants]
     wants_int8 = str(target.get("quantization", "fp32")).startswith("int8")
     declared = "int8" if wants_int8 and "int8" in variants else "pruned"
-    if len(candidates) < 2:
-        return declared, "the only pruned variant"
     if foreign:
         return declared, (f"the target's declared format ({target.get('quantization', 'fp32')}): the latencies "
                           "were not measured on this device, so they cannot decide")
@@ -72,22 +81,34 @@ def deployable_variant(variants: dict[str, Any], target: dict[str, Any], foreign
     def drop(n: str) -> float:
         return base - variants[n]["top1"]
 
-    def latency(n: str) -> float:
-        v = variants[n]["latency_p50_ms"]
-        return v if v is not None and not math.isnan(v) else math.inf
-
-    within = [n for n in candidates if drop(n) <= budget]  # NaN top-1 (not measured) is never within
+    within = [n for n in variants if drop(n) <= budget]  # NaN top-1 (not measured) is never within
     if not within:
+        candidates = [n for n in PRUNED if n in variants] or list(variants)
         best = max(candidates, key=lambda n: variants[n]["top1"] if not math.isnan(variants[n]["top1"]) else -math.inf)
-        return best, f"no variant is within the {budget:g}-point accuracy budget; {best} is the more accurate"
-    chosen = min(within, key=latency)
-    others = [n for n in candidates if n != chosen]
+        return best, f"no variant is within the {budget:g}-point accuracy budget; {best} is the most accurate"
+    chosen = min(within, key=lambda n: _p50(variants[n]))
     why = [f"{chosen} is the fastest within the {budget:g}-point accuracy budget: p50 {variants[chosen]['latency_p50_ms']:.4g} ms, "
            f"top-1 drop {drop(chosen):.2f} points"]
-    for n in others:
-        status = "within" if n in within else "outside"
-        why.append(f"{n}: p50 {variants[n]['latency_p50_ms']:.4g} ms, drop {drop(n):.2f} points ({status} the budget)")
+    for n in variants:
+        if n != chosen:
+            status = "within" if n in within else "outside"
+            why.append(f"{n}: p50 {variants[n]['latency_p50_ms']:.4g} ms, drop {drop(n):.2f} points ({status} the budget)")
     return chosen, "; ".join(why)
+
+
+def not_faster(variants: dict[str, Any], deployed: str, foreign: bool) -> str | None:
+    """The loud line of a run whose pruning bought no speed on this device, else None: the deployed
+    file is one of the unpruned student's, because no pruned file within the accuracy budget was
+    faster (measured elsewhere, nothing can be said, and nothing is)."""
+    if foreign or deployed not in UNPRUNED:
+        return None
+    pruned = [n for n in PRUNED if n in variants]
+    if not pruned:
+        return None
+    fastest = min(pruned, key=lambda n: _p50(variants[n]))
+    return (f"pruning did not pay on this target: no pruned file within the accuracy budget is faster than the unpruned "
+            f"model (fastest pruned: {fastest}, p50 {variants[fastest]['latency_p50_ms']:.4g} ms; deployed instead: "
+            f"{deployed}, p50 {variants[deployed]['latency_p50_ms']:.4g} ms)")
 
 
 def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +157,7 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
         "variants": variants,
         "deployable": deploy,
         "deployable_reason": why,
+        "not_faster": not_faster(variants, deploy, device_check["foreign"]),
         "gate": {  # what `pdd-edge gate` checks; None when not measured (the gate then fails)
             "variant": deploy,
             "latency_p90_ms": d["latency_p90_ms"],
@@ -144,6 +166,7 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
             "top1": d["top1"],
             "top1_drop": base["top1"] - d["top1"] if base else None,
             "macs_reduction": d["macs_reduction_pct"],
+            "speedup": d["speedup_p50"],  # p50 of the unpruned FP32 file over the deployed file's
         },
         "training": {
             "teacher_top1": _stage_metrics(run, "teacher").get("val_top1"),
@@ -175,7 +198,7 @@ def latency_budget(lat: dict[str, Any] | None, target: dict[str, Any], variants:
             "batch_size": variants["pruned"]["batch_size"], "table_batch_size": lat["batch_size"],
             "measured_vs_requested_pct": off, "met": abs(off) <= LATENCY_TOLERANCE_PCT,
             "prediction_error_pct": 100.0 * (lat["predicted_ms"] - measured) / measured if measured else math.nan,
-            "table": lat["table"]}
+            "table": lat["table"], "limited": lat.get("limited")}
 
 
 def write_report(run: RunDir, profile: dict[str, Any]) -> list[Path]:
@@ -214,6 +237,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         *([f"> **Warning: {r['device_check']['message']}.** `pdd-edge gate` fails its latency and memory checks "
            "unless --accept-foreign-measurements is given.", ""] if r["device_check"]["foreign"] else []),
+        *([f"> **NOT FASTER: {r['not_faster']}.**", ""] if r.get("not_faster") else []),
         "| variant | top-1 % | MACs | params | size (MiB) | p50 (ms) | p90 (ms) | speedup (p50) | peak mem (MiB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -251,6 +275,12 @@ def markdown(r: dict[str, Any]) -> str:
             f"Latency model: `{lb['table']}` (batch {lb['table_batch_size']}); its prediction is "
             f"{fmt(lb['prediction_error_pct'], '+.1f', ' %')} off the measurement.",
         ]
+        if lb.get("limited"):
+            lim = lb["limited"]
+            lines += ["", f"> **The distilled masks missed the request**: they were predicted at "
+                          f"{lim['masks_predicted_ms']:.4f} ms, and prune closed channels only down to {lim['stopped_at_ms']:.4f} ms "
+                          f"(at most {100 * lim['max_unrecovered_share']:.0f} % of the dense latency without training to "
+                          "recover it). Distill longer, or ask for less."]
     if any(v["noisy"] for v in r["variants"].values()):
         lines += ["", "> Warning: latency varied by more than 10 % (coefficient of variation); the machine was busy."]
     if r["plots"].get("accuracy_latency"):

@@ -33,12 +33,14 @@ CHECKS: dict[str, tuple[str, str, str]] = {
     "min_top1": ("top1", ">=", "%"),
     "max_top1_drop": ("top1_drop", "<=", "points"),
     "min_macs_reduction": ("macs_reduction", ">=", "%"),
+    "min_speedup": ("speedup", ">=", "x"),
 }
 assert set(CHECKS) == set(BUDGET_KEYS), "every budget key needs a check"
 # The values a measurement can take; anything else is a broken or doctored report.
 POSSIBLE: dict[str, Callable[[float], bool]] = {
     "latency_p90_ms": lambda v: v > 0, "model_size_mb": lambda v: v > 0, "peak_memory_mb": lambda v: v > 0,
     "top1": lambda v: 0 <= v <= 100, "top1_drop": lambda v: -100 <= v <= 100, "macs_reduction": lambda v: v <= 100,
+    "speedup": lambda v: v > 0,
 }
 
 
@@ -88,7 +90,7 @@ def from_profile(record: dict[str, Any]) -> dict[str, Any]:
         return {"schema": REPORT_SCHEMA, "target": record["target"], "environment": record.get("environment"), "gate": {
             "variant": Path(record["model"]["path"]).name, "latency_p90_ms": summary.get("latency_p90_ms"),
             "model_size_mb": summary.get("model_size_mb"), "peak_memory_mb": summary.get("peak_memory_mb"),
-            "top1": None, "top1_drop": None, "macs_reduction": None}}
+            "top1": None, "top1_drop": None, "macs_reduction": None, "speedup": None}}
     except (KeyError, TypeError):
         raise PddError(f"malformed profile record (schema {PROFILE_SCHEMA}); regenerate it with `pdd-edge profile --json`") from None
 

@@ -7,7 +7,7 @@ from typing import Mapping
 
 from pdd_edge.fileio import atomic_path
 
-COLORS = {"baseline": "#7f7f7f", "pruned": "#1f77b4", "int8": "#d62728"}
+COLORS = {"baseline": "#7f7f7f", "baseline-int8": "#bcbd22", "pruned": "#1f77b4", "int8": "#d62728"}
 
 
 def available() -> bool:

@@ -226,5 +226,11 @@ def config(cfg: CompressConfig) -> QuantizeConfig:
 
 
 def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
-    res = quantize_model(config(cfg), run.simplified("pruned"), run.int8())
-    return StageResult([run.int8()], {k: v for k, v in vars(res).items() if k != "path"})
+    """INT8 of the pruned model and of the unpruned one: both are deployment candidates (a pruned
+    model must beat the unpruned model in the same format to be worth shipping)."""
+    qcfg = config(cfg)
+    res = quantize_model(qcfg, run.simplified("pruned"), run.int8())
+    base = quantize_model(qcfg, run.simplified("baseline"), run.int8("baseline"))
+    metrics = {k: v for k, v in vars(res).items() if k != "path"}
+    metrics["baseline"] = {k: v for k, v in vars(base).items() if k != "path"}
+    return StageResult([run.int8(), run.int8("baseline")], metrics)
