@@ -22,6 +22,14 @@ at `R * min(1, e / k)`. A student warm-started from a trained network (all masks
 thinned gradually, a few channels per step, instead of losing half its width in the first
 epoch; from epoch k on it aims at R itself.
 
+Anti-windup: the integral is clamped to +/- `integral_limit` (default 1). A request the masks
+cannot follow (gates pushed beyond the surrogate's reach at |m| > 1, a latency the structures
+cannot give) otherwise lets the integral grow every step: a ResNet20 asked for 2x on CIFAR-10
+images reached lambda +7.8 and a loss of 598 while its predicted latency stalled, and the
+distillation was lost (issue 23). With the clamp the push stays bounded (|lambda| <= gain * |e| + 1)
+and recovers within a few steps once the error changes sign, instead of first unwinding what it
+accumulated.
+
 The term is also multiplied by `lr0 / lr` (the inverse of the learning-rate schedule's current
 step factor, warm-up excluded). Otherwise each lr decay would shrink the budget's push on the masks tenfold, the masks
 would freeze wherever they are, and the constraint could not be met by the end of training; with
@@ -43,6 +51,7 @@ from pdd_edge.zoo.protocol import prunable
 # end within the +/- 3 point tolerance; docs/BENCHMARKS.md has the measured trajectories.
 DEFAULT_RATE = 0.05  # integral gain, per step
 DEFAULT_GAIN = 5.0  # proportional gain
+DEFAULT_INTEGRAL_LIMIT = 1.0  # anti-windup: |integral| never exceeds it (see the module docstring)
 TOLERANCE_PCT = 3.0  # a checkpoint "meets the budget" within +/- 3 percentage points
 
 
@@ -53,12 +62,13 @@ class Budget:
     metric = "macs_reduction_pct"
 
     def __init__(self, target_reduction: float, rate: float = DEFAULT_RATE, gain: float = DEFAULT_GAIN,
-                 ramp_epochs: int = 0) -> None:
+                 ramp_epochs: int = 0, integral_limit: float = DEFAULT_INTEGRAL_LIMIT) -> None:
         self.target_reduction = target_reduction
         self.ramp_epochs = ramp_epochs
         self.current_target = target_reduction
         self.rate = rate
         self.gain = gain
+        self.integral_limit = integral_limit
         self.integral = 0.0
         self.lr_compensation = 1.0
 
@@ -80,7 +90,7 @@ class Budget:
         # The soft count equals the hard count in the forward pass, so `error` is exact.
         error = relative.detach().item() - (1.0 - self.current_target)
         lam = self.gain * error + self.integral
-        self.integral += self.rate * error
+        self.integral = min(self.integral_limit, max(-self.integral_limit, self.integral + self.rate * error))
         return {"loss": lam * self.lr_compensation * relative, "cost_rel": relative.detach(), "lambda": torch.tensor(lam)}
 
     def deviation_pct(self, reduction_pct: float) -> float:
