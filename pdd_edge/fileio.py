@@ -147,3 +147,11 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cache_root() -> Path:
+    """pdd-edge's cache folder: $PDD_EDGE_CACHE, else $XDG_CACHE_HOME/pdd-edge, else ~/.cache/pdd-edge."""
+    root = os.environ.get("PDD_EDGE_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "pdd-edge"

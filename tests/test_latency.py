@@ -170,12 +170,31 @@ def test_prune_latency_target_lands_on_the_nearest_width_plan():
         # one group fewer or more closed: neither is nearer the target than the plan prune chose
         return table.predict(model.layer_widths(counts)), plan
 
-    for target in (0.45 * dense, 0.6 * dense, 0.8 * dense):
+    # targets within prune's reach of the (all open) masks: at most 10 % of the dense latency below
+    for target in (0.91 * dense, 0.94 * dense, 0.97 * dense):
         got, plan = predicted(8, target)
         assert abs(got - target) <= 0.06 * dense  # within one 8-channel step of this network
-        assert "predicted latency target" in plan.notes[-1]
+        assert "predicted latency target" in plan.notes[-1] and plan.latency_limit is None
         if got > target:  # it stopped above the target because the next group would land further below
             assert any(n.startswith("stopped") for n in plan.notes)
+
+
+def test_prune_latency_target_far_below_the_masks_closes_at_most_a_tenth_and_records_the_miss():
+    # No cliff after training: masks that missed the request by half the latency are not made up
+    # for by closing half the network in one step with nothing but a fine-tune to recover.
+    from pdd_edge.nn.pruning import MAX_UNRECOVERED_LATENCY
+
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    attach_masks(model, "open")
+    dense = table.predict(model.layer_widths(model.mask_points()))
+    plan = plan_from_masks(model, round_to=8, latency=(table, 0.45 * dense))
+    got = table.predict(model.layer_widths({p: len(plan.local[p]) for p in model.mask_points()}))
+    stop = (1 - MAX_UNRECOVERED_LATENCY) * dense
+    assert stop - 0.06 * dense <= got <= stop + 0.06 * dense and plan.closed_total > 0
+    assert plan.latency_limit == {"requested_ms": pytest.approx(0.45 * dense), "masks_predicted_ms": pytest.approx(dense),
+                                  "stopped_at_ms": pytest.approx(stop), "max_unrecovered_share": MAX_UNRECOVERED_LATENCY}
+    assert any("so the target is missed; distill longer or ask for less" in n for n in plan.notes)
 
 
 def test_random_plans_keep_multiples_of_the_channel_multiple_and_may_remove_blocks():
@@ -295,7 +314,7 @@ def test_compress_with_a_speedup_target_measures_the_table_and_reports_requested
                      "--profile-min-runs", "5", "--profile-min-time", "0", "--out", run)
     assert result.exit_code == 0, result.stderr
     manifest = json.loads((run / "manifest.json").read_text())
-    assert list(manifest["stages"])[:4] == ["teacher", "baseline", "latency", "distill"]
+    assert list(manifest["stages"])[:4] == ["latency", "teacher", "baseline", "distill"]
     table = load(run / "latency" / "table.json")
     assert table.key["target"] == "local" and table.key["num_classes"] == 10
     prune = json.loads((run / "prune" / "pruned.json").read_text())
@@ -307,3 +326,49 @@ def test_compress_with_a_speedup_target_measures_the_table_and_reports_requested
     assert lb["requested_ms"] == prune["latency"]["target_ms"] and lb["predicted_ms"] == prune["latency"]["predicted_ms"]
     assert lb["measured_ms"] == report["variants"]["pruned"]["latency_p50_ms"]
     assert "## Latency target" in (run / "report" / "report-local.md").read_text()
+
+
+def test_channel_multiple_here_is_declared_measured_once_per_machine_or_none_for_another_device(tmp_path, monkeypatch):
+    from pdd_edge.latency import multiple
+
+    monkeypatch.setenv("PDD_EDGE_CACHE", str(tmp_path))
+    assert multiple.here(load_target("x86-server")) == 16  # declared: nothing measured
+    assert multiple.here(load_target("rpi4")) is None  # another device (this machine is not a Raspberry Pi)
+    calls = []
+
+    def fake_measure(settings, batch, remote=None):
+        calls.append((settings.threads, batch))
+        return 8, [{"width": 8, "p50_ms": 0.01, "dominated_by": None}]
+
+    monkeypatch.setattr(multiple, "measure_multiple", fake_measure)
+    one_thread = parse_target('name = "one"\nthreads = 1\n', source="test", default_name="one")
+    assert multiple.here(one_thread) == 8 and multiple.here(one_thread) == 8
+    assert calls == [(1, 1)]  # measured once, then read from the cache
+    (cached,) = (tmp_path / "latency").glob("multiple-one-b1-t1-*.json")
+    assert json.loads(cached.read_text())["multiple"] == 8
+    cached.write_text("not json")  # a damaged cache file is measured again
+    assert multiple.here(one_thread) == 8 and len(calls) == 2
+
+
+@pytest.mark.slow
+def test_channel_multiple_measured_here_is_a_clean_multiple_of_the_sweep(tmp_path, monkeypatch):
+    from pdd_edge.latency import multiple
+
+    monkeypatch.setenv("PDD_EDGE_CACHE", str(tmp_path))
+    got = multiple.here(parse_target('name = "one"\nthreads = 1\n', source="test", default_name="one"))
+    assert got in multiple.MULTIPLES
+    record = json.loads(next((tmp_path / "latency").glob("multiple-one-*.json")).read_text())
+    assert [r["width"] for r in record["sweep"]] == list(multiple.SWEEP_WIDTHS) and record["multiple"] == got
+
+
+@pytest.mark.slow
+def test_compress_refuses_an_unreachable_speedup_before_training_with_the_best_reachable_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDD_EDGE_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    result = run_cli("compress", "--student", "resnet20", "--teacher", "resnet20", "--teacher-epochs", "1",
+                     "--target-speedup", "50", "--out", run)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr + result.stdout
+    last = result.stderr.strip().splitlines()[-1]  # after the latency stage's progress lines: one error line
+    assert last.startswith("error: --target-speedup 50 is out of reach on local: the best the student's structures can reach")
+    assert "ask for at most a" in last and ">> teacher" not in result.stderr  # nothing trained
+    assert not run.exists()  # a fresh run refused before any stage finished leaves nothing

@@ -6,12 +6,19 @@ runs at least as fast: keeping it buys fewer channels for no time saved, which i
 falling off the vectorised kernels looks like (onnxruntime's NCHWc convolutions need the
 channels in blocks of 8 with AVX2, 16 with AVX-512). The channel multiple is the smallest m of
 `MULTIPLES` none of whose multiples in the range is dominated.
+
+`here(target)` gives a target's multiple when pruning for it on this machine: the declared
+`channel_multiple`, else one measured here (a few seconds, cached per machine, onnxruntime
+version, threads and batch), so the `local` target's widths fit this CPU's kernels too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from pdd_edge.latency.layers import Shape, input_shape, layer_onnx
 
@@ -55,3 +62,50 @@ def recommend(rows: Sequence[dict[str, Any]]) -> int | None:
     free = {r["width"] for r in rows if r["dominated_by"] is None}
     widths = [r["width"] for r in rows]
     return next((m for m in MULTIPLES if all(c in free for c in widths if c % m == 0)), None)
+
+
+def measure_multiple(settings, batch: int, remote=None) -> tuple[int, list[dict[str, Any]]]:
+    """(the recommended multiple, 1 when none up to 32 is clean; the sweep's rows), measured with
+    `settings` (profiling.measure.MeasureSettings) here or on `remote`."""
+    from pdd_edge.profiling.measure import measure_models
+
+    with tempfile.TemporaryDirectory(prefix="pdd-edge-multiple-") as tmp:
+        measured = measure_models(write_sweep(Path(tmp), batch), [batch], settings, remote)
+    rows = sweep_rows(SWEEP_WIDTHS, [m["batches"][0]["latency"]["p50_ms"] for m in measured["models"]], batch)
+    return recommend(rows) or 1, rows
+
+
+def here(target, progress: Callable[[str], None] = lambda s: None) -> int | None:
+    """`target`'s channel multiple for pruning on this machine: its declared one; else, when this
+    machine is the target's device, one measured here (cached); else None (another device: no
+    width can be judged from here)."""
+    if target.channel_multiple is not None:
+        return target.channel_multiple
+    from pdd_edge.fileio import cache_root, read_json, write_json
+    from pdd_edge.profiling import provenance, runner
+    from pdd_edge.profiling.measure import MeasureSettings
+
+    threads = runner.resolve_threads(target.threads)
+    env = runner.environment(target.execution_provider, threads)
+    if provenance.foreign_reasons(target.to_dict(), env):
+        return None
+    batch = target.batch_sizes[0]
+    key = {"target": {k: v for k, v in target.to_dict().items() if k != "source"}, "cpu": env.get("cpu_model"),
+           "machine": env.get("machine"), "onnxruntime": env["onnxruntime"], "threads": env["intra_op_threads"],
+           "batch": batch, "widths": [SWEEP_WIDTHS[0], SWEEP_WIDTHS[-1]]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_root() / "latency" / f"multiple-{target.name}-b{batch}-t{env['intra_op_threads']}-{digest}.json"
+    if path.is_file():
+        try:
+            found = read_json(path, "channel multiple record")
+            if found.get("key") == key and isinstance(found.get("multiple"), int) and found["multiple"] >= 1:
+                return found["multiple"]
+        except Exception:  # noqa: BLE001 - a damaged cache file is measured again and replaced
+            pass
+    progress(f"measuring which channel widths {target.name} runs fast (a 3x3 conv at widths "
+             f"{SWEEP_WIDTHS[0]}..{SWEEP_WIDTHS[-1]}; cached for this machine)")
+    settings = MeasureSettings(provider=target.execution_provider, threads=target.threads, warmup=5, min_runs=30,
+                               min_time_s=0.1, memory=False, sequential=True)
+    multiple, rows = measure_multiple(settings, batch)
+    write_json(path, {"key": key, "multiple": multiple, "sweep": rows, "environment": env})
+    return multiple

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import tempfile
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Any, Callable
 from pdd_edge.errors import PddError
 from pdd_edge.latency.layers import Shape, empty_onnx, input_shape, layer_onnx, probe
 from pdd_edge.latency.model import Grid, LatencyModel, load
-from pdd_edge.latency.multiple import SWEEP_WIDTHS, recommend, sweep_rows, write_sweep
+from pdd_edge.latency.multiple import SWEEP_WIDTHS, measure_multiple
 
 GRID_SHARES = (0.125, 0.25, 0.5, 0.75, 1.0)
 FIT_SHARES = (0.8, 0.6, 0.45, 0.3)  # thinned networks the calibration is fitted on (with the full one)
@@ -74,13 +73,13 @@ def cache_path(key: dict[str, Any]) -> Path:
     """Where the table for `key` lives: $PDD_EDGE_CACHE, else $XDG_CACHE_HOME/pdd-edge, else ~/.cache/pdd-edge."""
     from pdd_edge.zoo.specs import slug
 
-    root = os.environ.get("PDD_EDGE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                            os.path.expanduser("~/.cache"), "pdd-edge")
+    from pdd_edge.fileio import cache_root
+
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     h, w = key["input_size"]
     name = (f"{key['target']}-{slug(key['model'])}-{h}x{w}-b{key['batch_size']}-t{key['threads']}"
             f"-ort{key['onnxruntime']}-{digest}.json")
-    return Path(root) / "latency" / name
+    return cache_root() / "latency" / name
 
 
 def cached(path: Path, key: dict[str, Any]) -> LatencyModel | None:
@@ -229,9 +228,7 @@ def build_table(req: TableRequest, key: dict[str, Any], remote=None,
         multiple = req.target.channel_multiple
         if multiple is None:
             progress(f"measuring a 3x3 conv at widths {SWEEP_WIDTHS[0]}..{SWEEP_WIDTHS[-1]} (the target has no channel_multiple)")
-            measured = measure_models(write_sweep(folder, b), [b], settings, remote)
-            sweep = sweep_rows(SWEEP_WIDTHS, [m["batches"][0]["latency"]["p50_ms"] for m in measured["models"]], b)
-            multiple = recommend(sweep) or 1
+            multiple, sweep = measure_multiple(settings, b, remote)
         layers, plans = layer_plan(model, req.input_hw, multiple)
         jobs: list[PreparedModel] = []
         cells: list[tuple[str, int, int]] = []  # (grid key, i, j) of each layer file

@@ -190,20 +190,13 @@ def latency_table(cfg: DistillConfig, model: str):
 def latency_request(cfg: DistillConfig, table, model) -> dict[str, Any]:
     """The requested latency, and as a reduction of the dense network's predicted latency; a
     request below what the thinnest network can reach is refused before training."""
-    arch = prunable(model)
-    dense = float(table.predict_counts(arch))
-    floor_counts = {p: 0 if arch.may_vanish(p) else min(n, table.channel_multiple) for p, n in arch.mask_points().items()}
-    floor = float(table.predict_counts(arch, floor_counts))
-    wanted = cfg.target_latency_ms if cfg.target_latency_ms is not None else dense / cfg.target_speedup
-    if wanted >= dense:
-        raise PddError(f"--target-latency-ms {wanted:g} is not below the unpruned network's {dense:.4g} ms "
-                       f"on {table.key['target']} (predicted): ask for less")
-    if wanted <= floor:
-        raise PddError(f"{wanted:.4g} ms is out of reach on {table.key['target']}: even the thinnest network is "
-                       f"predicted at {floor:.4g} ms; ask for more")
-    return {"table": str(cfg.latency_table), "key": table.key, "requested_ms": wanted, "target_speedup": cfg.target_speedup,
-            "dense_predicted_ms": dense, "dense_measured_ms": table.dense_ms, "floor_predicted_ms": floor,
-            "target_reduction": 1.0 - wanted / dense}
+    from pdd_edge.latency.model import reachable
+
+    got = reachable(table, prunable(model), cfg.target_latency_ms, cfg.target_speedup)
+    return {"table": str(cfg.latency_table), "key": table.key, "requested_ms": got["requested_ms"],
+            "target_speedup": cfg.target_speedup, "dense_predicted_ms": got["dense_predicted_ms"],
+            "dense_measured_ms": table.dense_ms, "floor_predicted_ms": got["floor_predicted_ms"],
+            "target_reduction": got["target_reduction"]}
 
 
 # --- the pipeline stage ------------------------------------------------------------------------

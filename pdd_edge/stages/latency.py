@@ -1,9 +1,11 @@
 """`latency`: the latency table a latency target (`--target-latency-ms`, `--target-speedup`) needs.
 
-Runs only with such a target. With `--latency-table FILE` (made on the device, e.g. over SSH
-with `pdd-edge latency-table --remote`) it checks that file is for this student, input size and
-first target and copies it into the run; otherwise it measures the table here, which a target
-naming another machine (rpi4 on an x86 CI runner) refuses before any training.
+Runs only with such a target, and first of all stages: a request that the student's allowed
+structures cannot reach on the device (the latency model's prediction for its thinnest network)
+is refused before the teacher and the baseline train. With `--latency-table FILE` (made on the
+device, e.g. over SSH with `pdd-edge latency-table --remote`) it checks that file is for this
+student, input size and first target and copies it into the run; otherwise it measures the table
+here, which a target naming another machine (rpi4 on an x86 CI runner) refuses before any work.
 """
 
 from __future__ import annotations
@@ -67,12 +69,21 @@ def validate(cfg: CompressConfig) -> None:
                        "and pass --latency-table T.json")
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
-    from pdd_edge.zoo import checkpoint as ckpt_io
+def check_reachable(cfg: CompressConfig, table, num_classes: int) -> None:
+    """Refuse (usage error) a request at or above the unpruned student's predicted latency, or
+    below its thinnest network's, naming the best figure that can be reached."""
+    from pdd_edge import zoo
+    from pdd_edge.latency.model import reachable
+    from pdd_edge.zoo.protocol import prunable
 
+    student = zoo.build(cfg.student, num_classes=num_classes, args=cfg.student_args, input_size=cfg.data.input_size)
+    reachable(table, prunable(student), cfg.target_latency_ms, cfg.target_speedup)
+
+
+def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
     out = run.latency_table()
-    # The student's classifier as the run trains it: the baseline knows the dataset's class count.
-    classes = ckpt_io.load(run.best("baseline"), model_name=cfg.student)[1].num_classes
+    # The student's classifier as the run trains it: the dataset's class count.
+    classes = cfg.data.load().num_classes
     if cfg.latency_table is not None:
         table = check_given(cfg)
         if table.key["num_classes"] != classes:
@@ -84,5 +95,6 @@ def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
         from pdd_edge.latency.table import make_table
 
         table, _, _ = make_table(request(cfg, classes), out, progress=print)
+    check_reachable(cfg, table, classes)  # before any training stage
     return StageResult([out], {"channel_multiple": table.channel_multiple, "dense_measured_ms": table.dense_ms,
                                "model_error_max_pct": table.record["error"]["check_max_abs_pct"]})

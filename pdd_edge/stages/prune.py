@@ -129,7 +129,8 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
             "threads": table.key["threads"], "target_ms": latency[1] if latency else None,
             "predicted_ms": float(table.predict_counts(prunable(reference), open_counts(reference))),
             "dense_predicted_ms": dense_ms,
-            "dense_measured_ms": table.dense_ms, "model_error_pct": table.record["error"]["check_max_abs_pct"]},
+            "dense_measured_ms": table.dense_ms, "model_error_pct": table.record["error"]["check_max_abs_pct"],
+            "limited": plan.latency_limit},
     }
     ckpt = ckpt_io.checkpoint_dict(
         pruned, model_name=info.model, preprocess=info.preprocess, classes=info.classes, dataset=info.dataset,
@@ -164,19 +165,32 @@ def _validation_batch(data, n: int) -> torch.Tensor:
 
 # --- the pipeline stage ------------------------------------------------------------------------
 
-def channel_multiple(target: str) -> int | None:
+def channel_multiple(target: str, measure: bool) -> int | None:
+    """The first target's channel multiple: declared, else (with `measure`) measured on this
+    machine when it is the target's device (latency/multiple.py), else None."""
+    from pdd_edge.latency import multiple
     from pdd_edge.profiling.targets import load_target
 
-    return load_target(target).channel_multiple
+    t = load_target(target)
+    if t.channel_multiple is not None or not measure:
+        return t.channel_multiple
+    return multiple.here(t, progress=print)
 
 
-def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
+def config(run: RunDir, cfg: CompressConfig, measure: bool = False) -> PruneConfig:
     """The distilled student, pruned to at least its MACs or latency target (when the run has one),
-    with widths rounded to `--round-to`, else to the first target's `channel_multiple`, else (with
-    a latency target) to the multiple the latency table measured."""
+    with widths rounded to `--round-to`, else to the first target's `channel_multiple` (measured
+    here when the target declares none and this machine is its device: `measure`, which the
+    up-front validation leaves off), else (with a latency target) to the multiple the latency
+    table measured."""
     latency = cfg.target_latency_ms is not None or cfg.target_speedup is not None
-    round_to = cfg.round_to if cfg.round_to is not None else channel_multiple(cfg.targets[0])
-    return PruneConfig(checkpoint=str(run.best("distill")), round_to=round_to if round_to or latency else 1,
+    round_to = cfg.round_to
+    if round_to is None:
+        if latency:
+            round_to = channel_multiple(cfg.targets[0], measure=False)  # None: the latency table's
+        else:
+            round_to = channel_multiple(cfg.targets[0], measure) or 1
+    return PruneConfig(checkpoint=str(run.best("distill")), round_to=round_to,
                        min_macs_reduction=cfg.target_macs_reduction or None,
                        latency_table=str(run.latency_table()) if latency else None,
                        target_latency_ms=cfg.target_latency_ms, target_speedup=cfg.target_speedup)
@@ -184,6 +198,6 @@ def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
 
 def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     out = run.pruned()
-    report = prune_checkpoint(config(run, cfg), out)
+    report = prune_checkpoint(config(run, cfg, measure=True), out)
     write_json(run.prune_report(), report)
     return StageResult([out, run.prune_report()], {k: v for k, v in report.items() if k not in ("source", "output")})
