@@ -2,15 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+import importlib
+from typing import Annotated, Any, Iterator
 
 import typer
+from typer.core import TyperGroup
+
+# The exceptions of the click that typer runs on (recent typers carry their own copy of click).
+_click_errors = importlib.import_module(typer.BadParameter.__module__)
+_HELP_WITHOUT_ARGS = getattr(_click_errors, "NoArgsIsHelpError", ())  # `pdd-edge` alone: the help, as click shows it
+
+
+class OneLineUsageErrors(TyperGroup):
+    """Click's usage errors (an unknown option, a missing argument, a value of the wrong type) as
+    one line `error: ...` on stderr with exit code 2, like every other bad input; typer would draw
+    a box of usage text around them."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:  # parses the subcommand's arguments, then runs it
+        with _one_line():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line() -> Iterator[None]:
+    try:
+        yield
+    except _click_errors.UsageError as exc:
+        if isinstance(exc, _HELP_WITHOUT_ARGS):
+            raise
+        from pdd_edge.cli.shared import _escape, fail
+
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        if exc.ctx is not None:
+            message += f"; see {exc.ctx.command_path} --help"
+        raise fail(_escape(message), 2) from None
+
 
 app = typer.Typer(
     name="pdd-edge",
+    cls=OneLineUsageErrors,
     help="Compress image classifiers with PDD (Pruning During Distillation) and prove they fit the device.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 

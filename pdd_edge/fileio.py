@@ -2,7 +2,10 @@
 
 Every file pdd-edge produces is written to a temporary name in the destination folder and
 renamed into place (`os.replace` is atomic on POSIX and Windows): an interrupted run leaves
-either the old file or the new one, never a truncated one.
+either the old file or the new one, never a truncated one. The temporary file is flushed to the
+disk before the rename and the folder after it, so a board that loses power (an SD card) keeps
+one of the two as well. An output path that is a symbolic link is written through: the link
+stays and its target is replaced, as a shell's `>` would do.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pdd_edge.errors import PddError
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    dest = Path(path)
+    dest = _through_link(Path(path))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -33,11 +36,39 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+        _fsync(tmp)  # the content is on the disk before the name points at it
         os.replace(tmp, dest)
+        _fsync_folder(dest.parent)  # and the rename itself survives a power cut
     finally:
         # On success the temp name no longer exists; on any failure it is removed here.
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _through_link(dest: Path) -> Path:
+    """The file a write to `dest` replaces: a symlink's target (the link itself is kept)."""
+    return Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR)  # Windows flushes only a file opened for writing
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a rename in `folder` to the disk, where the system allows it: Windows cannot open a
+    folder, and some file systems refuse to sync one; the rename is done either way."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def check_output(out: str | os.PathLike[str], *inputs: str | os.PathLike[str] | None, option: str = "--out") -> Path:
@@ -53,7 +84,7 @@ def check_output(out: str | os.PathLike[str], *inputs: str | os.PathLike[str] | 
             raise PddError(f"{option} {dest} is the command's input; choose another path (inputs are never overwritten)")
     if dest.is_dir():
         raise PddError(f"{option} {dest} is a folder; give a file path")
-    _probe(dest.parent, dest, option)
+    _probe(_through_link(dest).parent, dest, option)  # a link's target is what gets written
     return dest
 
 

@@ -50,3 +50,20 @@ def test_workflow_measures_board_targets_on_the_board(workflow):
                     assert "--remote" in cmd, f"job {name} times {target} on an x86 runner: {' '.join(cmd)}"
                 measured += 1
     assert measured >= 2
+
+
+# The first major of each action that runs on Node 24 (GitHub retires Node 20 from its runners;
+# actionlint flags the older majors). An action added to the workflow must be added here.
+NODE24_MAJOR = {"actions/checkout": 5, "actions/setup-python": 6, "actions/cache": 5, "actions/upload-artifact": 6,
+                "actions/download-artifact": 7, "mikepenz/action-junit-report": 6}
+
+
+def test_workflow_uses_only_actions_that_run_on_node24(workflow):
+    used = [step["uses"] for job in workflow["jobs"].values() for step in job["steps"] if "uses" in step]
+    old = []
+    for ref in used:
+        action, _, version = ref.partition("@")
+        major = re.fullmatch(r"v(\d+)(?:\.\d+)*", version)
+        if action not in NODE24_MAJOR or not major or int(major[1]) < NODE24_MAJOR[action]:
+            old.append(ref)
+    assert len(used) >= 6 and old == []

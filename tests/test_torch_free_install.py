@@ -4,7 +4,6 @@ torch must give a working `pdd-edge profile` and find the built-in targets."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import venv
@@ -12,28 +11,19 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "pdd_edge", "cli", "targets")  # what the package is built from
+from tests.install import ROOT, copy_sources, report_and_gate
 
 sys.path.insert(0, str(ROOT / "tests" / "profiling"))
 from onnx_builders import conv_model, save  # noqa: E402
 
-# Every command runs with the venv as working directory: `python -c` puts the working
-# directory on sys.path, and the work tree's pdd_edge/ must not shadow the installed one.
+# Every command runs with the venv as working directory (see tests/install.py).
 pytestmark = pytest.mark.slow  # builds a venv and installs onnx/onnxruntime into it: ~30-60 s
 
 
 @pytest.fixture(scope="module")
 def edge_venv(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("edge")
-    src = base / "src"
-    src.mkdir()
-    for name in SOURCES:  # a copy, so building leaves no build/ or egg-info in the work tree
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif path.exists():
-            shutil.copy2(path, src / name)
+    src = copy_sources(base / "src")
     env_dir = base / "venv"
     venv.create(env_dir, with_pip=True)
     proc = subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", str(src)],
@@ -82,18 +72,12 @@ def test_edge_install_training_command_says_what_to_install(edge_venv):
 
 
 def test_edge_install_reports_and_gates_a_run_without_torch_or_matplotlib(edge_venv, tmp_path):
-    sys.path.insert(0, str(ROOT))
     from tests.run_fixtures import make_run
 
     run = make_run(tmp_path / "run")  # measured here; the edge install only reads the files
     bin_dir = edge_venv / "bin"
     has_mpl = subprocess.run([str(bin_dir / "python"), "-c", "import matplotlib"], capture_output=True, cwd=edge_venv)
-    report = subprocess.run([str(bin_dir / "pdd-edge"), "report", str(run.root)], capture_output=True, text=True,
-                            cwd=edge_venv)
-    budget = tmp_path / "b.toml"
-    budget.write_text("[budget]\nmin_top1 = 90\nmax_top1_drop = 1.0\n")
-    gate = subprocess.run([str(bin_dir / "pdd-edge"), "gate", str(run.root), "--budget", str(budget)],
-                          capture_output=True, text=True, cwd=edge_venv)
+    report, gate = report_and_gate(bin_dir, run.root, tmp_path)
 
     assert has_mpl.returncode != 0  # a bare edge install: no plotting library either
     assert report.returncode == 0, report.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -145,3 +146,30 @@ def op_counts(model) -> dict[str, int]:
     for node in model.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
+
+
+def _nodes(graph) -> Iterator:
+    """Every node of `graph`, those of its subgraphs (If, Loop, Scan bodies) included."""
+    import onnx
+
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _nodes(sub)
+
+
+def drop_unused_opsets(model) -> list[str]:
+    """Remove the opset imports of domains no node uses (onnxruntime's quantizer declares nine),
+    in place; the default domain stays. Returns the domains removed."""
+    used = {node.domain for node in _nodes(model.graph)}
+    used |= {node.domain for f in model.functions for node in f.node} | {f.domain for f in model.functions}
+    used |= {"", "ai.onnx"}  # the default domain, whatever the graph holds
+    dropped = [o.domain for o in model.opset_import if o.domain not in used]
+    keep = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    return dropped

@@ -195,6 +195,7 @@ def quantize_model(cfg: QuantizeConfig, model_path: str | Path, out: str | Path)
     n_calibration = sum(len(x) for x in calibration)
     with tempfile.TemporaryDirectory(prefix="pdd-edge-quantize-") as workdir:
         int8 = _quantize(cfg, src, calibration, Path(workdir))
+    runtime.drop_unused_opsets(int8)  # a deployed file declares only what it needs (checked below)
     copy_meta(src.model, int8)
     # The preprocessing recorded is the one the ranges were calibrated with (--mean/--std included).
     write_meta(int8, replace(src.meta, preprocess=src.preprocess,

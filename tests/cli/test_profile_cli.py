@@ -37,6 +37,20 @@ def test_profile_writes_json_record_and_prints_summary(small_model, tmp_path):
     assert "multiply-accumulates" in result.stdout and "MACs 6,912" in result.stdout
 
 
+
+def test_profile_json_to_a_symlink_writes_its_target_and_keeps_the_link(small_model, tmp_path):
+    target = tmp_path / "store" / "latest.json"
+    target.parent.mkdir()
+    target.write_text("{}\n")
+    link = tmp_path / "small.json"
+    link.symlink_to(target)
+
+    result = runner.invoke(app, ["profile", small_model, "--json", str(link), *LEAN])
+
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and link.resolve() == target
+    assert json.loads(target.read_text())["schema"] == "pdd-edge.profile/1"
+
 def test_profile_uses_a_user_target_file(small_model, tmp_path):
     target = tmp_path / "board.toml"
     target.write_text("threads = 1\nbatch_sizes = [2]\n[budget]\nlatency_p90_ms = 50\n")

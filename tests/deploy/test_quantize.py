@@ -104,3 +104,31 @@ def test_quantize_config_rejects_unknown_format_and_format_with_dynamic():
         quantize.QuantizeConfig(format="qint")
     with pytest.raises(PddError, match="--format is for --method static"):
         quantize.QuantizeConfig(method="dynamic", format="qoperator")
+
+
+@pytest.mark.parametrize("fmt, domains", [("qdq", [""]), ("qoperator", ["", "com.microsoft"])])
+def test_int8_file_declares_only_the_opset_domains_its_nodes_use(fmt, domains, tmp_path):
+    src = tiny_classifier(tmp_path / "m.onnx", batch=1)
+    quantize.quantize_model(quantize.QuantizeConfig(data=DataConfig(name="digits"), calibration_size=40, format=fmt),
+                            src, tmp_path / "q.onnx")
+    model = onnx.load(str(tmp_path / "q.onnx"))
+
+    assert sorted(o.domain for o in model.opset_import) == domains
+    assert {n.domain for n in model.graph.node} == set(domains)
+    runtime.session(model)  # onnxruntime still loads it
+
+
+def test_drop_unused_opsets_changes_nothing_but_the_opset_imports(tmp_path):
+    from onnx import helper
+
+    src = onnx.load(str(tiny_classifier(tmp_path / "m.onnx", batch=1)))
+    src.opset_import.extend([helper.make_opsetid("ai.onnx.ml", 5), helper.make_opsetid("org.pytorch.aten", 1)])
+    model = onnx.ModelProto()
+    model.CopyFrom(src)
+
+    dropped = runtime.drop_unused_opsets(model)
+
+    assert dropped == ["ai.onnx.ml", "org.pytorch.aten"]
+    assert [(o.domain, o.version) for o in model.opset_import] == [(o.domain, o.version) for o in src.opset_import[:1]]
+    del src.opset_import[1:]
+    assert model.SerializeToString() == src.SerializeToString()
