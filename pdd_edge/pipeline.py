@@ -33,7 +33,7 @@ from typing import Callable
 from pdd_edge import zoo
 from pdd_edge.artifact import RunDir, StageRecord
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
-from pdd_edge.errors import USAGE, PddError
+from pdd_edge.errors import USAGE, PddError, environment_error
 from pdd_edge.fileio import check_output_dir
 from pdd_edge.stages import (
     StageResult,
@@ -141,10 +141,13 @@ def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
         run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
     try:
         _run_stages(run, cfg, on_event, rt)
-    except PddError as exc:
+    except (PddError, OSError, RuntimeError) as exc:
         # A usage error before any stage finished (a file that went bad after validation) leaves
         # nothing behind, so that the corrected command is not refused as "already holds a run".
-        if info.is_main and fresh and exc.exit_code == USAGE and not run.manifest["stages"]:
+        # So does a failure of the machine (disk full) in a run this command created: its stages
+        # are not half a result to resume but space to give back. A --resume'd run keeps its stages.
+        usage = isinstance(exc, PddError) and exc.exit_code == USAGE and not run.manifest["stages"]
+        if info.is_main and fresh and (usage or environment_error(exc) is not None):
             shutil.rmtree(run.root, ignore_errors=True)
         raise
     return run
