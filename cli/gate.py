@@ -53,12 +53,23 @@ def gate_command(
     out.print(table)
     if junit is not None:
         write_bytes(junit, junit_xml(checks, name))
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as fh:  # appended, as GitHub Actions expects
-            fh.write(markdown_table(checks, title) + "\n")
+    append_step_summary(markdown_table(checks, title) + "\n")
     failed = [c.key for c in checks if not c.passed]
     if failed:
         err.print(f"gate failed: {', '.join(failed)}", markup=False)
         raise typer.Exit(FAILURE)
     out.print(f"gate passed: {len(checks)} checks")
+
+
+def append_step_summary(text: str) -> None:
+    """Append to GitHub's job summary. The summary only shows the verdict; a summary that cannot be
+    written (a directory, a read-only file) is one warning and must not change the verdict."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary:
+        return
+    try:
+        with open(summary, "a", encoding="utf-8") as fh:  # appended, as GitHub Actions expects
+            fh.write(text)
+    except OSError as exc:
+        err.print(f"warning: GITHUB_STEP_SUMMARY {summary} cannot be appended to ({exc.strerror}); "
+                  "the gate's verdict and exit code are unaffected", markup=False)

@@ -33,6 +33,8 @@ def report_command(
         reqs = [request(t, min_runs=min_runs, min_time_s=min_time) for t in target]
         names = [r.target.name for r in reqs]
         host = RemoteHost.parse(remote, identity=ssh_key) if remote else None
+    check_writable(run, names or sorted(run.profiles()))  # before minutes of profiling, not after
+    if target:
         added, profiled = [], run.profiles()
         for req in reqs:
             name = req.target.name
@@ -49,3 +51,12 @@ def report_command(
     run.record_command("report", written)
     for path in written:
         out.print(str(path), markup=False)
+
+
+def check_writable(run, names: list[str]) -> None:
+    """Every file `report` may write into the run (manifest, profiles, reports) can be written."""
+    from pdd_edge.artifact import MANIFEST
+    from pdd_edge.fileio import check_output
+
+    for path in [run.root / MANIFEST, *(f(n) for n in names for f in (run.profile, run.report_json))]:
+        check_output(path, option="RUN_DIR file")

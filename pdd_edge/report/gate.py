@@ -11,6 +11,7 @@ Torch-free: runs in any CI job that has the report.
 
 from __future__ import annotations
 
+import json
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -74,10 +75,35 @@ def load_report(path: str | Path, target: str | None) -> dict[str, Any]:
             p = names[wanted]
     report = read_json(p, "report")
     if isinstance(report, dict) and report.get("schema") == PROFILE_SCHEMA:
-        return from_profile(report)
-    if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA or not isinstance(report.get("gate"), dict):
+        report = from_profile(report)
+    elif not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA or not isinstance(report.get("gate"), dict):
         raise PddError(f"{p} is not a pdd-edge report ({REPORT_SCHEMA}) or profile record ({PROFILE_SCHEMA})")
+    problem = _malformed(report)
+    if problem:
+        raise PddError(f"{p} is malformed: {problem}; regenerate it with `pdd-edge report` (or `pdd-edge profile --json`)")
     return report
+
+
+def _malformed(report: dict[str, Any]) -> str:
+    """What is wrong with the shape of a report the gate reads ("" if nothing): a file edited by
+    hand or by another tool fails here with one line, not deep inside the checks."""
+    target, env = report.get("target"), report.get("environment")
+    if not isinstance(target, dict) or not isinstance(target.get("name"), str):
+        return f'"target" must be an object with a "name", got {_short(target)}'
+    budget = target.get("budget", {})
+    if not isinstance(budget, dict):
+        return f'"target.budget" must be an object, got {_short(budget)}'
+    for key, value in budget.items():
+        if _number(value) is None:
+            return f'"target.budget.{key}" must be a number, got {_short(value)}'
+    if env is not None and not isinstance(env, dict):
+        return f'"environment" must be an object, got {_short(env)}'
+    return ""
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def from_profile(record: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +111,8 @@ def from_profile(record: dict[str, Any]) -> dict[str, Any]:
     latency, size and memory only; accuracy and MACs-reduction budgets then fail closed."""
     try:
         summary = record["summary"]
+        if not isinstance(summary, dict) or not isinstance(record["model"], dict):
+            raise TypeError("summary and model must be objects")
         return {"schema": REPORT_SCHEMA, "target": record["target"], "environment": record.get("environment"), "gate": {
             "variant": Path(record["model"]["path"]).name, "latency_p90_ms": summary.get("latency_p90_ms"),
             "model_size_mb": summary.get("model_size_mb"), "peak_memory_mb": summary.get("peak_memory_mb"),
