@@ -191,3 +191,19 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_mismatch(path: str | Path, sha256: str, size: int) -> str:
+    """How the file at `path` differs from the one recorded (by sha256 and size) when it was
+    measured: "" when it is that file, else "is missing", "is 10 bytes, not 4,096 (truncated or
+    replaced)" or "has changed (sha256 ...)"."""
+    p = Path(path)
+    if not p.is_file():
+        return "is missing"
+    actual = p.stat().st_size
+    if actual != size:
+        return f"is {actual:,} bytes, not the {size:,} that were profiled (truncated or replaced)"
+    digest = file_sha256(p)
+    if digest != sha256:
+        return f"has changed since it was profiled (sha256 {digest[:12]}..., profiled {sha256[:12]}...)"
+    return ""

@@ -48,7 +48,7 @@ def test_environment_error_is_none_for_bugs_and_usage_errors(exc):
 def test_command_reports_an_os_error_as_one_line_with_exit_code_3(tmp_path, monkeypatch):
     import pdd_edge.report.gate as gate
 
-    monkeypatch.setattr(gate, "load_report", lambda *a: (_ for _ in ()).throw(
+    monkeypatch.setattr(gate, "find_report", lambda *a: (_ for _ in ()).throw(
         OSError(errno.EIO, "Input/output error", str(tmp_path / "r.json"))))
     result = run_cli("gate", tmp_path / "r.json")
     assert result.exit_code == 3
@@ -59,7 +59,7 @@ def test_command_reports_an_os_error_as_one_line_with_exit_code_3(tmp_path, monk
 def test_command_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
     import pdd_edge.report.gate as gate
 
-    monkeypatch.setattr(gate, "load_report", lambda *a: (_ for _ in ()).throw(RuntimeError("a genuine bug")))
+    monkeypatch.setattr(gate, "find_report", lambda *a: (_ for _ in ()).throw(RuntimeError("a genuine bug")))
     result = run_cli("gate", tmp_path / "r.json")
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
 

@@ -100,4 +100,4 @@ def test_edge_install_reports_and_gates_a_run_without_torch_or_matplotlib(edge_v
     assert (run.root / "report" / "report-local.json").is_file() and (run.root / "report" / "report-local.md").is_file()
     assert not list((run.root / "report").glob("*.png"))
     assert gate.returncode == 0, gate.stderr + gate.stdout
-    assert "gate passed: 2 checks" in gate.stdout
+    assert "gate passed: 3 checks" in gate.stdout  # the deployable file, then the two budget keys
