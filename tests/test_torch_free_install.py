@@ -52,7 +52,7 @@ def test_edge_install_profiles_a_model_to_json(edge_venv, tmp_path):
     model = save(conv_model(["N", 3, 16, 16], (8, 3, 3, 3)), tmp_path / "model.onnx")
     out = tmp_path / "out.json"
 
-    proc = subprocess.run([str(edge_venv / "bin" / "pdd-edge"), "profile", model, "--json", str(out), "--warmup", "1",
+    proc = subprocess.run([str(edge_venv / "bin" / "pdd-edge"), "profile", model, "--json-out", str(out), "--warmup", "1",
                            "--min-runs", "3", "--min-time", "0", "--threads", "1"], capture_output=True, text=True, cwd=edge_venv)
 
     assert proc.returncode == 0, proc.stderr
