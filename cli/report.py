@@ -47,6 +47,11 @@ def report_command(
             added.append(write_json(run.profile(name), record))
         if added:
             run.record_command("report --target " + " --target ".join(names), added)
+    from pdd_edge.report import plots
+
+    if not plots.available():
+        err.print("warning: no PNG plots: matplotlib is not installed (pip install 'pdd-edge[plots]'); "
+                  "plots of earlier reports were removed", markup=False)
     written = write_reports(run, names)
     run.record_command("report", written)
     for path in written:

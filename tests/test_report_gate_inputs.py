@@ -163,3 +163,17 @@ def test_gate_json_prints_the_verdict_and_every_check(tmp_path, budget):  # noqa
     assert data["passed"] is False and data["variant"] == "int8" and data["budget_source"] == str(budget)
     assert [(c["key"], c["passed"]) for c in data["checks"]][:2] == [("deployable_file", True), ("latency_p90_ms", False)]
     assert result.stderr.strip() == "gate failed: latency_p90_ms"
+
+
+def test_report_without_matplotlib_says_so_and_removes_stale_plots(run_copy, monkeypatch):
+    from pdd_edge.report import plots
+
+    stale = sorted(p.name for p in (run_copy / "report").glob("*.png"))
+    assert stale == ["accuracy-latency-local.png", "channels.png"]  # drawn by the first report
+    monkeypatch.setattr(plots, "available", lambda: False)
+    result = run_cli("report", run_copy)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == ("warning: no PNG plots: matplotlib is not installed (pip install 'pdd-edge[plots]'); "
+                                     "plots of earlier reports were removed")
+    assert list((run_copy / "report").glob("*.png")) == []
+    assert "![" not in (run_copy / "report" / "report-local.md").read_text()

@@ -210,6 +210,11 @@ def write_report(run: RunDir, profile: dict[str, Any]) -> list[Path]:
             ch = plots.channels_per_layer(report["layers"], run.plot("channels"))
             written.append(ch)
             report["plots"]["channels"] = ch.name
+    else:
+        # No plotting library (a bare edge install): the report has no plots, and must not sit
+        # beside plots of an earlier report that show other numbers.
+        for stale in (run.plot(f"accuracy-latency-{name}"), run.plot("channels")):
+            stale.unlink(missing_ok=True)
     json_path = write_json(run.report_json(name), report)
     md_path = write_text(run.report_md(name), markdown(report))
     return written + [json_path, md_path]
