@@ -141,19 +141,30 @@ def test_resumed_compress_that_fails_on_a_full_disk_keeps_its_finished_stages(tm
     assert files_in(tmp_path / "run") == ["manifest.json", "teacher.pt"]
 
 
-@pytest.fixture
-def nearly_full_disk(tmp_path):
-    """A real file system with 64 kB free: room for the checkpoint, not for the resume state
-    beside it (needs root and mount; skipped where that is not possible)."""
+def _small_disk(tmp_path, free_kb: int):
+    """A real 1 MiB file system with `free_kb` left (needs root and mount; skipped where that is
+    not possible). Yields a folder on it; the filler lies beside that folder."""
     mnt = tmp_path / "small"
     mnt.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("mounting a tmpfs needs root")
-    filler = mnt / "filler"
-    filler.write_bytes(b"\0" * (1024 - 64) * 1024)
+    (mnt / "filler").write_bytes(b"\0" * (1024 - free_kb) * 1024)
+    (mnt / "out").mkdir()
     yield mnt / "out"
     # lazy: torch may still hold the file its failed write opened
     subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+@pytest.fixture
+def nearly_full_disk(tmp_path):
+    """64 kB free: room for a tiny model's checkpoint, not for the resume state beside it."""
+    yield from _small_disk(tmp_path, 64)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """Nothing free: a file can be created (the output checks pass), not filled."""
+    yield from _small_disk(tmp_path, 0)
 
 
 def test_train_on_a_really_full_disk_exits_3_and_leaves_nothing(nearly_full_disk):
@@ -161,3 +172,42 @@ def test_train_on_a_really_full_disk_exits_3_and_leaves_nothing(nearly_full_disk
     assert result.exit_code == 3, result.output
     assert f"error: cannot write {nearly_full_disk / 't.last.pt'}" in result.stderr
     assert files_in(nearly_full_disk) == []
+
+
+def _export_args(tmp_path, out):
+    from tests.deploy.deploy_helpers import zoo_checkpoint
+
+    return ["export", zoo_checkpoint("resnet20", False, tmp_path / "in.pt")[0], "--out", out / "m.onnx"], out / "m.onnx"
+
+
+def _prune_args(tmp_path, out):
+    from tests.deploy.deploy_helpers import masked_checkpoint
+
+    return ["prune", masked_checkpoint(tmp_path / "in.pt"), "--out", out / "p.pt"], out / "p.pt"
+
+
+def _profile_args(tmp_path, out):
+    from tests.deploy.deploy_helpers import tiny_classifier
+
+    return ["profile", tiny_classifier(tmp_path / "in.onnx"), "--json-out", out / "p.json", "--warmup", "0",
+            "--min-runs", "3", "--min-time", "0", "--no-memory"], out / "p.json"
+
+
+def _gate_args(tmp_path, out):
+    budget = tmp_path / "b.toml"
+    budget.write_text("[budget]\nmodel_size_mb = 1\n")
+    return ["gate", write_report(tmp_path / "r.json"), "--budget", budget, "--junit", out / "gate.xml"], out / "gate.xml"
+
+
+@pytest.mark.parametrize("make_args", [_export_args, _prune_args, _profile_args, _gate_args],
+                         ids=["export", "prune", "profile", "gate"])
+def test_command_on_a_really_full_disk_exits_3_with_one_line_and_leaves_nothing(tmp_path, full_disk, make_args):
+    args, written = make_args(tmp_path, full_disk)
+    result = run_cli(*args)
+    assert result.exit_code == 3, result.output
+    line = result.stderr.strip().splitlines()[-1]  # torch.save's failure names no errno: its own cause
+    assert line in (f"error: cannot write {written} (ENOSPC): no space left on the device; free space there or write "
+                    "elsewhere, then re-run",
+                    f"error: cannot write {written}: the write failed (most often a full disk); free space there or "
+                    "write elsewhere, then re-run")
+    assert "Traceback" not in result.output and files_in(full_disk) == []
