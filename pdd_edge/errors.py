@@ -54,6 +54,9 @@ _ENV_HINTS = {
     errno.EPERM: "operation not permitted; fix the permissions or write elsewhere, then re-run",
     errno.EIO: "input/output error; the disk or its connection is failing: check it, then re-run",
 }
+# Failures of the machine with the system's own words; any other OSError (ENOENT, EISDIR, EINVAL,
+# ...) may as well be a bug or a missed input check, and keeps its traceback.
+_ENV_OTHER = {errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ESTALE, errno.ETIMEDOUT}
 # torch.save reports a failed write (typically a full disk) as a RuntimeError from its zip writer.
 _TORCH_WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed")
 
@@ -65,7 +68,7 @@ def environment_error(exc: BaseException, path: str | os.PathLike[str] | None = 
     (a bug must keep its traceback)."""
     if isinstance(exc, PddError):
         return exc if exc.exit_code == ENVIRONMENT else None
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError) and (exc.errno in _ENV_HINTS or exc.errno in _ENV_OTHER):
         where = path if path is not None else exc.filename
         cause = _ENV_HINTS.get(exc.errno) or (exc.strerror or str(exc) or type(exc).__name__)
         code = f" ({errno.errorcode[exc.errno]})" if exc.errno in errno.errorcode else ""

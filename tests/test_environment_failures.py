@@ -40,7 +40,7 @@ def test_environment_error_is_one_line_with_exit_code_3(exc, line):
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("size mismatch for conv1.weight"), ValueError("x"), KeyError("y"),
-                                 PddError("bad input")])
+                                 PddError("bad input"), FileNotFoundError(errno.ENOENT, "No such file", "/x")])
 def test_environment_error_is_none_for_bugs_and_usage_errors(exc):
     assert environment_error(exc) is None
 
