@@ -41,7 +41,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     except OSError as exc:
-        raise environment_error(exc, dest, "write") from None
+        env = environment_error(exc, dest, "write")
+        if env is None:
+            raise
+        raise env from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -211,3 +211,17 @@ def test_command_on_a_really_full_disk_exits_3_with_one_line_and_leaves_nothing(
                     f"error: cannot write {written}: the write failed (most often a full disk); free space there or "
                     "write elsewhere, then re-run")
     assert "Traceback" not in result.output and files_in(full_disk) == []
+
+
+def test_all_or_nothing_shows_no_file_when_a_later_write_of_the_group_fails(tmp_path):
+    from pdd_edge.fileio import all_or_nothing, write_bytes, write_text
+
+    write_text(tmp_path / "history.json", "epoch 1")
+    with pytest.raises(PddError, match="cannot write"):
+        with all_or_nothing():
+            write_bytes(tmp_path / "best.pt", b"epoch 2")
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(Path, "write_text", disk_full)
+                write_text(tmp_path / "history.json", "epoch 2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+    assert (tmp_path / "history.json").read_text() == "epoch 1"

@@ -28,7 +28,7 @@ def test_gate_on_a_malformed_report_is_one_line_exit_2(tmp_path, change, problem
     result = run_cli("gate", path)
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == (f"error: {path} is malformed: {problem}; regenerate it with `pdd-edge report` "
-                                     "(or `pdd-edge profile --json`)")
+                                     "(or `pdd-edge profile --json-out`)")
 
 
 @pytest.mark.parametrize("change", [{"summary": None}, {"model": None}, {"target": None}])

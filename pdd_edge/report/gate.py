@@ -78,7 +78,7 @@ def check_file(report: dict[str, Any], report_path: Path) -> Check:
 
     if not isinstance(rel, str) or not isinstance(sha, str) or not isinstance(size, int) or isinstance(size, bool):
         return result(None, "the report does not record the sha256 of the file it vouches for (fails closed); "
-                            "make it again with `pdd-edge report` or `pdd-edge profile --json`")
+                            "make it again with `pdd-edge report` or `pdd-edge profile --json-out`")
     candidates = _file_candidates(rel, report, report_path)
     problems = [(path, file_mismatch(path, sha, size)) for path in candidates]
     if any(not problem for _, problem in problems):
@@ -132,7 +132,7 @@ def read_report(p: Path) -> dict[str, Any]:
         raise PddError(f"{p} is not a pdd-edge report ({REPORT_SCHEMA}) or profile record ({PROFILE_SCHEMA})")
     problem = _malformed(report)
     if problem:
-        raise PddError(f"{p} is malformed: {problem}; regenerate it with `pdd-edge report` (or `pdd-edge profile --json`)")
+        raise PddError(f"{p} is malformed: {problem}; regenerate it with `pdd-edge report` (or `pdd-edge profile --json-out`)")
     return report
 
 
@@ -159,13 +159,12 @@ def _short(value: Any) -> str:
 
 
 def from_profile(record: dict[str, Any]) -> dict[str, Any]:
-    """Gate numbers of a bare `pdd-edge profile --json` record (any ONNX model, no run directory):
+    """Gate numbers of a bare profile record (`pdd-edge profile --json-out`) (any ONNX model, no run directory):
     latency, size and memory only; accuracy and MACs-reduction budgets then fail closed."""
     try:
-        summary = record["summary"]
-        if not isinstance(summary, dict) or not isinstance(record["model"], dict):
+        summary, model = record["summary"], record["model"]
+        if not isinstance(summary, dict) or not isinstance(model, dict):
             raise TypeError("summary and model must be objects")
-        model = record["model"]
         return {"schema": REPORT_SCHEMA, "from_profile": True, "target": record["target"],
                 "environment": record.get("environment"), "gate": {
             "variant": Path(model["path"]).name, "file": model["path"], "sha256": model.get("sha256"),
@@ -173,7 +172,7 @@ def from_profile(record: dict[str, Any]) -> dict[str, Any]:
             "model_size_mb": summary.get("model_size_mb"), "peak_memory_mb": summary.get("peak_memory_mb"),
             "top1": None, "top1_drop": None, "macs_reduction": None}}
     except (KeyError, TypeError):
-        raise PddError(f"malformed profile record (schema {PROFILE_SCHEMA}); regenerate it with `pdd-edge profile --json`") from None
+        raise PddError(f"malformed profile record (schema {PROFILE_SCHEMA}); regenerate it with `pdd-edge profile --json-out`") from None
 
 
 def device_target(report: dict[str, Any], target: str | None) -> dict[str, Any]:
