@@ -225,3 +225,14 @@ def test_all_or_nothing_shows_no_file_when_a_later_write_of_the_group_fails(tmp_
                 write_text(tmp_path / "history.json", "epoch 2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
     assert (tmp_path / "history.json").read_text() == "epoch 1"
+
+
+def test_fresh_compress_whose_first_manifest_write_fails_leaves_no_run_folder(tmp_path, monkeypatch):
+    from pdd_edge import config, pipeline
+    from pdd_edge.data.options import DataConfig
+
+    monkeypatch.setattr(Path, "write_text", disk_full)  # the manifest is the first file a run writes
+    cfg = config.resolve(config.from_recipe("quick", student="resnet20", teacher="resnet56", data=DataConfig("digits")))
+    with pytest.raises(PddError, match="cannot write .*manifest.json"):
+        pipeline.run_pipeline(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
