@@ -177,3 +177,21 @@ def test_report_without_matplotlib_says_so_and_removes_stale_plots(run_copy, mon
                                      "plots of earlier reports were removed")
     assert list((run_copy / "report").glob("*.png")) == []
     assert "![" not in (run_copy / "report" / "report-local.md").read_text()
+
+
+def test_gate_finds_a_profile_records_relative_file_beside_the_record_and_fails_closed_without_it(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"an onnx model")
+    record = {"schema": "pdd-edge.profile/1", "target": {"name": "local", "budget": {}},
+              "model": {"path": "m.onnx", "sha256": file_sha256(model), "file_size_bytes": model.stat().st_size},
+              "summary": {"latency_p90_ms": 3.0, "model_size_mb": 0.5, "peak_memory_mb": 10.0}}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(record))
+    size = tmp_path / "size.toml"
+    size.write_text("[budget]\nmodel_size_mb = 1\n")
+    assert run_cli("gate", path, "--budget", size).exit_code == 0
+    model.unlink()
+    result = run_cli("gate", path, "--budget", size)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (f"gate failed: deployable_file (m.onnx (looked for {Path.cwd() / 'm.onnx'} and "
+                                     f"{model}) is missing (fails closed))")

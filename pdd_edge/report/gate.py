@@ -83,8 +83,11 @@ def check_file(report: dict[str, Any], report_path: Path) -> Check:
     problems = [(path, file_mismatch(path, sha, size)) for path in candidates]
     if any(not problem for _, problem in problems):
         return result("unchanged")
-    path, problem = next(((p, m) for p, m in problems if m != "is missing"), problems[0])
-    return result(None if problem == "is missing" else "changed", f"{path} {problem} (fails closed)")
+    changed = [(path, problem) for path, problem in problems if problem != "is missing"]
+    if changed:
+        return result("changed", f"{changed[0][0]} {changed[0][1]} (fails closed)")
+    where = str(candidates[0]) if len(candidates) == 1 else f"{rel} (looked for {' and '.join(map(str, candidates))})"
+    return result(None, f"{where} is missing (fails closed)")
 
 
 def _file_candidates(rel: str, report: dict[str, Any], report_path: Path) -> list[Path]:
