@@ -195,3 +195,13 @@ def test_gate_finds_a_profile_records_relative_file_beside_the_record_and_fails_
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (f"gate failed: deployable_file (m.onnx (looked for {Path.cwd() / 'm.onnx'} and "
                                      f"{model}) is missing (fails closed))")
+
+
+def test_gate_step_summary_on_a_read_only_file_system_warns_and_keeps_the_verdict(read_only_run, tmp_path, budget,  # noqa: F811
+                                                                                   monkeypatch):
+    summary = read_only_run / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = run_cli("gate", write_report(tmp_path / "r.json"), "--budget", budget)
+    assert result.exit_code == 0, result.output
+    assert f"warning: GITHUB_STEP_SUMMARY {summary} cannot be appended to (Read-only file system)" in result.stderr
+    assert not summary.exists()
