@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, err, out, warn_foreign
+from pdd_edge.cli.shared import Json, command, err, out, print_json, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,39 +27,63 @@ def gate_command(
         "--accept-foreign-measurements",
         help="Check latency and memory measured on another kind of machine than the target declares "
              "(by default such checks fail closed). The verdict and JUnit say it was accepted.")] = False,
+    json_out: Json = False,
 ) -> None:
     """Check the deployable model against a budget: exit 0 all pass, 1 any fails, 2 usage error."""
     from pdd_edge.fileio import check_output, write_bytes
     from pdd_edge.profiling import provenance
-    from pdd_edge.report.gate import check_budget, device_target, junit_xml, load_report, markdown_table, resolve_budget
+    from pdd_edge.report.gate import (FILE_CHECK, check_budget, check_file, device_target, find_report, junit_xml,
+                                      markdown_table, read_report, resolve_budget)
 
     if junit is not None:  # checked first: a failure to write it later would read as "budget failed" in CI
         check_output(junit, report, budget, option="--junit")
-    rep = load_report(report, target)
+    report_path = find_report(report, target)
+    rep = read_report(report_path)
     source, limits = resolve_budget(rep, target, budget)
     device = provenance.check(device_target(rep, target), rep.get("environment"))
-    checks = check_budget(rep["gate"], limits, device["summary"], accept_foreign_measurements)
+    # the file first: a budget met by a file that is gone or changed vouches for nothing
+    checks = [check_file(rep, report_path), *check_budget(rep["gate"], limits, device["summary"],
+                                                          accept_foreign_measurements)]
     warn_foreign(device)
     name = rep["target"]["name"]
     title = f"pdd-edge gate: {rep['gate'].get('variant')} model on {name}, budget from {source}"
+    if json_out:
+        print_json({"report": str(report_path), "target": name, "variant": rep["gate"].get("variant"),
+                    "budget_source": source, "passed": all(c.passed for c in checks), "checks": [asdict(c) for c in checks]})
+    else:
+        print_table(checks, title)
+    if junit is not None:
+        write_bytes(junit, junit_xml(checks, name))
+    append_step_summary(markdown_table(checks, title) + "\n")
+    failed = [f"{c.key} ({c.reason})" if c.key == FILE_CHECK else c.key for c in checks if not c.passed]
+    if failed:
+        err.print(f"gate failed: {', '.join(failed)}", markup=False)
+        raise typer.Exit(FAILURE)
+    if not json_out:
+        out.print(f"gate passed: {len(checks)} checks")
+
+
+def print_table(checks, title: str) -> None:
     table = Table(title=escape(title))
     for col in ("check", "actual", "limit", "verdict"):
         table.add_column(col, justify="left" if col in ("check", "verdict") else "right")
     for c in checks:
-        actual = "missing" if c.actual is None else f"{c.actual:.4g} {c.unit}"
         verdict = "[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}"
         if c.note:
             verdict += f" [yellow]({escape(c.note)})[/]"
-        table.add_row(c.key, actual, f"{c.op} {c.limit:g} {c.unit}", verdict)
+        table.add_row(c.key, escape(c.actual_text()), escape(c.limit_text()), verdict)
     out.print(table)
-    if junit is not None:
-        write_bytes(junit, junit_xml(checks, name))
+
+
+def append_step_summary(text: str) -> None:
+    """Append to GitHub's job summary. The summary only shows the verdict; a summary that cannot be
+    written (a directory, a read-only file) is one warning and must not change the verdict."""
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
+    if not summary:
+        return
+    try:
         with open(summary, "a", encoding="utf-8") as fh:  # appended, as GitHub Actions expects
-            fh.write(markdown_table(checks, title) + "\n")
-    failed = [c.key for c in checks if not c.passed]
-    if failed:
-        err.print(f"gate failed: {', '.join(failed)}", markup=False)
-        raise typer.Exit(FAILURE)
-    out.print(f"gate passed: {len(checks)} checks")
+            fh.write(text)
+    except OSError as exc:
+        err.print(f"warning: GITHUB_STEP_SUMMARY {summary} cannot be appended to ({exc.strerror}); "
+                  "the gate's verdict and exit code are unaffected", markup=False)

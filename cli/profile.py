@@ -7,15 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, err, out, parse_ints, warn_foreign
+from pdd_edge.cli.shared import Json, command, err, out, parse_ints, print_json, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
 from pdd_edge.errors import PddError
 
 
-@command(app, "profile")
+# Extra arguments are let through to say what replaced `--json FILE` (before --json printed to stdout).
+@command(app, "profile", context_settings={"allow_extra_args": True})
 def profile_command(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="The ONNX model to profile (any ONNX classifier).")],
     *,
     target: Annotated[str, typer.Option("--target", "-t", help="Built-in target name (see `pdd-edge targets list`) or a .toml file.")] = "local",
@@ -26,7 +28,8 @@ def profile_command(
     min_runs: Annotated[int, typer.Option(help="Timed runs per batch size, at least.")] = 100,
     min_time: Annotated[float, typer.Option(help="Seconds of timed runs per batch size, at least.")] = 2.0,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory (a child process per batch size).")] = True,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the profile record (JSON) to this file.")] = None,
+    json_out: Json = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json-out", help="Write the profile record (JSON) to this file.")] = None,
     remote: Annotated[Optional[str], typer.Option(help="Measure on a board over SSH: USER@HOST or USER@HOST:PORT.")] = None,
     ssh_port: Annotated[Optional[int], typer.Option(help="SSH port of --remote (default 22).")] = None,
     ssh_key: Annotated[Optional[Path], typer.Option(help="SSH private key for --remote.")] = None,
@@ -39,8 +42,11 @@ def profile_command(
     from pdd_edge.profiling.remote import RemoteHost
     from pdd_edge.profiling.targets import load_target
 
+    if ctx.args:
+        hint = "; --json takes no file (it prints the record on stdout): write a file with --json-out FILE" if json_out else ""
+        raise PddError(f"unexpected argument {ctx.args[0]!r}{hint}")
     if json_path is not None:
-        check_output(json_path, model, option="--json")
+        check_output(json_path, model, option="--json-out")
     req = ProfileRequest(target=load_target(target), batch_sizes=parse_ints(batch_size, "--batch-size"),
                          threads=threads, **parse_input_shapes(input_shape or []), warmup=warmup,
                          min_runs=min_runs, min_time_s=min_time, memory=memory)
@@ -48,7 +54,10 @@ def profile_command(
                             python=remote_python) if remote else None
     err.print(f"profiling {model} on {host.label if host else 'this machine'} (target {req.target.name}) ...", markup=False)
     record = profile_model(model, req, host)
-    print_summary(record)
+    if json_out:
+        print_json(record)
+    else:
+        print_summary(record)
     warn_foreign(record["device_check"])
     if json_path is not None:
         write_json(json_path, record)

@@ -33,6 +33,8 @@ def report_command(
         reqs = [request(t, min_runs=min_runs, min_time_s=min_time) for t in target]
         names = [r.target.name for r in reqs]
         host = RemoteHost.parse(remote, identity=ssh_key) if remote else None
+    check_writable(run, names or sorted(run.profiles()))  # before minutes of profiling, not after
+    if target:
         added, profiled = [], run.profiles()
         for req in reqs:
             name = req.target.name
@@ -45,7 +47,21 @@ def report_command(
             added.append(write_json(run.profile(name), record))
         if added:
             run.record_command("report --target " + " --target ".join(names), added)
+    from pdd_edge.report import plots
+
+    if not plots.available():
+        err.print("warning: no PNG plots: matplotlib is not installed (pip install 'pdd-edge[plots]'); "
+                  "plots of earlier reports were removed", markup=False)
     written = write_reports(run, names)
     run.record_command("report", written)
     for path in written:
         out.print(str(path), markup=False)
+
+
+def check_writable(run, names: list[str]) -> None:
+    """Every file `report` may write into the run (manifest, profiles, reports) can be written."""
+    from pdd_edge.artifact import MANIFEST
+    from pdd_edge.fileio import check_output
+
+    for path in [run.root / MANIFEST, *(f(n) for n in names for f in (run.profile, run.report_json))]:
+        check_output(path, option="RUN_DIR file")

@@ -4,8 +4,10 @@ One command per module lives beside this file (`cli/<command>.py`); anything two
 need is defined here once.
 
 Every command is registered through `command(app)`, which turns a `PddError` raised anywhere
-below it into one line on stderr and the error's exit code (2 for bad input), and an
-interrupt into a short hint about `--resume` with exit code 130. Nothing else is caught.
+below it into one line on stderr and the error's exit code (2 for bad input), a failure of the
+machine (disk full, read-only file system: `errors.environment_error`) into one line with exit
+code 3, and an interrupt into a short hint about `--resume` with exit code 130. Nothing else is
+caught.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from pdd_edge.errors import PddError
+from pdd_edge.errors import PddError, environment_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -95,6 +97,11 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
             except KeyboardInterrupt:
                 err.print(on_interrupt)
                 raise typer.Exit(130) from None
+            except (OSError, RuntimeError) as exc:
+                env = environment_error(exc)  # disk full, read-only, no permission: exit 3
+                if env is None:
+                    raise  # a bug: its traceback is what gets it fixed
+                raise fail(_escape(str(env)), env.exit_code) from None
 
         app.command(name, **kwargs)(wrapper)
         return fn

@@ -123,6 +123,11 @@ class RunDir:
     def plot(self, name: str) -> Path:
         return self.root / "report" / f"{name}.png"
 
+    @staticmethod
+    def root_of_report(report_json: str | Path) -> Path:
+        """The run directory a report-<target>.json would lie in (by the layout of `report_json`)."""
+        return Path(report_json).parent.parent
+
     def profiles(self) -> dict[str, Path]:
         """Target name -> profile record, for every target profiled in this run."""
         return self._by_target(self.profile("*"))

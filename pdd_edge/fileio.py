@@ -11,6 +11,8 @@ stays and its target is replaced, as a shell's `>` would do.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import errno
 import hashlib
 import json
 import math
@@ -19,30 +21,77 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from pdd_edge.errors import PddError
+from pdd_edge.errors import ENVIRONMENT, USAGE, PddError, environment_error
+
+
+# Set by `all_or_nothing`: the (temp, destination) pairs whose rename waits for the block's end.
+_PENDING: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("pending_renames", default=None)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A write that fails on the machine (disk full, read-only, I/O error) becomes a PddError with
+    exit code ENVIRONMENT that names `path`, not the temporary name the system saw."""
     dest = _through_link(Path(path))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise PddError(f"cannot create folder {dest.parent}: {exc.strerror}") from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        # A file in the way is the user's to move; anything else is the machine's failure.
+        code = USAGE if exc.errno in (errno.ENOTDIR, errno.EEXIST) else ENVIRONMENT
+        raise PddError(f"cannot create folder {dest.parent}: {exc.strerror}", exit_code=code) from None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        env = environment_error(exc, dest, "write")
+        if env is None:
+            raise
+        raise env from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         _fsync(tmp)  # the content is on the disk before the name points at it
-        os.replace(tmp, dest)
-        _fsync_folder(dest.parent)  # and the rename itself survives a power cut
-    finally:
-        # On success the temp name no longer exists; on any failure it is removed here.
+        pending = _PENDING.get()
+        if pending is not None:
+            pending.append((tmp, dest))  # renamed by the enclosing all_or_nothing block
+        else:
+            os.replace(tmp, dest)
+            _fsync_folder(dest.parent)  # and the rename itself survives a power cut
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        env = environment_error(exc, dest, "write")
+        if env is not None and env is not exc:
+            raise env from None
+        raise
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Files written with `atomic_path` inside this block appear together when it ends, renamed in
+    the order they were written; if any write fails, none of them appears (a training epoch's
+    best.pt never shows up without the last.pt that can resume it)."""
+    pending: list[tuple[Path, Path]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _PENDING.reset(token)
+    try:
+        for tmp, dest in pending:
+            os.replace(tmp, dest)
+        for folder in dict.fromkeys(dest.parent for _, dest in pending):
+            _fsync_folder(folder)  # the renames survive a power cut
+    finally:
+        for tmp, _ in pending:  # left only if a rename failed
+            tmp.unlink(missing_ok=True)
 
 
 def _through_link(dest: Path) -> Path:
@@ -186,3 +235,19 @@ def cache_root() -> Path:
     if root:
         return Path(root)
     return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "pdd-edge"
+
+
+def file_mismatch(path: str | Path, sha256: str, size: int) -> str:
+    """How the file at `path` differs from the one recorded (by sha256 and size) when it was
+    measured: "" when it is that file, else "is missing", "is 10 bytes, not 4,096 (truncated or
+    replaced)" or "has changed (sha256 ...)"."""
+    p = Path(path)
+    if not p.is_file():
+        return "is missing"
+    actual = p.stat().st_size
+    if actual != size:
+        return f"is {actual:,} bytes, not the {size:,} that were profiled (truncated or replaced)"
+    digest = file_sha256(p)
+    if digest != sha256:
+        return f"has changed since it was profiled (sha256 {digest[:12]}..., profiled {sha256[:12]}...)"
+    return ""

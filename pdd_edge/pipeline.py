@@ -33,7 +33,7 @@ from typing import Callable
 from pdd_edge import zoo
 from pdd_edge.artifact import RunDir, StageRecord
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
-from pdd_edge.errors import USAGE, PddError
+from pdd_edge.errors import USAGE, PddError, environment_error
 from pdd_edge.fileio import check_output_dir
 from pdd_edge.stages import (
     StageResult,
@@ -142,18 +142,23 @@ def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
     info = rt.dist
     fresh = not Path(out).exists()
     barrier(info)  # every rank has validated `out` before rank 0 creates the run in it
-    if info.is_main:
-        run = RunDir.create(out, to_jsonable(cfg), resume=resume)
-    barrier(info)
-    if not info.is_main:
-        run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
+    run: RunDir | None = None
     try:
+        if info.is_main:
+            run = RunDir.create(out, to_jsonable(cfg), resume=resume)
+        barrier(info)
+        if not info.is_main:
+            run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
         _run_stages(run, cfg, on_event, rt)
-    except PddError as exc:
+    except (PddError, OSError, RuntimeError) as exc:
         # A usage error before any stage finished (a file that went bad after validation) leaves
         # nothing behind, so that the corrected command is not refused as "already holds a run".
-        if info.is_main and fresh and exc.exit_code == USAGE and not run.manifest["stages"]:
-            shutil.rmtree(run.root, ignore_errors=True)
+        # So does a failure of the machine (disk full, even writing the first manifest) in a run
+        # this command created: its stages are not half a result to resume but space to give
+        # back. A --resume'd run keeps its stages.
+        usage = isinstance(exc, PddError) and exc.exit_code == USAGE and not (run and run.manifest["stages"])
+        if info.is_main and fresh and (usage or environment_error(exc) is not None):
+            shutil.rmtree(out, ignore_errors=True)  # it did not exist before this command
         raise
     return run
 

@@ -14,7 +14,7 @@ COMMANDS = {
     "simplify": ["simplify", "{IN}", "--out", "{OUT}"],
     "quantize": ["quantize", "{IN}", "--out", "{OUT}"],
     "prune": ["prune", "{IN}", "--out", "{OUT}"],
-    "profile": ["profile", "{IN}", "--json", "{OUT}"],
+    "profile": ["profile", "{IN}", "--json-out", "{OUT}"],
     "gate": ["gate", "{IN}", "--junit", "{OUT}"],
 }
 SUFFIX = {"export": ".pt", "prune": ".pt", "gate": ".json"}

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from pdd_edge.fileio import file_sha256
 from tests.helpers import run_cli
 
 GOOD = {"variant": "int8", "latency_p90_ms": 4.0, "model_size_mb": 0.3, "peak_memory_mb": 12.0, "top1": 97.0,
@@ -27,10 +28,16 @@ RPI4_ENV = {"machine": "aarch64", "cpu_model": "Cortex-A72 (Raspberry Pi 4 Model
 X86_ENV = {"machine": "x86_64", "cpu_model": "AMD EPYC 9B14", "cpus_available": 2, "intra_op_threads": 4}
 
 
+def vouched_file(path):
+    """A stand-in deployable file and the gate's record of it (path, sha256, size)."""
+    path.write_bytes(b"a deployable model: " + path.name.encode())
+    return {"file": str(path), "sha256": file_sha256(path), "file_size_bytes": path.stat().st_size}
+
+
 def write_report(path, gate=None, target="rpi4", budget=None, environment=None):
     report = {"schema": "pdd-edge.report/1", "target": {"name": target, "budget": budget or {}},
               "environment": RPI4_ENV if environment is None else environment,
-              "gate": dict(GOOD if gate is None else gate), "variants": {}}
+              "gate": vouched_file(path.with_suffix(".onnx")) | dict(GOOD if gate is None else gate), "variants": {}}
     path.write_text(json.dumps(report, allow_nan=True))
     return path
 
@@ -45,7 +52,7 @@ def budget(tmp_path):
 def test_gate_passes_when_every_check_is_within_budget(tmp_path, budget):
     result = run_cli("gate", write_report(tmp_path / "r.json"), "--budget", budget)
     assert result.exit_code == 0, result.stderr
-    assert "gate passed: 7 checks" in result.stdout
+    assert "gate passed: 8 checks" in result.stdout
 
 
 @pytest.mark.parametrize("metric, value, key", [("latency_p90_ms", 5.5, "latency_p90_ms"),
@@ -139,8 +146,8 @@ def test_gate_junit_has_one_case_per_check_and_marks_failures(tmp_path, budget):
     assert result.exit_code == 1
     suite = ET.parse(junit).getroot().find("testsuite")
     cases = suite.findall("testcase")
-    assert [c.get("name") for c in cases] == ["latency_p90_ms", "model_size_mb", "peak_memory_mb", "min_top1",
-                                              "max_top1_drop", "min_macs_reduction", "min_speedup"]
+    assert [c.get("name") for c in cases] == ["deployable_file", "latency_p90_ms", "model_size_mb", "peak_memory_mb",
+                                              "min_top1", "max_top1_drop", "min_macs_reduction", "min_speedup"]
     failed = [c.get("name") for c in cases if c.find("failure") is not None]
     assert failed == ["min_top1"] and suite.get("failures") == "1"
 
@@ -155,7 +162,9 @@ def test_gate_appends_table_to_github_step_summary(tmp_path, budget, monkeypatch
 
 
 def test_gate_checks_a_bare_profile_record_and_fails_closed_on_accuracy(tmp_path):
-    record = {"schema": "pdd-edge.profile/1", "target": {"name": "local", "budget": {}}, "model": {"path": "m.onnx"},
+    vouched = vouched_file(tmp_path / "m.onnx")
+    model = {"path": vouched["file"], "sha256": vouched["sha256"], "file_size_bytes": vouched["file_size_bytes"]}
+    record = {"schema": "pdd-edge.profile/1", "target": {"name": "local", "budget": {}}, "model": model,
               "environment": RPI4_ENV,
               "summary": {"latency_p90_ms": 3.0, "model_size_mb": 0.5, "peak_memory_mb": 10.0}}
     profile = tmp_path / "p.json"

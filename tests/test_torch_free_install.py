@@ -42,7 +42,7 @@ def test_edge_install_profiles_a_model_to_json(edge_venv, tmp_path):
     model = save(conv_model(["N", 3, 16, 16], (8, 3, 3, 3)), tmp_path / "model.onnx")
     out = tmp_path / "out.json"
 
-    proc = subprocess.run([str(edge_venv / "bin" / "pdd-edge"), "profile", model, "--json", str(out), "--warmup", "1",
+    proc = subprocess.run([str(edge_venv / "bin" / "pdd-edge"), "profile", model, "--json-out", str(out), "--warmup", "1",
                            "--min-runs", "3", "--min-time", "0", "--threads", "1"], capture_output=True, text=True, cwd=edge_venv)
 
     assert proc.returncode == 0, proc.stderr
@@ -84,4 +84,4 @@ def test_edge_install_reports_and_gates_a_run_without_torch_or_matplotlib(edge_v
     assert (run.root / "report" / "report-local.json").is_file() and (run.root / "report" / "report-local.md").is_file()
     assert not list((run.root / "report").glob("*.png"))
     assert gate.returncode == 0, gate.stderr + gate.stdout
-    assert "gate passed: 2 checks" in gate.stdout
+    assert "gate passed: 3 checks" in gate.stdout  # the deployable file, then the two budget keys

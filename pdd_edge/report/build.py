@@ -15,7 +15,7 @@ from typing import Any
 
 from pdd_edge.artifact import RunDir, now_utc
 from pdd_edge.errors import PddError
-from pdd_edge.fileio import read_json, write_json, write_text
+from pdd_edge.fileio import file_mismatch, read_json, write_json, write_text
 from pdd_edge.profiling import provenance
 from pdd_edge.report import plots
 
@@ -111,6 +111,18 @@ def not_faster(variants: dict[str, Any], deployed: str, foreign: bool) -> str | 
             f"{deployed}, p50 {variants[deployed]['latency_p50_ms']:.4g} ms)")
 
 
+def check_profiled(path: Path, model: dict[str, Any]) -> None:
+    """The file a report describes must be the one that was profiled: same size, same sha256."""
+    sha, size = model.get("sha256"), model.get("file_size_bytes")
+    if not isinstance(sha, str) or not isinstance(size, int):
+        raise PddError(f"the profile of {path} does not record its sha256 and size (an older pdd-edge); "
+                       "profile the run again")
+    problem = file_mismatch(path, sha, size)
+    if problem:
+        raise PddError(f"deployable file {path} {problem}; a report must describe the file it ships: "
+                       "restore that file, or make the run again")
+
+
 def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
     accuracy = read_json(run.accuracy(), "accuracy record")["variants"]
     target = profile["target"]
@@ -118,9 +130,13 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
     for name, rec in profile["variants"].items():
         s = rec["summary"]
         acc = accuracy.get(name, {})
+        file = acc.get("file", rec["model"]["path"])
+        check_profiled(run.path(file), rec["model"])
         variants[name] = {
             "label": VARIANT_LABELS.get(name, name),
-            "file": acc.get("file", rec["model"]["path"]),
+            "file": file,
+            "sha256": rec["model"]["sha256"],
+            "file_size_bytes": rec["model"]["file_size_bytes"],
             "top1": acc.get("top1", math.nan),
             "top5": acc.get("top5", math.nan),
             "val_images": acc.get("count", 0),
@@ -160,6 +176,10 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
         "not_faster": not_faster(variants, deploy, device_check["foreign"]),
         "gate": {  # what `pdd-edge gate` checks; None when not measured (the gate then fails)
             "variant": deploy,
+            # the file vouched for, as profiled: the gate fails if it is gone or changed
+            "file": d["file"],
+            "sha256": d["sha256"],
+            "file_size_bytes": d["file_size_bytes"],
             "latency_p90_ms": d["latency_p90_ms"],
             "model_size_mb": d["size_mb"],
             "peak_memory_mb": d["peak_memory_mb"],
@@ -213,6 +233,11 @@ def write_report(run: RunDir, profile: dict[str, Any]) -> list[Path]:
             ch = plots.channels_per_layer(report["layers"], run.plot("channels"))
             written.append(ch)
             report["plots"]["channels"] = ch.name
+    else:
+        # No plotting library (a bare edge install): the report has no plots, and must not sit
+        # beside plots of an earlier report that show other numbers.
+        for stale in (run.plot(f"accuracy-latency-{name}"), run.plot("channels")):
+            stale.unlink(missing_ok=True)
     json_path = write_json(run.report_json(name), report)
     md_path = write_text(run.report_md(name), markdown(report))
     return written + [json_path, md_path]

@@ -11,6 +11,7 @@ Torch-free: runs in any CI job that has the report.
 
 from __future__ import annotations
 
+import json
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 from pdd_edge.artifact import RunDir
 from pdd_edge.errors import PddError
-from pdd_edge.fileio import read_json
+from pdd_edge.fileio import file_mismatch, read_json
 from pdd_edge.profiling import provenance
 from pdd_edge.profiling.profile import SCHEMA as PROFILE_SCHEMA
 from pdd_edge.profiling.targets import BUDGET_KEYS, load_target, read_target_file
@@ -48,17 +49,67 @@ POSSIBLE: dict[str, Callable[[float], bool]] = {
 class Check:
     key: str
     metric: str
-    actual: float | None
-    limit: float
+    actual: float | str | None  # str: a check of a file, not of a number
+    limit: float | str
     op: str
     unit: str
     passed: bool
     reason: str
     note: str = ""  # e.g. that a foreign measurement was accepted
 
+    def actual_text(self) -> str:
+        if self.actual is None:
+            return "missing"
+        return self.actual if isinstance(self.actual, str) else f"{self.actual:.4g} {self.unit}"
+
+    def limit_text(self) -> str:
+        return f"{self.op} {self.limit}".strip() if isinstance(self.limit, str) else f"{self.op} {self.limit:g} {self.unit}"
+
+
+FILE_CHECK = "deployable_file"
+
+
+def check_file(report: dict[str, Any], report_path: Path) -> Check:
+    """Is the deployable file the report vouches for still there, byte for byte (its sha256 and
+    size as profiled)? A report that does not say which file fails closed."""
+    g = report["gate"]
+    rel, sha, size = g.get("file"), g.get("sha256"), g.get("file_size_bytes")
+
+    def result(actual: str | None, reason: str = "") -> Check:
+        return Check(FILE_CHECK, "sha256", actual, "as profiled", "", "", not reason, reason)
+
+    if not isinstance(rel, str) or not isinstance(sha, str) or not isinstance(size, int) or isinstance(size, bool):
+        return result(None, "the report does not record the sha256 of the file it vouches for (fails closed); "
+                            "make it again with `pdd-edge report` or `pdd-edge profile --json-out`")
+    candidates = _file_candidates(rel, report, report_path)
+    problems = [(path, file_mismatch(path, sha, size)) for path in candidates]
+    if any(not problem for _, problem in problems):
+        return result("unchanged")
+    changed = [(path, problem) for path, problem in problems if problem != "is missing"]
+    if changed:
+        return result("changed", f"{changed[0][0]} {changed[0][1]} (fails closed)")
+    where = str(candidates[0]) if len(candidates) == 1 else f"{rel} (looked for {' and '.join(map(str, candidates))})"
+    return result(None, f"{where} is missing (fails closed)")
+
+
+def _file_candidates(rel: str, report: dict[str, Any], report_path: Path) -> list[Path]:
+    """Where the vouched-for file may be: a report's path is relative to the run directory the
+    report lies in (never another copy of the run); a profile record's is as it was given to
+    `profile` (relative to the current folder, or to the record's folder)."""
+    if Path(rel).is_absolute():
+        return [Path(rel)]
+    if not report.get("from_profile"):
+        return [RunDir.root_of_report(report_path) / rel]
+    return [root / rel for root in dict.fromkeys([Path.cwd(), report_path.parent])]
+
 
 def load_report(path: str | Path, target: str | None) -> dict[str, Any]:
     """A report JSON file, or the report of `target` in a run directory (the only one if no target)."""
+    return read_report(find_report(path, target))
+
+
+def find_report(path: str | Path, target: str | None) -> Path:
+    """The report JSON `path` names: itself, or the report of `target` in a run directory."""
     p = Path(path)
     if p.is_dir():
         names = RunDir(p).reports()
@@ -74,25 +125,59 @@ def load_report(path: str | Path, target: str | None) -> dict[str, Any]:
                 raise PddError(f"{p} has no report for target {wanted!r} (reports: {', '.join(names)}); "
                                f"make it with `pdd-edge report {p} --target {target}`")
             p = names[wanted]
+    return p
+
+
+def read_report(p: Path) -> dict[str, Any]:
+    """A report JSON, or a bare profile record as one; a malformed file is one line (exit 2)."""
     report = read_json(p, "report")
     if isinstance(report, dict) and report.get("schema") == PROFILE_SCHEMA:
-        return from_profile(report)
-    if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA or not isinstance(report.get("gate"), dict):
+        report = from_profile(report)
+    elif not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA or not isinstance(report.get("gate"), dict):
         raise PddError(f"{p} is not a pdd-edge report ({REPORT_SCHEMA}) or profile record ({PROFILE_SCHEMA})")
+    problem = _malformed(report)
+    if problem:
+        raise PddError(f"{p} is malformed: {problem}; regenerate it with `pdd-edge report` (or `pdd-edge profile --json-out`)")
     return report
 
 
+def _malformed(report: dict[str, Any]) -> str:
+    """What is wrong with the shape of a report the gate reads ("" if nothing): a file edited by
+    hand or by another tool fails here with one line, not deep inside the checks."""
+    target, env = report.get("target"), report.get("environment")
+    if not isinstance(target, dict) or not isinstance(target.get("name"), str):
+        return f'"target" must be an object with a "name", got {_short(target)}'
+    budget = target.get("budget", {})
+    if not isinstance(budget, dict):
+        return f'"target.budget" must be an object, got {_short(budget)}'
+    for key, value in budget.items():
+        if _number(value) is None:
+            return f'"target.budget.{key}" must be a number, got {_short(value)}'
+    if env is not None and not isinstance(env, dict):
+        return f'"environment" must be an object, got {_short(env)}'
+    return ""
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def from_profile(record: dict[str, Any]) -> dict[str, Any]:
-    """Gate numbers of a bare `pdd-edge profile --json` record (any ONNX model, no run directory):
+    """Gate numbers of a bare profile record (`pdd-edge profile --json-out`) (any ONNX model, no run directory):
     latency, size and memory only; accuracy and MACs-reduction budgets then fail closed."""
     try:
-        summary = record["summary"]
-        return {"schema": REPORT_SCHEMA, "target": record["target"], "environment": record.get("environment"), "gate": {
-            "variant": Path(record["model"]["path"]).name, "latency_p90_ms": summary.get("latency_p90_ms"),
+        summary, model = record["summary"], record["model"]
+        if not isinstance(summary, dict) or not isinstance(model, dict):
+            raise TypeError("summary and model must be objects")
+        return {"schema": REPORT_SCHEMA, "from_profile": True, "target": record["target"],
+                "environment": record.get("environment"), "gate": {
+            "variant": Path(model["path"]).name, "file": model["path"], "sha256": model.get("sha256"),
+            "file_size_bytes": model.get("file_size_bytes"), "latency_p90_ms": summary.get("latency_p90_ms"),
             "model_size_mb": summary.get("model_size_mb"), "peak_memory_mb": summary.get("peak_memory_mb"),
             "top1": None, "top1_drop": None, "macs_reduction": None, "speedup": None}}
     except (KeyError, TypeError):
-        raise PddError(f"malformed profile record (schema {PROFILE_SCHEMA}); regenerate it with `pdd-edge profile --json`") from None
+        raise PddError(f"malformed profile record (schema {PROFILE_SCHEMA}); regenerate it with `pdd-edge profile --json-out`") from None
 
 
 def device_target(report: dict[str, Any], target: str | None) -> dict[str, Any]:
@@ -176,7 +261,6 @@ def junit_xml(checks: list[Check], suite: str) -> bytes:
 def markdown_table(checks: list[Check], title: str) -> str:
     lines = [f"### {title}", "", "| check | actual | limit | verdict |", "|---|---:|---:|---|"]
     for c in checks:
-        actual = "missing" if c.actual is None else f"{c.actual:.4g} {c.unit}"
         verdict = ("pass" if c.passed else f"**FAIL** {c.reason}") + (f" ({c.note})" if c.note else "")
-        lines.append(f"| {c.key} | {actual} | {c.op} {c.limit:g} {c.unit} | {verdict} |")
+        lines.append(f"| {c.key} | {c.actual_text()} | {c.limit_text()} | {verdict} |")
     return "\n".join(lines) + "\n"

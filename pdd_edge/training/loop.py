@@ -31,7 +31,7 @@ from torch import nn
 from pdd_edge.data.base import Dataset
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.fileio import check_output_dir, write_json
+from pdd_edge.fileio import all_or_nothing, check_output_dir, write_json
 from pdd_edge.training.accuracy import evaluate, topk_correct
 from pdd_edge.training.divergence import Watch
 from pdd_edge.training.distributed import DistInfo, all_reduce_sum, dist_info, replica_spread, wrap
@@ -234,11 +234,15 @@ class Fit:
                 history.append(record)
                 watch.epoch(history, len(self.data.val))  # raises before this epoch is written if the run is stuck at chance
                 if info.is_main:
-                    # best.pt before last.pt: a crash in between re-runs this epoch, which rewrites both.
-                    if record["best"]:
-                        ckpt_io.save(self.files.best, self.make_checkpoint(model, best))
-                    self._save_state(model, optimizer, scaler, epoch + 1, history, best)
-                    write_json(self.files.history, {"title": self.title, "config_hash": self.config_hash, "epochs": history})
+                    # The epoch's files appear together or not at all: a write that fails (disk full)
+                    # leaves the previous epoch's consistent set, never a best.pt without its last.pt.
+                    # Renamed best.pt first: a crash between renames re-runs this epoch, which rewrites both.
+                    with all_or_nothing():
+                        if record["best"]:
+                            ckpt_io.save(self.files.best, self.make_checkpoint(model, best))
+                        self._save_state(model, optimizer, scaler, epoch + 1, history, best)
+                        write_json(self.files.history, {"title": self.title, "config_hash": self.config_hash,
+                                                        "epochs": history})
                 progress.end_epoch(record)
         return FitResult(best=best, history=history, resumed_from=start)
 

@@ -27,7 +27,7 @@ def small_model(tmp_path) -> str:
 def test_profile_writes_json_record_and_prints_summary(small_model, tmp_path):
     out = tmp_path / "reports" / "small.json"
 
-    result = runner.invoke(app, ["profile", small_model, "--batch-size", "1,4", "--json", str(out), *LEAN])
+    result = runner.invoke(app, ["profile", small_model, "--batch-size", "1,4", "--json-out", str(out), *LEAN])
 
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
@@ -45,7 +45,7 @@ def test_profile_json_to_a_symlink_writes_its_target_and_keeps_the_link(small_mo
     link = tmp_path / "small.json"
     link.symlink_to(target)
 
-    result = runner.invoke(app, ["profile", small_model, "--json", str(link), *LEAN])
+    result = runner.invoke(app, ["profile", small_model, "--json-out", str(link), *LEAN])
 
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and link.resolve() == target
@@ -56,7 +56,7 @@ def test_profile_uses_a_user_target_file(small_model, tmp_path):
     target.write_text("threads = 1\nbatch_sizes = [2]\n[budget]\nlatency_p90_ms = 50\n")
     out = tmp_path / "p.json"
 
-    result = runner.invoke(app, ["profile", small_model, "--target", str(target), "--json", str(out),
+    result = runner.invoke(app, ["profile", small_model, "--target", str(target), "--json-out", str(out),
                                  "--warmup", "0", "--min-runs", "2", "--min-time", "0", "--no-memory"])
 
     assert result.exit_code == 0, result.output
@@ -71,7 +71,7 @@ def test_profile_for_another_kind_of_device_warns_in_terminal_and_json(small_mod
     target.write_text(f'arch = "{other}"\n')
     out = tmp_path / "p.json"
 
-    result = runner.invoke(app, ["profile", small_model, "--target", str(target), "--json", str(out), *LEAN, "--no-memory"])
+    result = runner.invoke(app, ["profile", small_model, "--target", str(target), "--json-out", str(out), *LEAN, "--no-memory"])
 
     assert result.exit_code == 0, result.output
     check = json.loads(out.read_text())["device_check"]
@@ -125,7 +125,7 @@ def _bad_target(tmp_path) -> str:
 def test_profile_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, small_model, make_args, message):
     out = tmp_path / "out.json"
 
-    result = runner.invoke(app, ["profile", *LEAN, *make_args(tmp_path, small_model), "--json", str(out)])
+    result = runner.invoke(app, ["profile", *LEAN, *make_args(tmp_path, small_model), "--json-out", str(out)])
 
     assert result.exit_code == 2, result.output
     assert message in result.stderr
@@ -147,7 +147,7 @@ def test_profile_feeds_a_two_input_model_with_per_input_shapes(tmp_path):
     out = tmp_path / "two.json"
 
     result = runner.invoke(app, ["profile", path, "--input-shape", "X=3,8,8", "--input-shape", "F=5",
-                                 "--batch-size", "1,2", "--no-memory", "--json", str(out), *LEAN])
+                                 "--batch-size", "1,2", "--no-memory", "--json-out", str(out), *LEAN])
 
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
@@ -155,3 +155,19 @@ def test_profile_feeds_a_two_input_model_with_per_input_shapes(tmp_path):
                                                               {"X": [2, 3, 8, 8], "F": [2, 5]}]
     assert record["settings"]["input_shape_hints"] == {"X": [3, 8, 8], "F": [5]}
     assert record["cost"]["macs"] == 4 * 8 * 8 * 27
+
+
+def test_profile_json_prints_the_record_on_stdout_and_writes_no_file(small_model, tmp_path):
+    result = runner.invoke(app, ["profile", small_model, "--json", *LEAN, "--no-memory"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["schema"] == "pdd-edge.profile/1" and record["model"]["path"] == small_model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.onnx"]
+
+
+def test_profile_json_with_a_file_as_before_says_to_use_json_out(small_model, tmp_path):
+    result = runner.invoke(app, ["profile", small_model, "--json", str(tmp_path / "p.json"), *LEAN])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: unexpected argument '{tmp_path / 'p.json'}'; --json takes no file (it prints "
+                                     "the record on stdout): write a file with --json-out FILE")
+    assert not (tmp_path / "p.json").exists()

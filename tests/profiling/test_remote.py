@@ -95,7 +95,7 @@ def _remote_args(sshd, key: Path | None = None, port: int | None = None, python:
 def test_profile_remote_round_trip_brings_json_back_and_cleans_up(sshd, model, tmp_path):
     out = tmp_path / "remote.json"
 
-    result = runner.invoke(app, ["profile", model, *_remote_args(sshd), "--batch-size", "1,2", "--json", str(out), *LEAN])
+    result = runner.invoke(app, ["profile", model, *_remote_args(sshd), "--batch-size", "1,2", "--json-out", str(out), *LEAN])
 
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
