@@ -57,7 +57,7 @@ def prune_command(
     out.print(table)
     out.print(f"max |logit difference| masked vs pruned on {report['check_images']} validation images: {report['max_abs_diff']:.2e} (limit {report['tolerance_rule']})")
     if report["closed_channels"]:
-        out.print(f"--min-macs-reduction {report['min_macs_reduction']:g}: closed {report['closed_channels']} channels")
+        out.print(f"{_closing_request(report)}: closed {report['closed_channels']} channels")
     if report["round_to"] > 1:
         out.print(f"widths rounded to multiples of {report['round_to']}: re-opened {report['reopened_channels']} channels")
     lat = report["latency"]
@@ -68,3 +68,14 @@ def prune_command(
     for note in report["notes"]:
         err.print(f"note: {note}")
     out.print(f"pruned checkpoint: {out_path}")
+
+
+def _closing_request(report: dict) -> str:
+    """What made prune close channels the masks kept open: the MACs floor, the latency target, or both."""
+    asked = []
+    if report["min_macs_reduction"] is not None:
+        asked.append(f"--min-macs-reduction {report['min_macs_reduction']:g}")
+    lat = report["latency"]
+    if lat and lat["target_ms"]:
+        asked.append(f"latency target {lat['target_ms']:.4g} ms")
+    return " and ".join(asked)

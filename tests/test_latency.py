@@ -178,6 +178,26 @@ def test_prune_latency_target_lands_on_the_nearest_width_plan():
             assert any(n.startswith("stopped") for n in plan.notes)
 
 
+def test_prune_cli_names_the_latency_target_when_it_closes_channels_for_it(tmp_path):
+    # Issue 22 item 11: closing channels for a latency target printed `--min-macs-reduction None`
+    # and crashed with a TypeError after the pruned file was written.
+    from pdd_edge.data import load_dataset
+    from pdd_edge.zoo import checkpoint as ckpt_io
+
+    model = zoo.build("resnet20")
+    attach_masks(model, "open")
+    ckpt = tmp_path / "d.pt"
+    ckpt_io.save(ckpt, ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=load_dataset("digits").preprocess,
+                                               dataset="digits"))
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps(synthetic_table(zoo.build("resnet20")).to_dict()))
+    result = run_cli("prune", ckpt, "--latency-table", table, "--target-speedup", "2", "--out", tmp_path / "p.pt")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    closed = [line for line in result.stdout.splitlines() if "closed" in line]
+    assert len(closed) == 1 and closed[0].startswith("latency target ") and "min-macs" not in result.stdout
+    assert (tmp_path / "p.pt").is_file()
+
+
 def test_random_plans_keep_multiples_of_the_channel_multiple_and_may_remove_blocks():
     model = zoo.build("resnet20")
     plan = random_plan(model, 0.5, 8, random.Random(1))
