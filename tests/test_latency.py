@@ -262,7 +262,8 @@ def test_compress_latency_target_for_a_foreign_device_fails_before_training(tmp_
 
 @pytest.mark.parametrize("args, message", [
     (("--num-classes", "0"), "--num-classes must be positive"),
-    (("--threads", "0"), "--threads must be at least 1"),
+    (("--threads", "0"), "--threads must be from 1 to"),
+    (("--threads", "100000"), "--threads must be from 1 to"),
     (("--batch-size", "0"), "--batch-size must be positive"),
     (("--target", "pi9000"), "unknown target 'pi9000'"),
 ])
