@@ -196,6 +196,7 @@ def validate(cfg: CompressConfig, out: str | Path, runtime: Runtime | None = Non
     stage's config here, before any work, runs those checks up front. Nothing is written.
     """
     (runtime or Runtime()).rank_batch(cfg.batch_size)  # the global batch splits among torchrun's ranks
+    cfg.data.check()  # a typo in --dataset or --data-dir must not wait for the baseline stage
     specs.parse(cfg.teacher)
     if not zoo.is_zoo(cfg.student):
         # Trace the student now: a network whose channel groups cannot be found fails in seconds,

@@ -176,7 +176,8 @@ def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
     a latency target) to the multiple the latency table measured."""
     latency = cfg.target_latency_ms is not None or cfg.target_speedup is not None
     round_to = cfg.round_to if cfg.round_to is not None else channel_multiple(cfg.targets[0])
-    return PruneConfig(checkpoint=str(run.best("distill")), round_to=round_to if round_to or latency else 1,
+    # None (no --round-to, no channel_multiple) is 1 without a latency table; a given 0 is refused, as by `prune`.
+    return PruneConfig(checkpoint=str(run.best("distill")), round_to=round_to if round_to is not None or latency else 1,
                        min_macs_reduction=cfg.target_macs_reduction or None,
                        latency_table=str(run.latency_table()) if latency else None,
                        target_latency_ms=cfg.target_latency_ms, target_speedup=cfg.target_speedup)
