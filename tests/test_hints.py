@@ -1,4 +1,4 @@
-"""Issue 22 items 7 and 8: checks that came too late and hints that pointed the wrong way.
+"""Issue 22 items 7 and 8 (and item 6 in compress): checks that came too late and hints that pointed the wrong way.
 
 Each test names the old behaviour it guards against; the fixtures are untrained networks (no
 training), so every test runs in seconds."""
@@ -187,3 +187,13 @@ def test_only_rank_0_reports_an_error_every_rank_meets(monkeypatch, exc, rank1_p
     assert (rank1.stderr.strip() != "") is rank1_prints, rank1.stderr
     if rank1_prints:
         assert rank1.stderr.startswith("error (rank 1): ")
+
+
+def test_compress_names_a_bad_target_file_itself_before_the_run_folder_exists(tmp_path, monkeypatch):
+    # Item 6 where a target is used: before, the file was refused as "prune stage: ..." (threads = 100000
+    # was not refused at all).
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "board.toml").write_text("threads = 100000\n")
+    result = run_cli("compress", "--target", "board.toml", "--out", tmp_path / "run")
+    assert_usage_error(result, "error: board.toml: key 'threads' must be an integer from 1 to")
+    assert files_in(tmp_path) == ["board.toml"]
