@@ -40,7 +40,7 @@ def latency_table_command(
     require_torch("pdd-edge latency-table")
     from pdd_edge.latency import table as lt
     from pdd_edge.profiling.remote import RemoteHost
-    from pdd_edge.profiling.targets import load_target
+    from pdd_edge.profiling.targets import check_threads, load_target
     from pdd_edge.zoo import specs
 
     spec = specs.parse(o.trusted_spec(model), o.model_args(model_arg))
@@ -48,9 +48,9 @@ def latency_table_command(
         raise PddError(f"--num-classes must be positive, got {num_classes}")
     if batch_size is not None and batch_size < 1:
         raise PddError(f"--batch-size must be positive, got {batch_size}")
-    if threads is not None and threads < 1:
-        raise PddError(f"--threads must be at least 1, got {threads}")
-    req = lt.TableRequest(model=spec.text, target=load_target(target), input_hw=input_size or (32, 32),
+    device = load_target(target)
+    check_threads(threads, device)
+    req = lt.TableRequest(model=spec.text, target=device, input_hw=input_size or (32, 32),
                           num_classes=num_classes, model_args=dict(spec.args), batch_size=batch_size, threads=threads,
                           min_runs=min_runs, min_time_s=min_time)
     host = RemoteHost.parse(remote, port=ssh_port, identity=ssh_key, options=ssh_option or (),

@@ -20,7 +20,7 @@ def prune_command(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint with masks, written by `pdd-edge distill`.")],
     *,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Pruned checkpoint to write.")],
-    round_to: Annotated[Optional[int], typer.Option(help="Keep every layer's width a multiple of N (re-opens the strongest closed channels); default: --target's channel_multiple, else the latency table's, else 1.")] = None,
+    round_to: Annotated[Optional[int], typer.Option(help="Keep every layer's width a multiple of N (re-opens the strongest closed channels); default: --target's channel_multiple (measured here for a target such as local that declares none), else the latency table's, else 1.")] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="Device target whose channel_multiple the widths are rounded to (unless --round-to).")] = None,
     latency_table: Annotated[Optional[Path], typer.Option(help="The device's latency table (`pdd-edge latency-table`): reports the predicted latency.")] = None,
     target_latency_ms: Annotated[Optional[float], typer.Option(help="With --latency-table: close the weakest channels until the predicted p50 latency is nearest this.")] = None,
@@ -39,7 +39,8 @@ def prune_command(
     data = data_config(dataset, data_dir, False, None)
     check_output(out_path, checkpoint)
     if round_to is None and target is not None:
-        round_to = prune.channel_multiple(target)
+        # a target that declares no multiple (local) is measured here when this machine is its device
+        round_to = prune.channel_multiple(target, measure=latency_table is None)
     if round_to is None and latency_table is None:
         round_to = 1
     report = prune.prune_checkpoint(prune.PruneConfig(
@@ -57,7 +58,7 @@ def prune_command(
     out.print(table)
     out.print(f"max |logit difference| masked vs pruned on {report['check_images']} validation images: {report['max_abs_diff']:.2e} (limit {report['tolerance_rule']})")
     if report["closed_channels"]:
-        out.print(f"--min-macs-reduction {report['min_macs_reduction']:g}: closed {report['closed_channels']} channels")
+        out.print(f"{_closing_request(report)}: closed {report['closed_channels']} channels")
     if report["round_to"] > 1:
         out.print(f"widths rounded to multiples of {report['round_to']}: re-opened {report['reopened_channels']} channels")
     lat = report["latency"]
@@ -68,3 +69,14 @@ def prune_command(
     for note in report["notes"]:
         err.print(f"note: {note}")
     out.print(f"pruned checkpoint: {out_path}")
+
+
+def _closing_request(report: dict) -> str:
+    """What made prune close channels the masks kept open: the MACs floor, the latency target, or both."""
+    asked = []
+    if report["min_macs_reduction"] is not None:
+        asked.append(f"--min-macs-reduction {report['min_macs_reduction']:g}")
+    lat = report["latency"]
+    if lat and lat["target_ms"]:
+        asked.append(f"latency target {lat['target_ms']:.4g} ms")
+    return " and ".join(asked)

@@ -37,13 +37,15 @@ out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 
-def fail(message: str, exit_code: int) -> typer.Exit:
+def fail(message: str, exit_code: int, every_rank: bool | None = None) -> typer.Exit:
+    """One error line and the exit; `every_rank` as PddError's (default: true of usage errors)."""
     rank = _rank()
     if rank == 0:
         err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    elif exit_code != 2:
-        # Under torchrun rank 0 speaks for all; a usage error is the same on every rank, but a
-        # failure of this rank alone (its GPU, its shard) must still be seen.
+    elif not (exit_code == 2 if every_rank is None else every_rank):
+        # Under torchrun rank 0 speaks for all; an error every rank meets (bad input, a divergence
+        # seen in the all-reduced epoch) is printed once, but a failure of this rank alone (its
+        # GPU, its shard) must still be seen.
         Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH).print(
             f"[bold red]error (rank {rank}):[/] {message}", markup=True, highlight=False)
     return typer.Exit(exit_code)
@@ -93,9 +95,10 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
             try:
                 return fn(*args, **kw)
             except PddError as exc:
-                raise fail(_escape(str(exc)), exc.exit_code) from None
+                raise fail(_escape(str(exc)), exc.exit_code, exc.every_rank) from None
             except KeyboardInterrupt:
-                err.print(on_interrupt)
+                if _rank() == 0:  # torchrun passes Ctrl-C to every rank: one hint is enough
+                    err.print(on_interrupt)
                 raise typer.Exit(130) from None
             except (OSError, RuntimeError) as exc:
                 env = environment_error(exc)  # disk full, read-only, no permission: exit 3

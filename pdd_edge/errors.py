@@ -18,11 +18,15 @@ ENVIRONMENT = 3  # the machine failed the command: disk full, read-only file sys
 
 
 class PddError(Exception):
-    """A problem with the user's input, with a message that says what to do about it."""
+    """A problem with the user's input, with a message that says what to do about it.
 
-    def __init__(self, message: str, *, exit_code: int = USAGE) -> None:
+    `every_rank`: under torchrun, whether every process meets the same error (so rank 0 alone
+    reports it); by default true of usage errors and false of failures, which may be one rank's."""
+
+    def __init__(self, message: str, *, exit_code: int = USAGE, every_rank: bool | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.every_rank = exit_code == USAGE if every_rank is None else every_rank
 
 
 def shortlist(items, limit: int = 3) -> str:

@@ -35,6 +35,7 @@ from pdd_edge.artifact import RunDir, StageRecord
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.errors import USAGE, PddError, environment_error
 from pdd_edge.fileio import check_output_dir
+from pdd_edge.profiling.targets import load_target
 from pdd_edge.stages import (
     StageResult,
     baseline,
@@ -209,6 +210,9 @@ def validate(cfg: CompressConfig, out: str | Path, runtime: Runtime | None = Non
     stage's config here, before any work, runs those checks up front. Nothing is written.
     """
     (runtime or Runtime()).rank_batch(cfg.batch_size)  # the global batch splits among torchrun's ranks
+    cfg.data.check()  # a typo in --dataset or --data-dir must not wait for the baseline stage
+    for target in cfg.targets:
+        load_target(target)  # a bad target file is reported as itself, not as the first stage that reads it
     specs.parse(cfg.teacher)
     if not zoo.is_zoo(cfg.student):
         # Trace the student now: a network whose channel groups cannot be found fails in seconds,

@@ -197,6 +197,26 @@ def test_prune_latency_target_far_below_the_masks_closes_at_most_a_tenth_and_rec
     assert any("so the target is missed; distill longer or ask for less" in n for n in plan.notes)
 
 
+def test_prune_cli_names_the_latency_target_when_it_closes_channels_for_it(tmp_path):
+    # Issue 22 item 11: closing channels for a latency target printed `--min-macs-reduction None`
+    # and crashed with a TypeError after the pruned file was written.
+    from pdd_edge.data import load_dataset
+    from pdd_edge.zoo import checkpoint as ckpt_io
+
+    model = zoo.build("resnet20")
+    attach_masks(model, "open")
+    ckpt = tmp_path / "d.pt"
+    ckpt_io.save(ckpt, ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=load_dataset("digits").preprocess,
+                                               dataset="digits"))
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps(synthetic_table(zoo.build("resnet20")).to_dict()))
+    result = run_cli("prune", ckpt, "--latency-table", table, "--target-speedup", "2", "--out", tmp_path / "p.pt")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    closed = [line for line in result.stdout.splitlines() if "closed" in line]
+    assert len(closed) == 1 and closed[0].startswith("latency target ") and "min-macs" not in result.stdout
+    assert (tmp_path / "p.pt").is_file()
+
+
 def test_random_plans_keep_multiples_of_the_channel_multiple_and_may_remove_blocks():
     model = zoo.build("resnet20")
     plan = random_plan(model, 0.5, 8, random.Random(1))
@@ -261,7 +281,8 @@ def test_compress_latency_target_for_a_foreign_device_fails_before_training(tmp_
 
 @pytest.mark.parametrize("args, message", [
     (("--num-classes", "0"), "--num-classes must be positive"),
-    (("--threads", "0"), "--threads must be at least 1"),
+    (("--threads", "0"), "--threads must be from 1 to"),
+    (("--threads", "100000"), "--threads must be from 1 to"),
     (("--batch-size", "0"), "--batch-size must be positive"),
     (("--target", "pi9000"), "unknown target 'pi9000'"),
 ])

@@ -42,9 +42,15 @@ def test_cuda_without_a_gpu_is_refused_with_the_way_out(text):
         resolve_device(text)
 
 
-@pytest.mark.parametrize("amp, expected", [("off", "off"), ("bf16", "bf16"), ("FP16", "fp16"), ("auto", "off")])
+@pytest.mark.parametrize("amp, expected", [("off", "off"), ("bf16", "bf16"), ("auto", "off")])
 def test_amp_choices_on_the_cpu(amp, expected):
     assert resolve_amp(amp, torch.device("cpu")) == expected
+
+
+@pytest.mark.parametrize("amp", ["fp16", "FP16"])
+def test_amp_fp16_on_the_cpu_is_refused_with_the_faster_choices(amp):
+    with pytest.raises(PddError, match="--amp fp16 on the CPU runs many times slower .* use --amp bf16 .* or --amp off"):
+        resolve_amp(amp, torch.device("cpu"))
 
 
 def test_unknown_amp_is_refused():

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pdd_edge.data import check_dataset, cifar_missing
 from pdd_edge.data.base import Augment, Dataset, TensorSource, resize_uint8
 from pdd_edge.data.preprocess import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Preprocess, height_width
 from pdd_edge.errors import PddError
 
 _INFO = {
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", CIFAR10_MEAN, CIFAR10_STD, "about 170 MB"),
-    "cifar100": ("CIFAR100", "cifar-100-python", CIFAR100_MEAN, CIFAR100_STD, "about 170 MB"),
+    "cifar10": ("CIFAR10", CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": ("CIFAR100", CIFAR100_MEAN, CIFAR100_STD),
 }
 
 
@@ -26,19 +27,15 @@ def load_cifar(name: str, *, data_dir: str | Path | None, download: bool,
     import torchvision.datasets as tvd
 
     hw = height_width(input_size)
-    cls_name, folder, mean, std, size = _INFO[name]
-    if data_dir is None:
-        raise PddError(f"{name} needs --data-dir: the folder that holds (or will hold, with --download) {folder}/")
+    cls_name, mean, std = _INFO[name]
+    check_dataset(name, data_dir=data_dir, download=download)  # --data-dir given, and the folder there
     root = Path(data_dir)
     cls = getattr(tvd, cls_name)
     try:
         train = cls(root=str(root), train=True, download=download)
         val = cls(root=str(root), train=False, download=download)
     except RuntimeError:
-        raise PddError(
-            f"{name} not found (or corrupted) in {root}: expected {root / folder}/; "
-            f"add --download to fetch it ({size}) or point --data-dir at the folder that contains {folder}/"
-        ) from None
+        raise cifar_missing(name, root) from None
     except OSError as exc:
         raise PddError(f"cannot read {name} from {root}: {exc}") from None
 

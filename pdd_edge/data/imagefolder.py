@@ -14,6 +14,7 @@ from typing import Iterator
 
 import torch
 
+from pdd_edge.data import check_dataset
 from pdd_edge.data.base import Augment, Dataset, EpochPlan, Source, TensorSource, to_device
 from pdd_edge.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, height_width
 from pdd_edge.errors import PddError, shortlist
@@ -24,9 +25,7 @@ MEMORY_LIMIT_BYTES = 2 * 1024**3
 def _folder(root: Path, split: str):
     from torchvision.datasets import ImageFolder
 
-    path = root / split
-    if not path.is_dir():
-        raise PddError(f"imagefolder: {path} is missing; --data-dir must hold train/<class>/ and val/<class>/ folders")
+    path = root / split  # a folder: check_dataset has seen it
     try:
         return ImageFolder(str(path))
     except (FileNotFoundError, RuntimeError) as exc:
@@ -119,8 +118,7 @@ def load_imagefolder(data_dir: str | Path, *, input_size: int | tuple[int, int] 
                      memory_limit: int = MEMORY_LIMIT_BYTES) -> Dataset:
     size = height_width(input_size)
     root = Path(data_dir)
-    if not root.is_dir():
-        raise PddError(f"imagefolder: data dir {root} does not exist")
+    check_dataset("imagefolder", data_dir=root)
     train, val = _folder(root, "train"), _folder(root, "val")
     if train.classes != val.classes:
         only_train = shortlist(sorted(set(train.classes) - set(val.classes)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from pdd_edge.data import load_dataset
+from pdd_edge.data import check_dataset, load_dataset
 from pdd_edge.data.preprocess import Preprocess, height_width, size_option
 from pdd_edge.errors import PddError, shortlist
 
@@ -41,6 +41,11 @@ class DataConfig:
         size = self.input_size if self.input_size is not None else input_hw
         folder = self.data_dir if self.data_dir is not None or name != dataset else data_dir
         return replace(self, name=name, input_size=size, data_dir=folder)
+
+    def check(self) -> None:
+        """The cheap checks of `load` (name, data folder), for a command about to create its output."""
+        if self.name is not None:
+            check_dataset(self.name, data_dir=self.data_dir, download=self.download)
 
     def load(self) -> "Dataset":
         if self.name is None:

@@ -19,7 +19,7 @@ from pdd_edge.profiling import provenance
 from pdd_edge.profiling.graph_cost import count_cost
 from pdd_edge.profiling.inputs import model_inputs, resolve_shapes, shape_hint
 from pdd_edge.profiling.measure import MeasureSettings, check_batch_sizes, measure_models, prepare_model
-from pdd_edge.profiling.targets import Target
+from pdd_edge.profiling.targets import Target, check_threads
 
 SCHEMA = "pdd-edge.profile/1"
 MIB = 2**20
@@ -41,6 +41,7 @@ class ProfileRequest:
     memory: bool = True
 
     def __post_init__(self) -> None:
+        check_threads(self.threads, self.target)
         self.settings()  # the timing options are checked here, before any model is loaded
 
     def settings(self) -> MeasureSettings:

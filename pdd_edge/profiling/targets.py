@@ -22,8 +22,10 @@ to the user's own `.toml`. Keys (all optional except where noted):
                                see docs/latency.md); absent = not measured, no rounding
     [budget]                   any subset of BUDGET_KEYS (see below), numbers >= 0
 
-Validation is strict: an unknown key, a wrong type or a negative budget is an error naming the
-file and the key, because a typo in a budget must not silently disable a check. Torch-free.
+Validation is strict: an unknown key, a wrong type, a negative budget or a number outside its
+range (LIMITS below; `threads` at most THREADS_PER_CPU x the declared `cores`, else x the CPUs of
+this machine) is an error naming the file, the key and the allowed range, because a typo in a
+budget must not silently disable a check, nor a stray zero start 100,000 threads. Torch-free.
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ BUDGET_KEYS = {
 }
 PERCENT_KEYS = {"min_top1", "max_top1_drop", "min_macs_reduction"}
 QUANTIZATIONS = ("fp32", "int8-qdq", "int8-qoperator")
+# Upper bounds of the numeric keys: far above any real device, low enough that a typo cannot make
+# `profile` start thousands of threads or allocate gigabytes of input.
+THREADS_PER_CPU = 4  # more intra-op threads than this per core measure contention, not the model
+LIMITS = {"cores": 4096, "channel_multiple": 1024, "batch_sizes": 4096}
+MAX_INPUT_DIMS = 8  # one sample's shape, without the batch dimension
+MAX_INPUT_ELEMENTS = 2**26  # per sample: 64 Mi values (e.g. 3 x 4096 x 4096 fits)
 TOP_KEYS = {"name", "description", "cpu", "arch", "cpu_match", "cores", "execution_provider", "threads", "batch_sizes", "input_shape",
             "quantization", "channel_multiple", "budget"}
 
@@ -141,12 +149,16 @@ def parse_target(raw: str, *, source: str, default_name: str) -> Target:
             raise bad("cpu_match", f"is not a regular expression ({exc})") from None
     if strings["quantization"] is not None and strings["quantization"] not in QUANTIZATIONS:
         raise bad("quantization", f"must be one of {', '.join(QUANTIZATIONS)}, got {strings['quantization']!r}")
-    for key in ("threads", "cores", "channel_multiple"):
-        value = data.get(key)
-        if value is not None and (not _is_int(value) or value < 1):
-            raise bad(key, f"must be a positive integer, got {value!r}")
+    for key in ("cores", "channel_multiple"):
+        _bounded_int(data, key, LIMITS[key], "", bad)
+    _bounded_int(data, "threads", *max_threads(data.get("cores")), bad)
     batch_sizes = _int_list(data, "batch_sizes", bad)
+    if batch_sizes and (max(batch_sizes) > LIMITS["batch_sizes"] or len(set(batch_sizes)) != len(batch_sizes)):
+        raise bad("batch_sizes", f"must be distinct batch sizes from 1 to {LIMITS['batch_sizes']}, got {batch_sizes!r}")
     input_shape = _int_list(data, "input_shape", bad)
+    if input_shape and (len(input_shape) > MAX_INPUT_DIMS or math.prod(input_shape) > MAX_INPUT_ELEMENTS):
+        raise bad("input_shape", f"must be one sample's shape with at most {MAX_INPUT_DIMS} dimensions and "
+                  f"{MAX_INPUT_ELEMENTS:,} values (e.g. [3, 224, 224]), got {input_shape!r}")
     budget = data.get("budget", {})
     if not isinstance(budget, dict):
         raise bad("budget", "must be a table ([budget])")
@@ -179,6 +191,31 @@ def parse_target(raw: str, *, source: str, default_name: str) -> Target:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def max_threads(cores: Any) -> tuple[int, str]:
+    """The most intra-op threads a target may ask for, and why: THREADS_PER_CPU per core of the
+    device it declares, else of this machine (where a target without `cores` is measured)."""
+    if _is_int(cores) and cores >= 1:
+        return THREADS_PER_CPU * cores, f"{THREADS_PER_CPU} x its cores = {cores}"
+    from pdd_edge.profiling.runner import resolve_threads
+
+    cpus = resolve_threads(None)
+    return THREADS_PER_CPU * cpus, (f"{THREADS_PER_CPU} x the {cpus} CPUs of this machine; "
+                                    "a target for another device declares its `cores`")
+
+
+def check_threads(threads: int | None, target: Target, option: str = "--threads") -> None:
+    """A command's thread count for `target`, bounded as the target file's own `threads` is."""
+    high, why = max_threads(target.cores)
+    if threads is not None and not 1 <= threads <= high:
+        raise PddError(f"{option} must be from 1 to {high} ({why}), got {threads}")
+
+
+def _bounded_int(data: dict, key: str, high: int, why: str, bad) -> None:
+    value = data.get(key)
+    if value is not None and (not _is_int(value) or not 1 <= value <= high):
+        raise bad(key, f"must be an integer from 1 to {high}{f' ({why})' if why else ''}, got {value!r}")
 
 
 def _string(data: dict, key: str, bad) -> str | None:

@@ -13,7 +13,7 @@ import math
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -26,6 +26,7 @@ from pdd_edge.nn.budget import DEFAULT_RATE, LatencyBudget, MacsBudget, latency_
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.nn.masks import attach_masks, check_init, dense_cost, mask_stats
 from pdd_edge.stages import StageResult, training_result
+from pdd_edge.training.divergence import near_chance
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles, summary
 from pdd_edge.training.tasks import DistillTask
 from pdd_edge.zoo import checkpoint as ckpt_io
@@ -173,7 +174,18 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         resume=resume,
         notes=[f"left unmasked (cannot be pruned exactly): {why}" for why in prunable(student).refused] if cfg.masks else [],
         runtime=runtime or Runtime(),
+        divergence_cause=lambda: teacher_at_chance(cfg.teacher_weights, t_info.metrics, data.num_classes),
     ).run()
+
+
+def teacher_at_chance(path, metrics: Mapping[str, Any], classes: int) -> str | None:
+    """Why a distillation diverged when its teacher is no better than chance (by the validation
+    top-1 its checkpoint records): no learning rate fixes that."""
+    top1 = metrics.get("val_top1")
+    if top1 is None or not near_chance(top1, classes):
+        return None
+    return (f"Likely cause: the teacher {path} is itself at chance (validation top-1 {top1:.2f} % for {classes} "
+            "classes): train it for more epochs first (`pdd-edge train`) or use another teacher.")
 
 
 def latency_table(cfg: DistillConfig, model: str):

@@ -8,6 +8,7 @@ and writes a self-describing checkpoint. Nothing is written if a check fails.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
@@ -174,7 +175,7 @@ def channel_multiple(target: str, measure: bool) -> int | None:
     t = load_target(target)
     if t.channel_multiple is not None or not measure:
         return t.channel_multiple
-    return multiple.here(t, progress=print)
+    return multiple.here(t, progress=lambda line: print(line, file=sys.stderr))  # stdout may carry --json
 
 
 def config(run: RunDir, cfg: CompressConfig, measure: bool = False) -> PruneConfig:
@@ -184,7 +185,7 @@ def config(run: RunDir, cfg: CompressConfig, measure: bool = False) -> PruneConf
     up-front validation leaves off), else (with a latency target) to the multiple the latency
     table measured."""
     latency = cfg.target_latency_ms is not None or cfg.target_speedup is not None
-    round_to = cfg.round_to
+    round_to = cfg.round_to  # a given 0 is refused by PruneConfig, as by `prune`
     if round_to is None:
         if latency:
             round_to = channel_multiple(cfg.targets[0], measure=False)  # None: the latency table's

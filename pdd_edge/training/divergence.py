@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pdd_edge.errors import FAILURE, PddError
 
@@ -29,8 +29,11 @@ MIN_VAL_PER_CLASS = 20
 
 
 class Diverged(PddError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=FAILURE)
+    """`every_rank`: seen in the all-reduced epoch record (every torchrun rank stops with it), not in
+    this rank's own step loss."""
+
+    def __init__(self, message: str, every_rank: bool) -> None:
+        super().__init__(message, exit_code=FAILURE, every_rank=every_rank)
 
 
 def exploded(loss: float, reference: float) -> bool:
@@ -38,8 +41,11 @@ def exploded(loss: float, reference: float) -> bool:
 
 
 def at_chance(record: Mapping[str, Any], classes: int) -> bool:
-    chance = 100.0 / classes
-    return record["val_top1"] < CHANCE_MARGIN * chance and record.get("train_top1", 0.0) < CHANCE_MARGIN * chance
+    return near_chance(record["val_top1"], classes) and near_chance(record.get("train_top1", 0.0), classes)
+
+
+def near_chance(top1: float, classes: int) -> bool:
+    return top1 < CHANCE_MARGIN * 100.0 / classes
 
 
 def stuck_at_chance(history: Sequence[Mapping[str, Any]], classes: int, warmup_epochs: int, val_images: int) -> bool:
@@ -54,8 +60,10 @@ class Watch:
     """Per-process state: the reference loss is this process's first step (after a resume, the
     first step from the last good epoch), so nothing extra has to survive in last.pt."""
 
-    def __init__(self, title: str, lr: float, warmup_epochs: int, best: Path) -> None:
+    def __init__(self, title: str, lr: float, warmup_epochs: int, best: Path,
+                 likely_cause: Callable[[], str | None] | None = None) -> None:
         self.title, self.lr, self.warmup_epochs, self.best = title, lr, warmup_epochs, best
+        self.likely_cause = likely_cause  # asked once the run diverged; None from it: the learning rate
         self.reference: float | None = None
         self.classes = 0
 
@@ -65,7 +73,8 @@ class Watch:
             self.reference = loss
         if exploded(loss, self.reference if self.reference is not None else 1.0):
             first = f" (the first step's was {self.reference:.3g})" if self.reference is not None else ""
-            raise Diverged(self._message(epoch, f"the training loss reached {loss:.3g} at step {step + 1}{first}"))
+            raise Diverged(self._message(epoch, f"the training loss reached {loss:.3g} at step {step + 1}{first}"),
+                           every_rank=False)
 
     def epoch(self, history: Sequence[Mapping[str, Any]], val_images: int) -> None:
         if stuck_at_chance(history, self.classes, self.warmup_epochs, val_images):
@@ -73,9 +82,10 @@ class Watch:
             raise Diverged(self._message(
                 last["epoch"], f"top-1 stayed at chance ({100.0 / self.classes:.1f} % for {self.classes} classes) "
                 f"for {PATIENCE} epochs after the warm-up: validation {last['val_top1']:.2f} %, "
-                f"training {last.get('train_top1', 0.0):.2f} %"))
+                f"training {last.get('train_top1', 0.0):.2f} %"), every_rank=True)
 
     def _message(self, epoch: int, what: str) -> str:
         kept = (f"{self.best} holds the best earlier epoch" if self.best.exists() else "no checkpoint was written")
-        return (f"{self.title} diverged in epoch {epoch}: {what}. Stopped without keeping that epoch ({kept}). "
-                f"Likely fix: a lower --lr (this run used {self.lr:g}).")
+        cause = self.likely_cause() if self.likely_cause else None
+        fix = cause or f"Likely fix: a lower --lr (this run used {self.lr:g})."
+        return f"{self.title} diverged in epoch {epoch}: {what}. Stopped without keeping that epoch ({kept}). {fix}"

@@ -74,6 +74,10 @@ def resolve_amp(text: str, device: torch.device) -> str:
         raise PddError(f"--amp must be one of {', '.join(AMP_CHOICES)}; got {text!r}")
     if amp == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
+    if amp == "fp16" and device.type == "cpu":
+        # PyTorch's CPU float16 kernels are slow paths: measured 70x slower than float32 (issue 22).
+        raise PddError("--amp fp16 on the CPU runs many times slower than float32 (no fast float16 CPU kernels); "
+                       "use --amp bf16 (CPUs with bfloat16 instructions) or --amp off")
     if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise PddError(f"--amp bf16: {torch.cuda.get_device_name(device)} does not support bfloat16; use --amp fp16")
     return amp

@@ -113,8 +113,7 @@ def build(name: str, num_classes: int = 10, keep: Keep | None = None, *, args: M
     specs.trust(model_spec)  # named by the caller: a checkpoint of it may rebuild from this file
     record = specs.source_record(model_spec)
     if source is not None and record is not None and source.get("sha256") != record["sha256"]:
-        raise PddError(f"{model_spec.path} has changed since the checkpoint was written (sha256 {record['sha256'][:12]}…, "
-                       f"recorded {str(source.get('sha256'))[:12]}…): restore the file the model was trained with")
+        raise _other_source(model_spec.path, record, source)
     net = specs.build_network(model_spec, num_classes)
     extra: dict = {"args": dict(model_spec.args)}
     if record is not None:
@@ -125,6 +124,17 @@ def build(name: str, num_classes: int = 10, keep: Keep | None = None, *, args: M
 
 
 DEFAULT_INPUT = (32, 32)  # the zoo's CIFAR size; traced models record the size they were built for
+
+
+def _other_source(path, record: Mapping, source: Mapping) -> PddError:
+    """The file named now is not the code a checkpoint was made from: the same file edited since,
+    or another file (a copy at a new path with the same content is accepted by the caller)."""
+    now, then = f"sha256 {record['sha256'][:12]}…", f"sha256 {str(source.get('sha256'))[:12]}…"
+    if source.get("path") in (None, record["path"]):
+        return PddError(f"{path} has changed since the checkpoint was written ({now}, recorded {then}): "
+                        "restore the file the model was trained with")
+    return PddError(f"{path} is not the file the checkpoint's model was made from ({source['path']}, {then}; "
+                    f"this one: {now}): name that file (or a copy of it) instead")
 
 
 def full_keep(name: str) -> dict[str, list[int]]:

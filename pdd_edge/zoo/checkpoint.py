@@ -280,7 +280,9 @@ def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, name_opti
     from pdd_edge.zoo import specs
 
     if model_name is not None and not _same_model(name, model_name):
-        raise PddError(f"{p} holds a {name}, not a {model_name}; drop {name_option} (pdd-edge checkpoints describe themselves)")
+        # Not "drop the option": it may be required (distill --student) or have a default (compress --teacher).
+        runs = " (naming the file allows pdd-edge to run it; check it first)" if specs.is_file_spec(name) else ""
+        raise PddError(f"{p} holds a {name}, not a {model_name}: pass {name_option} {name}{runs}")
     build_name = model_name or name
     if specs.is_file_spec(name) and model_name is None:
         # A checkpoint never makes pdd-edge run code: the command line must have named the file.

@@ -116,6 +116,9 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key.isidentifier():
             raise PddError(f"--model-arg {item!r} must be KEY=VALUE with KEY a Python identifier, e.g. width_mult=0.5")
+        if key == "num_classes":  # pdd-edge passes it to every builder; a second value would clash
+            raise PddError(f"--model-arg {item!r}: the class count is not a --model-arg; it comes from "
+                           "--num-classes (models, latency-table) or from the dataset (train, distill, compress)")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -217,6 +220,8 @@ def _file_builder(spec: ModelSpec) -> Callable[..., Any]:
         module = importlib.util.module_from_spec(loader_spec)
         try:
             loader_spec.loader.exec_module(module)
+        except SystemExit as exc:  # would end pdd-edge with the user's exit code and nothing written
+            raise _called_exit(f"the model file {path}", exc) from None
         except Exception as exc:  # the user's code: any error is theirs to see, in one line
             raise PddError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
         sys.modules[module_name] = module
@@ -231,10 +236,19 @@ def _file_builder(spec: ModelSpec) -> Callable[..., Any]:
             return func(num_classes=num_classes, **kwargs) if takes_classes else func(**kwargs)
         except TypeError:
             raise
+        except SystemExit as exc:
+            raise _called_exit(f"the model builder {spec.text}", exc) from None
         except Exception as exc:
             raise PddError(f"{spec.text} raised {type(exc).__name__}: {exc}") from None
 
     return build
+
+
+def _called_exit(what: str, exc: SystemExit) -> PddError:
+    """User code that calls sys.exit() while pdd-edge builds a model: a usage error, never the
+    user's exit status (sys.exit(0) would report success with nothing written)."""
+    return PddError(f"{what} called sys.exit({exc.code!r}); a model file must define the network and return it, "
+                    "not end the program")
 
 
 def _accepts(func: Callable[..., Any], name: str) -> bool:

@@ -99,8 +99,12 @@ def _text_file(tmp_path) -> str:
 
 
 def _bad_target(tmp_path) -> str:
+    return _target(tmp_path, "[budget]\nlatency_p90_ms = -1\n")
+
+
+def _target(tmp_path, text: str) -> str:
     path = tmp_path / "bad.toml"
-    path.write_text("[budget]\nlatency_p90_ms = -1\n")
+    path.write_text(text)
     return str(path)
 
 
@@ -113,7 +117,9 @@ def _bad_target(tmp_path) -> str:
     (lambda tmp, m: [m, "--target", _bad_target(tmp)], "must not be negative"),
     (lambda tmp, m: [m, "--batch-size", "1,x"], "--batch-size must be comma-separated integers"),
     (lambda tmp, m: [m, "--batch-size", "0"], "batch sizes must be positive"),
-    (lambda tmp, m: [m, "--threads", "0"], "threads must be at least 1"),
+    (lambda tmp, m: [m, "--threads", "0"], "--threads must be from 1 to"),
+    (lambda tmp, m: [m, "--threads", "100000"], "--threads must be from 1 to"),
+    (lambda tmp, m: [m, "--target", _target(tmp, "threads = 100000\n")], "key 'threads' must be an integer from 1 to"),
     (lambda tmp, m: [save(conv_model(["N", 3, "H", "W"], (4, 3, 3, 3)), tmp / "dyn.onnx")], "cannot resolve dimension 2"),
     (lambda tmp, m: [m, "--input-shape", "3,16,16"], "does not match --input-shape"),
     (lambda tmp, m: [m, "--remote", "no-user-host"], "--remote must look like USER@HOST"),

@@ -66,3 +66,15 @@ def test_targets_show_says_which_machines_may_measure_for_the_target():
     assert result.exit_code == 0, result.output
     assert "aarch64, CPU matching 'Cortex-A72', 4 CPUs" in result.stdout
     assert "any (not declared)" in runner.invoke(app, ["targets", "show", "local"], env={"COLUMNS": "200"}).stdout
+
+
+def test_targets_show_refuses_a_thread_count_out_of_range_with_one_line(tmp_path):
+    path = tmp_path / "board.toml"
+    path.write_text("threads = 100000\n")
+
+    result = runner.invoke(app, ["targets", "show", str(path)])
+
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "'threads' must be an integer from 1 to" in lines[0]
+    assert result.stdout == ""

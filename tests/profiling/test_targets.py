@@ -44,8 +44,20 @@ def test_load_target_reads_a_user_file_and_defaults_its_name_to_the_stem(tmp_pat
     ("thread = 4\n", "thread"),
     ("threads = 0\n", "threads"),
     ('threads = "4"\n', "threads"),
+    ("threads = 100000\n", "threads"),  # issue 22: profile started 5,068 threads
+    ("cores = 2\nthreads = 9\n", "threads"),
+    ("cores = 100000\n", "cores"),
+    ("channel_multiple = 0\n", "channel_multiple"),
+    ("channel_multiple = 4096\n", "channel_multiple"),
     ("batch_sizes = []\n", "batch_sizes"),
     ("batch_sizes = [1, -8]\n", "batch_sizes"),
+    ("batch_sizes = [1, 100000]\n", "batch_sizes"),
+    ("batch_sizes = [8, 8]\n", "batch_sizes"),
+    ("input_shape = [3, 0, 32]\n", "input_shape"),
+    ("input_shape = [3, 100000, 100000]\n", "input_shape"),
+    ("input_shape = [1, 1, 1, 1, 1, 1, 1, 1, 1]\n", "input_shape"),
+    ("[budget]\nlatency_p90_ms = nan\n", "budget.latency_p90_ms"),
+    ("[budget]\nmodel_size_mb = inf\n", "budget.model_size_mb"),
     ('quantization = "int4"\n', "quantization"),
     ("[budget]\nlatency_p90 = 5\n", "budget.latency_p90"),
     ("[budget]\nlatency_p90_ms = -1\n", "budget.latency_p90_ms"),
@@ -63,6 +75,22 @@ def test_load_target_rejects_malformed_file_naming_file_and_key(tmp_path, text, 
 
     assert str(path) in str(info.value)
     assert repr(key) in str(info.value)
+
+
+def test_load_target_bounds_threads_by_declared_cores_else_by_this_machines_cpus(tmp_path, monkeypatch):
+    from pdd_edge.profiling import runner
+
+    monkeypatch.setattr(runner, "resolve_threads", lambda threads: 2)
+    path = tmp_path / "board.toml"
+    path.write_text("cores = 16\nthreads = 64\n")
+    assert load_target(str(path)).threads == 64  # another device's cores, not this machine's 2 CPUs
+    path.write_text("threads = 8\n")
+    assert load_target(str(path)).threads == 8
+    path.write_text("threads = 9\n")
+    with pytest.raises(PddError) as info:
+        load_target(str(path))
+    assert str(info.value) == (f"{path}: key 'threads' must be an integer from 1 to 8 (4 x the 2 CPUs of this "
+                               "machine; a target for another device declares its `cores`), got 9")
 
 
 def test_load_target_rejects_invalid_toml_syntax(tmp_path):
