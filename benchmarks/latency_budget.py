@@ -86,7 +86,8 @@ def main(argv: list[str]) -> int:
     from pdd_edge.profiling.measure import MeasureSettings, PreparedModel, measure_models
 
     names = ["baseline", *results]
-    size = json.loads((run / "manifest.json").read_text())["config"]["data"].get("input_size") or [32, 32]
+    data = json.loads((run / "manifest.json").read_text())["config"]["data"]
+    size = data.get("input_size") or [32, 32]
     models = [PreparedModel(n, args.out / f"{n}.onnx", {b: {"input": [b, 3, *size]} for b in (1, 32)}, {"input": "float32"})
               for n in names]
     # Each file alone (as a device runs one model; interleaving six files inflated every latency by
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
     macs = {n: r["report"]["variants"]["pruned"]["macs"] for n, r in results.items()}
     macs["baseline"] = next(iter(results.values()))["report"]["variants"]["baseline"]["macs"]
     env = measured["environment"]
-    lines = [f"# {args.student} from {args.teacher} on digits: latency / MACs reduction "
+    lines = [f"# {args.student} from {args.teacher} on {data['name']}: latency / MACs reduction "
              f"(onnxruntime {env['onnxruntime']}, {env['cpu_model']}, 1 thread, p50 of each file timed alone, median of 3 passes)", "",
              "| variant | MACs red. | latency red. b1 | ratio b1 | latency red. b32 | ratio b32 | top-1 | requested ms | predicted ms | measured ms b1 | within 10 % |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]

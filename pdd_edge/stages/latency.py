@@ -10,12 +10,13 @@ here, which a target naming another machine (rpi4 on an x86 CI runner) refuses b
 
 from __future__ import annotations
 
-import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig
 from pdd_edge.errors import PddError
+from pdd_edge.fileio import write_bytes
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
@@ -89,12 +90,13 @@ def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
         if table.key["num_classes"] != classes:
             raise PddError(f"{cfg.latency_table} is for {table.key['num_classes']} classes, the student has {classes}: "
                            f"make one with `pdd-edge latency-table {cfg.student} --num-classes {classes}`")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(cfg.latency_table, out)
+        write_bytes(out, Path(cfg.latency_table).read_bytes())
     else:
         from pdd_edge.latency.table import make_table
 
-        table, _, _ = make_table(request(cfg, classes), out, progress=print)
+        # Measured into the cache (a run that asks for another latency reuses it), then copied in.
+        table, cached_file, _ = make_table(request(cfg, classes), progress=print)
+        write_bytes(out, cached_file.read_bytes())
     check_reachable(cfg, table, classes)  # before any training stage
     return StageResult([out], {"channel_multiple": table.channel_multiple, "dense_measured_ms": table.dense_ms,
                                "model_error_max_pct": table.record["error"]["check_max_abs_pct"]})
