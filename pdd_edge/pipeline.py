@@ -24,13 +24,14 @@ distill + finetune together: the fair reference for "did pruning cost accuracy?"
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pdd_edge import zoo
+from pdd_edge import locking, zoo
 from pdd_edge.artifact import RunDir, StageRecord
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.errors import USAGE, PddError
@@ -134,19 +135,22 @@ def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
     info = rt.dist
     fresh = not Path(out).exists()
     barrier(info)  # every rank has validated `out` before rank 0 creates the run in it
-    if info.is_main:
-        run = RunDir.create(out, to_jsonable(cfg), resume=resume)
-    barrier(info)
-    if not info.is_main:
-        run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
-    try:
-        _run_stages(run, cfg, on_event, rt)
-    except PddError as exc:
-        # A usage error before any stage finished (a file that went bad after validation) leaves
-        # nothing behind, so that the corrected command is not refused as "already holds a run".
-        if info.is_main and fresh and exc.exit_code == USAGE and not run.manifest["stages"]:
-            shutil.rmtree(run.root, ignore_errors=True)
-        raise
+    # Rank 0 writes for all, so it alone holds the run folder, for the whole chain.
+    with locking.hold(locking.folder_lock(out), f"run folder {out}", fix=", or choose another --out") \
+            if info.is_main else contextlib.nullcontext():
+        if info.is_main:
+            run = RunDir.create(out, to_jsonable(cfg), resume=resume)
+        barrier(info)
+        if not info.is_main:
+            run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
+        try:
+            _run_stages(run, cfg, on_event, rt)
+        except PddError as exc:
+            # A usage error before any stage finished (a file that went bad after validation) leaves
+            # nothing behind, so that the corrected command is not refused as "already holds a run".
+            if info.is_main and fresh and exc.exit_code == USAGE and not run.manifest["stages"]:
+                shutil.rmtree(run.root, ignore_errors=True)
+            raise
     return run
 
 

@@ -6,6 +6,7 @@ A run's teacher is either given (`--teacher-weights`, copied into the run) or tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -14,12 +15,13 @@ from typing import Any
 
 import torch
 
-from pdd_edge import zoo
+from pdd_edge import locking, zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, resolve_preprocess
 from pdd_edge.fileio import atomic_path
 from pdd_edge.stages import StageResult
+from pdd_edge.training.distributed import barrier
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import SupervisedTask
 from pdd_edge.zoo import checkpoint as ckpt_io
@@ -91,6 +93,12 @@ def config(cfg: CompressConfig) -> TrainConfig:
         seed=cfg.seed))
 
 
+def cached_teacher(cfg: CompressConfig, tcfg: TrainConfig) -> Path:
+    """Where the teacher trained by `tcfg` is cached (published only once complete)."""
+    key = f"{specs.slug(cfg.teacher)}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
+    return cache_dir() / "teachers" / f"{key}.pt"
+
+
 def _copy(src: Path, dest: Path) -> None:
     with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
@@ -104,15 +112,19 @@ def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
         if main:
             _copy(Path(cfg.teacher_weights), out)
         return StageResult([out], {"source": str(cfg.teacher_weights), "cached": False})
-    key = f"{specs.slug(cfg.teacher)}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
-    cached = cache_dir() / "teachers" / f"{key}.pt"
-    reused = cached.exists()  # only complete teachers are published under this name
-    if not reused:
-        work = cache_dir() / "teachers" / f"{key}.training"  # resumable if this run is interrupted
-        train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt)
-        if main:
-            _copy(work / "best.pt", cached)
-            shutil.rmtree(work, ignore_errors=True)
+    cached = cached_teacher(cfg, tcfg)
+    # Two runs needing this teacher: the second waits for the first to publish it, then reuses it
+    # (training it twice into one work folder would mix the two). Rank 0 holds the lock for all.
+    with locking.hold(cached.with_suffix(".lock"), f"the cached teacher {cached}", wait=True) if main \
+            else contextlib.nullcontext():
+        barrier(rt.dist)  # every rank looks at the cache once rank 0 holds it: all decide the same
+        reused = cached.exists()  # only complete teachers are published under this name
+        if not reused:
+            work = cached.with_suffix(".training")  # resumable if this run is interrupted
+            train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt)
+            if main:
+                _copy(work / "best.pt", cached)
+                shutil.rmtree(work, ignore_errors=True)
     if not main:
         return StageResult([out])
     _copy(cached, out)
