@@ -21,7 +21,8 @@ from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, resolve_preprocess
 from pdd_edge.fileio import atomic_path
 from pdd_edge.stages import StageResult
-from pdd_edge.training.distributed import barrier
+from pdd_edge.training.distributed import barrier, dist_info
+from pdd_edge.training.divergence import chance_failure, model_at_chance
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import SupervisedTask
 from pdd_edge.zoo import checkpoint as ckpt_io
@@ -46,7 +47,9 @@ class TrainConfig:
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None,
-          runtime: Runtime | None = None) -> FitResult:
+          runtime: Runtime | None = None, fix: str = "more --epochs, or a lower --lr") -> FitResult:
+    """Train `cfg.model`; a model that ends at chance is a failure (exit 1) whose checkpoint and
+    resume state are removed, so that nothing hands it on (`fix` names the options to change)."""
     spec = specs.parse(cfg.model, cfg.model_args)
     data = cfg.data.load()
     pre = resolve_preprocess(data, None, cfg.norm)
@@ -60,19 +63,28 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, file
             record={"stage": "train", "config_hash": config_hash(cfg), "data": to_jsonable(cfg.data)},
         )
 
-    return Fit(
+    files = files or TrainFiles.beside(out)
+    result = Fit(
         title=f"train {spec.text}",
         model=model,
         task=SupervisedTask(pre),
         data=data,
         cfg=cfg.optim,
-        files=files or TrainFiles.beside(out),
+        files=files,
         make_checkpoint=make_checkpoint,
         preprocess=pre,
         config_hash=config_hash(cfg),
         resume=resume,
         runtime=runtime or Runtime(),
     ).run()
+    if model_at_chance(result.best, data.num_classes, len(data.val)):
+        if dist_info().is_main:
+            files.best.unlink(missing_ok=True)
+            files.last.unlink(missing_ok=True)  # resuming a finished run at chance cannot help
+        raise chance_failure(f"train {spec.text}", result.best, data.num_classes,
+                             f"{files.best} was not kept ({files.history} has its epochs)",
+                             f"{fix} (this run: {cfg.optim.epochs} epoch{'s' * (cfg.optim.epochs != 1)} at lr {cfg.optim.lr:g})")
+    return result
 
 
 # --- the pipeline stage ------------------------------------------------------------------------
@@ -121,7 +133,8 @@ def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
         reused = cached.exists()  # only complete teachers are published under this name
         if not reused:
             work = cached.with_suffix(".training")  # resumable if this run is interrupted
-            train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt)
+            train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt,
+                  fix="more --teacher-epochs, or a lower --teacher-lr")
             if main:
                 _copy(work / "best.pt", cached)
                 shutil.rmtree(work, ignore_errors=True)

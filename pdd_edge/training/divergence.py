@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pdd_edge.errors import FAILURE, PddError
 
@@ -37,25 +37,52 @@ def exploded(loss: float, reference: float) -> bool:
     return not math.isfinite(loss) or loss > EXPLODE_FACTOR * max(reference, 1.0)
 
 
+def below_chance(top1: float, classes: int) -> bool:
+    """Top-1 (%) no better than guessing among `classes`, within CHANCE_MARGIN."""
+    return top1 < CHANCE_MARGIN * 100.0 / classes
+
+
+def can_judge(classes: int, val_images: int) -> bool:
+    """Enough validation images for "at chance" to mean anything."""
+    return classes >= 2 and val_images >= MIN_VAL_PER_CLASS * classes
+
+
 def at_chance(record: Mapping[str, Any], classes: int) -> bool:
-    chance = 100.0 / classes
-    return record["val_top1"] < CHANCE_MARGIN * chance and record.get("train_top1", 0.0) < CHANCE_MARGIN * chance
+    return below_chance(record["val_top1"], classes) and below_chance(record.get("train_top1", 0.0), classes)
 
 
 def stuck_at_chance(history: Sequence[Mapping[str, Any]], classes: int, warmup_epochs: int, val_images: int) -> bool:
     """The last PATIENCE epochs, all after the warm-up, were at chance on train and validation data."""
-    if classes < 2 or val_images < MIN_VAL_PER_CLASS * classes:
+    if not can_judge(classes, val_images):
         return False
     recent = [r for r in history if r["epoch"] > warmup_epochs][-PATIENCE:]
     return len(recent) == PATIENCE and all(at_chance(r, classes) for r in recent)
 
 
+def model_at_chance(best: Mapping[str, Any], classes: int, val_images: int) -> bool:
+    """The chosen epoch of a finished training is at chance on validation data: a model not to hand
+    on (a teacher at chance only teaches chance)."""
+    return bool(best) and can_judge(classes, val_images) and below_chance(best["val_top1"], classes)
+
+
+def chance_failure(title: str, best: Mapping[str, Any], classes: int, kept: str, fix: str) -> Diverged:
+    """The failure of a `model_at_chance`: its numbers, what became of its files (`kept`), `fix`."""
+    return Diverged(f"{title}: the model is at chance: best validation top-1 {best['val_top1']:.2f} % (epoch "
+                    f"{best['epoch']}, validation loss {best.get('val_loss', float('nan')):.4g}), chance is "
+                    f"{100.0 / classes:.1f} % for {classes} classes; {kept}. Likely fix: {fix}.")
+
+
 class Watch:
     """Per-process state: the reference loss is this process's first step (after a resume, the
-    first step from the last good epoch), so nothing extra has to survive in last.pt."""
+    first step from the last good epoch), so nothing extra has to survive in last.pt.
 
-    def __init__(self, title: str, lr: float, warmup_epochs: int, best: Path) -> None:
+    `diagnose()`, when given, names a likelier cause of a run stuck at chance than the learning
+    rate (distill: a teacher that is itself at chance), or returns None."""
+
+    def __init__(self, title: str, lr: float, warmup_epochs: int, best: Path,
+                 diagnose: Callable[[], str | None] | None = None) -> None:
         self.title, self.lr, self.warmup_epochs, self.best = title, lr, warmup_epochs, best
+        self.diagnose = diagnose
         self.reference: float | None = None
         self.classes = 0
 
@@ -73,9 +100,9 @@ class Watch:
             raise Diverged(self._message(
                 last["epoch"], f"top-1 stayed at chance ({100.0 / self.classes:.1f} % for {self.classes} classes) "
                 f"for {PATIENCE} epochs after the warm-up: validation {last['val_top1']:.2f} %, "
-                f"training {last.get('train_top1', 0.0):.2f} %"))
+                f"training {last.get('train_top1', 0.0):.2f} %", self.diagnose() if self.diagnose else None))
 
-    def _message(self, epoch: int, what: str) -> str:
+    def _message(self, epoch: int, what: str, fix: str | None = None) -> str:
         kept = (f"{self.best} holds the best earlier epoch" if self.best.exists() else "no checkpoint was written")
-        return (f"{self.title} diverged in epoch {epoch}: {what}. Stopped without keeping that epoch ({kept}). "
-                f"Likely fix: a lower --lr (this run used {self.lr:g}).")
+        fix = fix or f"a lower --lr (this run used {self.lr:g})"
+        return f"{self.title} diverged in epoch {epoch}: {what}. Stopped without keeping that epoch ({kept}). Likely fix: {fix}."

@@ -191,6 +191,8 @@ class Fit:
     eval_batch_size: int = 500
     notes: list[str] = field(default_factory=list)  # printed once before the first epoch
     runtime: Runtime = field(default_factory=Runtime)  # device, precision, workers (not part of the config hash)
+    # A likelier cause than the lr of a run stuck at chance, or None (training.divergence.Watch).
+    diagnose: Callable[[], str | None] | None = None
 
     def _key(self, record: Mapping[str, Any]) -> tuple:
         return self.selection_key(record) if self.selection_key else (record["val_top1"],)
@@ -218,7 +220,7 @@ class Fit:
         if self.resume and self.files.last.exists():
             start, history, best = self._restore(model, optimizer, scaler)
         ddp_model = wrap(model, info, rt.device, rt.sync_bn)
-        watch = Watch(self.title, cfg.lr, cfg.warmup_epochs, self.files.best)
+        watch = Watch(self.title, cfg.lr, cfg.warmup_epochs, self.files.best, self.diagnose)
         n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / rank_batch)
 
         with EpochProgress(self.title, cfg.epochs, enabled=info.is_main) as progress:
