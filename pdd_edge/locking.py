@@ -95,6 +95,8 @@ def _holder(lock_path: Path) -> str:
         pid = int(lock_path.with_name(lock_path.name + PID_SUFFIX).read_text().strip())
     except (OSError, ValueError):
         return ""
+    if os.name == "nt":
+        return f" (pid {pid})"  # os.kill would terminate it there, not probe it
     try:
         os.kill(pid, 0)  # signal 0 only checks that the process exists
     except PermissionError:
