@@ -35,6 +35,7 @@ from typing import Any
 
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import read_json, write_json
+from pdd_edge.locking import is_lock_file
 
 SCHEMA = "pdd-edge.manifest/1"
 MANIFEST = "manifest.json"
@@ -177,7 +178,7 @@ class RunDir:
                 raise PddError(f"{run.root} already holds a run; add --resume to continue it, or choose another --out")
             run.manifest = cls.load(run.root).manifest
             run._remove_stale_temp_files()
-        elif run.root.exists() and any(run.root.iterdir()) and not resume:
+        elif run.root.exists() and any(not is_lock_file(f.name) for f in run.root.iterdir()) and not resume:
             raise PddError(f"{run.root} is not empty and holds no pdd-edge run; choose another --out")
         run.manifest["config"] = config
         run.save()

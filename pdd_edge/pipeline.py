@@ -24,13 +24,14 @@ distill + finetune together: the fair reference for "did pruning cost accuracy?"
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pdd_edge import zoo
+from pdd_edge import locking, zoo
 from pdd_edge.artifact import RunDir, StageRecord
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.errors import USAGE, PddError, environment_error
@@ -144,23 +145,26 @@ def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
     fresh = not Path(out).exists()
     barrier(info)  # every rank has validated `out` before rank 0 creates the run in it
     run: RunDir | None = None
-    try:
-        if info.is_main:
-            run = RunDir.create(out, to_jsonable(cfg), resume=resume)
-        barrier(info)
-        if not info.is_main:
-            run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
-        _run_stages(run, cfg, on_event, rt)
-    except (PddError, OSError, RuntimeError) as exc:
-        # A usage error before any stage finished (a file that went bad after validation) leaves
-        # nothing behind, so that the corrected command is not refused as "already holds a run".
-        # So does a failure of the machine (disk full, even writing the first manifest) in a run
-        # this command created: its stages are not half a result to resume but space to give
-        # back. A --resume'd run keeps its stages.
-        usage = isinstance(exc, PddError) and exc.exit_code == USAGE and not (run and run.manifest["stages"])
-        if info.is_main and fresh and (usage or environment_error(exc) is not None):
-            shutil.rmtree(out, ignore_errors=True)  # it did not exist before this command
-        raise
+    # Rank 0 writes for all, so it alone holds the run folder, for the whole chain.
+    with locking.hold(locking.folder_lock(out), f"run folder {out}", fix=", or choose another --out") \
+            if info.is_main else contextlib.nullcontext():
+        try:
+            if info.is_main:
+                run = RunDir.create(out, to_jsonable(cfg), resume=resume)
+            barrier(info)
+            if not info.is_main:
+                run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
+            _run_stages(run, cfg, on_event, rt)
+        except (PddError, OSError, RuntimeError) as exc:
+            # A usage error before any stage finished (a file that went bad after validation) leaves
+            # nothing behind, so that the corrected command is not refused as "already holds a run".
+            # So does a failure of the machine (disk full, even writing the first manifest) in a run
+            # this command created: its stages are not half a result to resume but space to give
+            # back. A --resume'd run keeps its stages.
+            usage = isinstance(exc, PddError) and exc.exit_code == USAGE and not (run and run.manifest["stages"])
+            if info.is_main and fresh and (usage or environment_error(exc) is not None):
+                shutil.rmtree(out, ignore_errors=True)  # it did not exist before this command
+            raise
     return run
 
 

@@ -140,3 +140,79 @@ def test_load_newer_format_version_asks_to_upgrade(tmp_path):
     path = ckpt_io.save(tmp_path / "v.pt", ck)
     with pytest.raises(PddError, match="format version 99.*upgrade"):
         ckpt_io.load(path)
+
+
+def _flip(path, start: int, count: int) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(start, min(start + count, len(data))):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_load_checkpoint_with_flipped_weight_bytes_says_corrupted(tmp_path):
+    path = ckpt_io.save(tmp_path / "T.pt", ckpt_io.checkpoint_dict(zoo.build("resnet20"), model_name="resnet20", preprocess=PRE))
+    _flip(path, path.stat().st_size // 2, 4000)  # the middle of the file: weight bytes, which no reader checks
+    with pytest.raises(PddError, match=r"checkpoint .*T\.pt is corrupted \(checksum mismatch.*re-create it"):
+        ckpt_io.load(path)
+
+
+def test_evaluate_corrupted_checkpoint_is_one_line_usage_error(tmp_path):
+    from tests.test_cli_core import assert_usage_error
+    from tests.helpers import run_cli
+
+    path = ckpt_io.save(tmp_path / "T.pt", ckpt_io.checkpoint_dict(zoo.build("resnet20"), model_name="resnet20", preprocess=PRE))
+    _flip(path, path.stat().st_size // 2, 4000)
+    before = path.read_bytes()
+    assert_usage_error(run_cli("evaluate", path), "is corrupted (checksum mismatch")
+    assert path.read_bytes() == before
+
+
+def test_read_training_state_with_flipped_bytes_says_corrupted_and_to_delete_it(tmp_path):
+    state = {"kind": "pdd-edge.train-state", "epoch": 2, "model": zoo.build("resnet20").state_dict(),
+             "torch_rng": torch.get_rng_state()}
+    path = ckpt_io.save(tmp_path / "last.pt", state)
+    _flip(path, path.stat().st_size // 2, 16)
+    with pytest.raises(PddError, match="training state .* is corrupted .*delete it to start that training over"):
+        ckpt_io.read(path, "training state")
+
+
+def test_saved_checkpoint_records_checksum_that_read_verifies_and_strips_nothing_else(tmp_path):
+    ck = ckpt_io.checkpoint_dict(zoo.build("resnet20"), model_name="resnet20", preprocess=PRE)
+    raw = ckpt_io.read(ckpt_io.save(tmp_path / "T.pt", ck))
+    assert raw[ckpt_io.CHECKSUM] == ckpt_io.content_sha256({k: v for k, v in raw.items() if k != ckpt_io.CHECKSUM})
+    assert set(raw) == set(ck) | {ckpt_io.CHECKSUM}
+
+
+def test_load_checkpoint_without_checksum_loads_as_before(tmp_path):
+    # a checkpoint of pdd-edge before checksums: nothing to verify, so it loads
+    model = zoo.build("resnet20")
+    path = tmp_path / "old.pt"
+    torch.save(ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=PRE), path)
+    loaded, info = ckpt_io.load(path)
+    assert info.model == "resnet20"
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_read_any_single_byte_flip_gives_the_content_or_one_readable_error(tmp_path):
+    """Every byte of a small checkpoint flipped in turn: reading it fails with a PddError (never
+    another exception), or gives no pdd-edge checkpoint, or gives exactly the content saved."""
+    saved = {"format": ckpt_io.FORMAT, "state_dict": {"w": torch.arange(12.0).reshape(3, 4)}, "metrics": {"val_top1": 91.5}}
+    good = ckpt_io.save(tmp_path / "good.pt", saved)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.pt"
+    errors = 0
+    for offset in range(len(data)):
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x5A
+        bad.write_bytes(bytes(flipped))
+        try:
+            raw = ckpt_io.read(bad)
+        except PddError:
+            errors += 1
+            continue
+        if not isinstance(raw, dict) or raw.get("format") != ckpt_io.FORMAT:
+            # no longer a pdd-edge checkpoint at all (a bare int, an inner dict): every loader refuses it
+            errors += 1
+            continue
+        assert torch.equal(raw["state_dict"]["w"], saved["state_dict"]["w"]) and raw["metrics"] == saved["metrics"], offset
+    assert errors > len(data) // 4  # most flips land in bytes that matter

@@ -88,3 +88,98 @@ def test_distill_with_a_huge_lr_exits_1_without_files_or_a_next_step(digits_teac
     assert "Likely fix: a lower --lr (this run used 1000)" in result.stderr
     assert "next:" not in result.stdout + result.stderr and "Traceback" not in result.stderr
     assert not (out / "best.pt").exists()
+
+
+def test_watch_at_chance_names_the_diagnosed_cause_instead_of_the_lr(tmp_path):
+    watch = Watch("distill resnet20", lr=0.05, warmup_epochs=0, best=tmp_path / "best.pt",
+                  diagnose=lambda: "a better teacher: t.pt is itself at chance")
+    watch.step(2.3, epoch=1, step=0, classes=10)
+    with pytest.raises(Diverged) as caught:
+        watch.epoch([epoch(1, 10.0, 10.5), epoch(2, 11.0, 9.0)], val_images=1000)
+    assert str(caught.value).endswith("Likely fix: a better teacher: t.pt is itself at chance.")
+    assert "--lr" not in str(caught.value)
+
+
+def _flat_data(classes=4, per_class=40):
+    """Images whose brightness is their label: a model that reads it is perfect, Prior is at chance."""
+    n = classes * per_class
+    labels = torch.arange(n) % classes
+    images = (labels * 60).to(torch.uint8)[:, None, None, None].expand(n, 3, 8, 8).contiguous()
+    half = n // 2
+    return Dataset("flat", TensorSource(images[:half], labels[:half]), TensorSource(images[half:], labels[half:]),
+                   classes=[str(c) for c in range(classes)], preprocess=PRE, augment=Augment(pad=0, hflip=False))
+
+
+class Oracle(nn.Module):
+    """Reads the label off the brightness (normalised by PRE): a teacher far above chance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # a model has parameters (evaluate finds its device by them)
+
+    def forward(self, x):
+        level = (x[:, 0, 0, 0] * 0.25 + 0.5) * 255 / 60
+        return -(level[:, None] - torch.arange(4.0)[None, :]).abs()
+
+
+def test_teacher_at_chance_is_named_only_when_the_teacher_is_at_chance():
+    from pdd_edge.stages.distill import teacher_at_chance
+
+    data = _flat_data()
+    hint = teacher_at_chance(Prior(4), PRE, data, "t.pt")
+    assert hint == ("a better teacher: t.pt is itself at chance on this data (validation top-1 25.00 %); "
+                    "train it longer (more epochs, a lower --lr) before distilling from it")
+    assert teacher_at_chance(Oracle(), PRE, data, "t.pt") is None
+    assert teacher_at_chance(Prior(4), PRE, _flat_data(per_class=10), "t.pt") is None  # too few images to judge
+
+
+def test_model_at_chance_judges_the_chosen_epochs_validation_top1():
+    from pdd_edge.training.divergence import model_at_chance
+
+    assert model_at_chance({"epoch": 1, "val_top1": 10.3}, classes=10, val_images=359)
+    assert not model_at_chance({"epoch": 1, "val_top1": 12.5}, classes=10, val_images=359)
+    assert not model_at_chance({"epoch": 1, "val_top1": 10.3}, classes=10, val_images=100)  # too few to tell
+    assert not model_at_chance({}, classes=10, val_images=359)  # no epoch finished
+
+
+def test_train_at_chance_exits_1_and_keeps_no_model(tmp_path):
+    out = tmp_path / "T.pt"
+    # the issue's case: one epoch at lr 0.1 leaves ResNet-20 at 10 % on digits
+    result = run_cli("train", "--model", "resnet20", "--epochs", "1", "--out", out)
+    assert result.exit_code == FAILURE, result.stderr
+    assert "error: train resnet20: the model is at chance: best validation top-1 " in result.stderr
+    assert f"chance is 10.0 % for 10 classes; {out} was not kept" in result.stderr
+    assert "Likely fix: more --epochs, or a lower --lr (this run: 1 epoch at lr 0.1)." in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["T.history.json"]
+
+
+def test_compress_teacher_at_chance_exits_1_and_neither_caches_nor_hands_it_on(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PDD_EDGE_CACHE", str(cache))
+    run = tmp_path / "run"
+    # a teacher that barely moves from its initialisation (8x8: the digits' own size, cheap to train)
+    result = run_cli("compress", "--teacher", "resnet20", "--teacher-epochs", "1", "--teacher-lr", "1e-6",
+                     "--input-size", "8", "--distill-epochs", "1", "--finetune-epochs", "1", "--out", run)
+    assert result.exit_code == FAILURE, result.stderr
+    assert "the model is at chance" in result.stderr
+    assert "Likely fix: more --teacher-epochs, or a lower --teacher-lr" in result.stderr
+    assert not list((cache / "teachers").glob("*.pt"))  # nothing published for the next run to reuse
+    assert not run.joinpath("teacher", "teacher.pt").exists()
+    assert "baseline" not in result.stderr
+
+
+def test_distill_from_a_teacher_at_chance_says_the_teacher_is_the_cause(tmp_path):
+    from pdd_edge import zoo
+    from pdd_edge.zoo import checkpoint as ckpt_io
+
+    torch.manual_seed(0)
+    teacher = ckpt_io.save(tmp_path / "T.pt", ckpt_io.checkpoint_dict(  # untrained: at chance
+        zoo.build("resnet20"), model_name="resnet20", preprocess=Preprocess((0.5,) * 3, (0.25,) * 3, (8, 8)),
+        dataset="digits", classes=[str(i) for i in range(10)]))
+    # alpha 0: pure KD, so the student learns only what the teacher knows
+    result = run_cli("distill", "--student", "resnet20", "--teacher-weights", teacher, "--alpha", "0", "--epochs", "2",
+                     "--input-size", "8", "--out", tmp_path / "d")
+    assert result.exit_code == FAILURE, result.stderr
+    assert "top-1 stayed at chance" in result.stderr
+    assert f"Likely fix: a better teacher: {teacher} is itself at chance on this data (validation top-1 " in result.stderr
+    assert "a lower --lr (this run used" not in result.stderr

@@ -13,7 +13,7 @@ import math
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -26,7 +26,9 @@ from pdd_edge.nn.budget import DEFAULT_RATE, LatencyBudget, MacsBudget, latency_
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.nn.masks import attach_masks, check_init, dense_cost, mask_stats
 from pdd_edge.stages import StageResult, training_result
-from pdd_edge.training.divergence import near_chance
+from pdd_edge.training.accuracy import evaluate
+from pdd_edge.training.distributed import DistInfo
+from pdd_edge.training.divergence import below_chance, can_judge
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles, summary
 from pdd_edge.training.tasks import DistillTask
 from pdd_edge.zoo import checkpoint as ckpt_io
@@ -174,18 +176,21 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         resume=resume,
         notes=[f"left unmasked (cannot be pruned exactly): {why}" for why in prunable(student).refused] if cfg.masks else [],
         runtime=runtime or Runtime(),
-        divergence_cause=lambda: teacher_at_chance(cfg.teacher_weights, t_info.metrics, data.num_classes),
+        diagnose=lambda: teacher_at_chance(teacher, t_pre, data, cfg.teacher_weights),
     ).run()
 
 
-def teacher_at_chance(path, metrics: Mapping[str, Any], classes: int) -> str | None:
-    """Why a distillation diverged when its teacher is no better than chance (by the validation
-    top-1 its checkpoint records): no learning rate fixes that."""
-    top1 = metrics.get("val_top1")
-    if top1 is None or not near_chance(top1, classes):
+def teacher_at_chance(teacher, t_pre, data, path) -> str | None:
+    """When a student is stuck at chance, a teacher at chance on the same data is the likelier
+    cause than the learning rate. Measured only then, on this process alone (no collectives: the
+    other ranks may not be failing at this moment)."""
+    if not can_judge(data.num_classes, len(data.val)):
         return None
-    return (f"Likely cause: the teacher {path} is itself at chance (validation top-1 {top1:.2f} % for {classes} "
-            "classes): train it for more epochs first (`pdd-edge train`) or use another teacher.")
+    top1 = evaluate(teacher, data.val, t_pre, info=DistInfo())["top1"]
+    if not below_chance(top1, data.num_classes):
+        return None
+    return (f"a better teacher: {path} is itself at chance on this data (validation top-1 {top1:.2f} %); "
+            "train it longer (more epochs, a lower --lr) before distilling from it")
 
 
 def latency_table(cfg: DistillConfig, model: str):

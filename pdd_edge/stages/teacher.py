@@ -6,6 +6,7 @@ A run's teacher is either given (`--teacher-weights`, copied into the run) or tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -14,12 +15,14 @@ from typing import Any
 
 import torch
 
-from pdd_edge import zoo
+from pdd_edge import locking, zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, resolve_preprocess
 from pdd_edge.fileio import atomic_path
 from pdd_edge.stages import StageResult
+from pdd_edge.training.distributed import barrier, dist_info
+from pdd_edge.training.divergence import chance_failure, model_at_chance
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.tasks import SupervisedTask
 from pdd_edge.zoo import checkpoint as ckpt_io
@@ -44,7 +47,9 @@ class TrainConfig:
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None,
-          runtime: Runtime | None = None) -> FitResult:
+          runtime: Runtime | None = None, fix: str = "more --epochs, or a lower --lr") -> FitResult:
+    """Train `cfg.model`; a model that ends at chance is a failure (exit 1) whose checkpoint and
+    resume state are removed, so that nothing hands it on (`fix` names the options to change)."""
     spec = specs.parse(cfg.model, cfg.model_args)
     data = cfg.data.load()
     pre = resolve_preprocess(data, None, cfg.norm)
@@ -58,19 +63,28 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, file
             record={"stage": "train", "config_hash": config_hash(cfg), "data": to_jsonable(cfg.data)},
         )
 
-    return Fit(
+    files = files or TrainFiles.beside(out)
+    result = Fit(
         title=f"train {spec.text}",
         model=model,
         task=SupervisedTask(pre),
         data=data,
         cfg=cfg.optim,
-        files=files or TrainFiles.beside(out),
+        files=files,
         make_checkpoint=make_checkpoint,
         preprocess=pre,
         config_hash=config_hash(cfg),
         resume=resume,
         runtime=runtime or Runtime(),
     ).run()
+    if model_at_chance(result.best, data.num_classes, len(data.val)):
+        if dist_info().is_main:
+            files.best.unlink(missing_ok=True)
+            files.last.unlink(missing_ok=True)  # resuming a finished run at chance cannot help
+        raise chance_failure(f"train {spec.text}", result.best, data.num_classes,
+                             f"{files.best} was not kept ({files.history} has its epochs)",
+                             f"{fix} (this run: {cfg.optim.epochs} epoch{'s' * (cfg.optim.epochs != 1)} at lr {cfg.optim.lr:g})")
+    return result
 
 
 # --- the pipeline stage ------------------------------------------------------------------------
@@ -91,6 +105,12 @@ def config(cfg: CompressConfig) -> TrainConfig:
         seed=cfg.seed))
 
 
+def cached_teacher(cfg: CompressConfig, tcfg: TrainConfig) -> Path:
+    """Where the teacher trained by `tcfg` is cached (published only once complete)."""
+    key = f"{specs.slug(cfg.teacher)}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
+    return cache_dir() / "teachers" / f"{key}.pt"
+
+
 def _copy(src: Path, dest: Path) -> None:
     with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
@@ -104,15 +124,20 @@ def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
         if main:
             _copy(Path(cfg.teacher_weights), out)
         return StageResult([out], {"source": str(cfg.teacher_weights), "cached": False})
-    key = f"{specs.slug(cfg.teacher)}-{cfg.data.name}-seed{cfg.seed}-{config_hash(tcfg)}"
-    cached = cache_dir() / "teachers" / f"{key}.pt"
-    reused = cached.exists()  # only complete teachers are published under this name
-    if not reused:
-        work = cache_dir() / "teachers" / f"{key}.training"  # resumable if this run is interrupted
-        train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt)
-        if main:
-            _copy(work / "best.pt", cached)
-            shutil.rmtree(work, ignore_errors=True)
+    cached = cached_teacher(cfg, tcfg)
+    # Two runs needing this teacher: the second waits for the first to publish it, then reuses it
+    # (training it twice into one work folder would mix the two). Rank 0 holds the lock for all.
+    with locking.hold(cached.with_suffix(".lock"), f"the cached teacher {cached}", wait=True) if main \
+            else contextlib.nullcontext():
+        barrier(rt.dist)  # every rank looks at the cache once rank 0 holds it: all decide the same
+        reused = cached.exists()  # only complete teachers are published under this name
+        if not reused:
+            work = cached.with_suffix(".training")  # resumable if this run is interrupted
+            train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt,
+                  fix="more --teacher-epochs, or a lower --teacher-lr")
+            if main:
+                _copy(work / "best.pt", cached)
+                shutil.rmtree(work, ignore_errors=True)
     if not main:
         return StageResult([out])
     _copy(cached, out)

@@ -40,30 +40,53 @@ def exploded(loss: float, reference: float) -> bool:
     return not math.isfinite(loss) or loss > EXPLODE_FACTOR * max(reference, 1.0)
 
 
-def at_chance(record: Mapping[str, Any], classes: int) -> bool:
-    return near_chance(record["val_top1"], classes) and near_chance(record.get("train_top1", 0.0), classes)
-
-
-def near_chance(top1: float, classes: int) -> bool:
+def below_chance(top1: float, classes: int) -> bool:
+    """Top-1 (%) no better than guessing among `classes`, within CHANCE_MARGIN."""
     return top1 < CHANCE_MARGIN * 100.0 / classes
+
+
+def can_judge(classes: int, val_images: int) -> bool:
+    """Enough validation images for "at chance" to mean anything."""
+    return classes >= 2 and val_images >= MIN_VAL_PER_CLASS * classes
+
+
+def at_chance(record: Mapping[str, Any], classes: int) -> bool:
+    return below_chance(record["val_top1"], classes) and below_chance(record.get("train_top1", 0.0), classes)
 
 
 def stuck_at_chance(history: Sequence[Mapping[str, Any]], classes: int, warmup_epochs: int, val_images: int) -> bool:
     """The last PATIENCE epochs, all after the warm-up, were at chance on train and validation data."""
-    if classes < 2 or val_images < MIN_VAL_PER_CLASS * classes:
+    if not can_judge(classes, val_images):
         return False
     recent = [r for r in history if r["epoch"] > warmup_epochs][-PATIENCE:]
     return len(recent) == PATIENCE and all(at_chance(r, classes) for r in recent)
 
 
+def model_at_chance(best: Mapping[str, Any], classes: int, val_images: int) -> bool:
+    """The chosen epoch of a finished training is at chance on validation data: a model not to hand
+    on (a teacher at chance only teaches chance)."""
+    return bool(best) and can_judge(classes, val_images) and below_chance(best["val_top1"], classes)
+
+
+def chance_failure(title: str, best: Mapping[str, Any], classes: int, kept: str, fix: str) -> Diverged:
+    """The failure of a `model_at_chance`: its numbers, what became of its files (`kept`), `fix`."""
+    return Diverged(f"{title}: the model is at chance: best validation top-1 {best['val_top1']:.2f} % (epoch "
+                    f"{best['epoch']}, validation loss {best.get('val_loss', float('nan')):.4g}), chance is "
+                    f"{100.0 / classes:.1f} % for {classes} classes; {kept}. Likely fix: {fix}.",
+                    every_rank=True)  # the chosen epoch's all-reduced validation top-1
+
+
 class Watch:
     """Per-process state: the reference loss is this process's first step (after a resume, the
-    first step from the last good epoch), so nothing extra has to survive in last.pt."""
+    first step from the last good epoch), so nothing extra has to survive in last.pt.
+
+    `diagnose()`, when given, names a likelier cause of a run stuck at chance than the learning
+    rate (distill: a teacher that is itself at chance), or returns None."""
 
     def __init__(self, title: str, lr: float, warmup_epochs: int, best: Path,
-                 likely_cause: Callable[[], str | None] | None = None) -> None:
+                 diagnose: Callable[[], str | None] | None = None) -> None:
         self.title, self.lr, self.warmup_epochs, self.best = title, lr, warmup_epochs, best
-        self.likely_cause = likely_cause  # asked once the run diverged; None from it: the learning rate
+        self.diagnose = diagnose
         self.reference: float | None = None
         self.classes = 0
 
@@ -82,10 +105,10 @@ class Watch:
             raise Diverged(self._message(
                 last["epoch"], f"top-1 stayed at chance ({100.0 / self.classes:.1f} % for {self.classes} classes) "
                 f"for {PATIENCE} epochs after the warm-up: validation {last['val_top1']:.2f} %, "
-                f"training {last.get('train_top1', 0.0):.2f} %"), every_rank=True)
+                f"training {last.get('train_top1', 0.0):.2f} %", self.diagnose() if self.diagnose else None),
+                every_rank=True)  # decided on the all-reduced epoch: every rank meets it
 
-    def _message(self, epoch: int, what: str) -> str:
+    def _message(self, epoch: int, what: str, fix: str | None = None) -> str:
         kept = (f"{self.best} holds the best earlier epoch" if self.best.exists() else "no checkpoint was written")
-        cause = self.likely_cause() if self.likely_cause else None
-        fix = cause or f"Likely fix: a lower --lr (this run used {self.lr:g})."
-        return f"{self.title} diverged in epoch {epoch}: {what}. Stopped without keeping that epoch ({kept}). {fix}"
+        fix = fix or f"a lower --lr (this run used {self.lr:g})"
+        return f"{self.title} diverged in epoch {epoch}: {what}. Stopped without keeping that epoch ({kept}). Likely fix: {fix}."

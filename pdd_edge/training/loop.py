@@ -19,6 +19,7 @@ and only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import torch
 from torch import nn
 
+from pdd_edge import locking
 from pdd_edge.data.base import Dataset
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
@@ -116,13 +118,19 @@ class TrainFiles:
     best: Path  # self-describing checkpoint of the best validation epoch
     last: Path  # resume state after the last finished epoch
     history: Path  # per-epoch records (JSON)
+    lock: Path  # held while a training writes the files above (pdd_edge.locking)
 
     NAMES = ("best.pt", "last.pt", "history.json")  # in a run folder
 
     @classmethod
     def in_dir(cls, folder: str | Path) -> "TrainFiles":
         d = Path(folder)
-        return cls(*(d / name for name in cls.NAMES))
+        return cls(*(d / name for name in cls.NAMES), locking.folder_lock(d))
+
+    @property
+    def output(self) -> Path:
+        """What the command line named: the run folder, or the checkpoint of `beside`."""
+        return self.best.parent if self.lock.name == locking.FOLDER_LOCK else self.best
 
     @classmethod
     def check_dir(cls, folder: str | Path, *inputs: str | Path | None) -> None:
@@ -133,7 +141,7 @@ class TrainFiles:
     def beside(cls, path: str | Path) -> "TrainFiles":
         p = Path(path)
         stem = p.name[: -len(p.suffix)] if p.suffix else p.name
-        return cls(p, p.with_name(f"{stem}.last.pt"), p.with_name(f"{stem}.history.json"))
+        return cls(p, p.with_name(f"{stem}.last.pt"), p.with_name(f"{stem}.history.json"), locking.file_lock(p))
 
 
 # The numbers of an epoch record that describe the chosen checkpoint: the epoch, its accuracy and,
@@ -183,13 +191,21 @@ class Fit:
     eval_batch_size: int = 500
     notes: list[str] = field(default_factory=list)  # printed once before the first epoch
     runtime: Runtime = field(default_factory=Runtime)  # device, precision, workers (not part of the config hash)
-    # Asked when the run diverges: a likelier cause than the learning rate (e.g. a teacher at chance).
-    divergence_cause: Callable[[], str | None] | None = None
+    # A likelier cause than the lr of a run stuck at chance, or None (training.divergence.Watch).
+    diagnose: Callable[[], str | None] | None = None
 
     def _key(self, record: Mapping[str, Any]) -> tuple:
         return self.selection_key(record) if self.selection_key else (record["val_top1"],)
 
     def run(self) -> FitResult:
+        # One process writes these files at a time (rank 0 for all under torchrun). resume="auto" is
+        # compress's (its stages, the teacher cache), which holds the whole run folder or cache entry.
+        own_lock = dist_info().is_main and self.resume != "auto"
+        with (locking.hold(self.files.lock, str(self.files.output), fix=", or choose another --out") if own_lock
+              else contextlib.nullcontext()):
+            return self._run()
+
+    def _run(self) -> FitResult:
         info = dist_info()
         cfg = self.cfg
         rt = self.runtime
@@ -204,7 +220,7 @@ class Fit:
         if self.resume and self.files.last.exists():
             start, history, best = self._restore(model, optimizer, scaler)
         ddp_model = wrap(model, info, rt.device, rt.sync_bn)
-        watch = Watch(self.title, cfg.lr, cfg.warmup_epochs, self.files.best, self.divergence_cause)
+        watch = Watch(self.title, cfg.lr, cfg.warmup_epochs, self.files.best, self.diagnose)
         n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / rank_batch)
 
         with EpochProgress(self.title, cfg.epochs, enabled=info.is_main) as progress:

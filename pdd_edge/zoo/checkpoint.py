@@ -11,16 +11,22 @@ weights_only=True)` reads it and no code in a file can run):
     masks                         {mask point: logits} or None
     metrics                       the numbers that chose this checkpoint (e.g. best val top-1)
     record                        free-form provenance (stage, epoch, pruning report, ...)
+    pdd-edge.sha256               checksum of everything above, added by `save` and checked by `read`
 
 `keep` is the channel plan of a pruned network, so a pruned checkpoint rebuilds itself with no
 hand-typed channel lists. Third-party files (a bare state dict, `{"state_dict": ...}`, keys with
 DataParallel's `module.` prefix) load when the caller names the zoo model.
+
+Every dict pdd-edge saves (checkpoints and training states) carries the sha256 of its content:
+torch's zip reader checks no CRC, so bytes flipped on disk would otherwise load as other weights.
+Files without it (older pdd-edge, third-party) load unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
-import zipfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,6 +44,8 @@ from pdd_edge.zoo.traced import with_metadata
 
 FORMAT = "pdd-edge.checkpoint"
 FORMAT_VERSION = 1
+# Namespaced, so that a third-party file's own keys are never taken for pdd-edge's checksum.
+CHECKSUM = "pdd-edge.sha256"
 
 
 @dataclass
@@ -96,9 +104,50 @@ def checkpoint_dict(
 def save(path: str | Path, ckpt: Mapping[str, Any]) -> Path:
     """Write `ckpt` atomically, every tensor on the CPU: a checkpoint trained on a GPU loads on a
     board without one."""
+    data = on_cpu(dict(ckpt))
+    data.pop(CHECKSUM, None)
+    data[CHECKSUM] = content_sha256(data)
     with atomic_path(path) as tmp:
-        torch.save(on_cpu(dict(ckpt)), tmp)
+        torch.save(data, tmp)
     return Path(path)
+
+
+def content_sha256(obj: Any) -> str:
+    """sha256 of a checkpoint's content in its (pickle-preserved) order: tensors by dtype, shape
+    and bytes, everything else by type and repr. Hashing the values rather than the file keeps
+    it independent of torch's zip layout, and costs one pass over the weights (~1 ms per MB)."""
+    digest = hashlib.sha256()
+    _feed(digest, obj)
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"tensor {t.dtype} {tuple(obj.shape)};".encode())
+        digest.update(t.view(torch.uint8).numpy().data)
+    elif isinstance(obj, Mapping):
+        digest.update(f"map {len(obj)};".encode())
+        for key, value in obj.items():
+            digest.update(f"{key!r}:".encode())
+            _feed(digest, value)
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"{type(obj).__name__} {len(obj)};".encode())
+        for value in obj:
+            _feed(digest, value)
+    else:
+        digest.update(f"{type(obj).__name__} {obj!r};".encode())
+
+
+def _verify(raw: Any, p: Path, what: str) -> None:
+    """A checksum written by `save` must match the content that was read."""
+    if not isinstance(raw, Mapping) or CHECKSUM not in raw:
+        return  # older pdd-edge or third-party file: nothing to check against
+    content = {k: v for k, v in raw.items() if k != CHECKSUM}
+    if raw[CHECKSUM] != content_sha256(content):
+        fix = ("delete it to start that training over" if what == "training state"
+               else "re-create it with the command that wrote it, or restore a copy")
+        raise PddError(f"{what} {p} is corrupted (checksum mismatch: its bytes changed after pdd-edge wrote it); {fix}")
 
 
 def on_cpu(obj: Any) -> Any:
@@ -124,16 +173,21 @@ def read(path: str | Path, what: str = "checkpoint") -> Any:
         raise PddError(f"{what} {p} is not a file")
     _sniff(p, what)
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged file makes torch warn too ("pickle protocol 88"): one line is ours
+            raw = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # "Unsupported operand" is a byte of the pickle stream that no pickler writes: damage, not an object.
+        if ("weights_only" in str(exc) or "Unsupported global" in str(exc)) and "Unsupported operand" not in str(exc):
             raise PddError(
                 f"{what} {p} contains Python objects that are not loaded for safety (weights_only=True); "
-                "re-save it as a plain state dict of tensors"
+                "re-save it as a plain state dict of tensors (a file pdd-edge wrote reads so only when damaged: re-create it)"
             ) from None
         raise PddError(f"{what} {p} is not a readable PyTorch checkpoint (corrupt or truncated?)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError, IndexError):
+    except Exception:  # noqa: BLE001 - damaged bytes surface as any error type from the zip and pickle readers
         raise PddError(f"{what} {p} is not a readable PyTorch checkpoint (corrupt or truncated?)") from None
+    _verify(raw, p, what)
+    return raw
 
 
 def _sniff(p: Path, what: str) -> None:
