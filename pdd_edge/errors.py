@@ -38,11 +38,18 @@ def shortlist(items, limit: int = 3) -> str:
     return shown if len(items) <= limit else f"{shown}, … ({len(items)} in all)"
 
 
-def require_torch(feature: str) -> None:
-    """Fail clearly when a training-side command runs on a torch-free (edge) install."""
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported: false on an edge install (no `train` extra)."""
     try:
         import torch  # noqa: F401
-    except ImportError:  # pragma: no cover - exercised in the torch-free install test
+    except ImportError:
+        return False
+    return True
+
+
+def require_torch(feature: str) -> None:
+    """Fail clearly when a training-side command runs on a torch-free (edge) install."""
+    if not torch_installed():
         raise PddError(
             f"{feature} needs PyTorch, which this install does not have; "
             "install the training extra: pip install 'pdd-edge[train]'"

@@ -13,26 +13,13 @@ sampler object. `device` puts each batch where the model is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from pdd_edge.data.preprocess import Preprocess
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Random crop with zero padding and optional horizontal flip (the PDD/CIFAR recipe)."""
-
-    pad: int = 4
-    hflip: bool = True
-
-    @classmethod
-    def for_size(cls, size: tuple[int, int], hflip: bool) -> Augment:
-        """The PDD/CIFAR padding (4 px at 32x32) scaled to the shorter side."""
-        return cls(pad=min(size) // 8, hflip=hflip)
+from pdd_edge.data.dataset import Augment, Dataset  # noqa: F401 (re-exported; torch-free there)
 
 
 class Source(Protocol):
@@ -143,24 +130,6 @@ class TensorSource:
             # The uint8 batch travels (a quarter of the float bytes); scaling and augmentation run on the device.
             x = to_device(self.images[idx], device).float().div_(255.0)
             yield plan.augment(x, part, augment), to_device(self.labels[idx], device)
-
-
-@dataclass
-class Dataset:
-    name: str
-    train: Source
-    val: Source
-    classes: list[str]
-    preprocess: Preprocess  # the dataset's default normalisation and input size
-    augment: Augment = field(default_factory=Augment)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def input_hw(self) -> tuple[int, int]:
-        return self.preprocess.input_size
 
 
 def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

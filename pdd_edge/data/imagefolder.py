@@ -17,7 +17,8 @@ import torch
 from pdd_edge.data import check_dataset
 from pdd_edge.data.base import Augment, Dataset, EpochPlan, Source, TensorSource, to_device
 from pdd_edge.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, height_width
-from pdd_edge.errors import PddError, shortlist
+from pdd_edge.data.image_files import check_same_classes, read_image
+from pdd_edge.errors import PddError
 
 MEMORY_LIMIT_BYTES = 2 * 1024**3
 
@@ -33,15 +34,7 @@ def _folder(root: Path, split: str):
 
 
 def _load_image(path: str, size: tuple[int, int]) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.functional import pil_to_tensor
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)  # PIL takes (width, height)
-            return pil_to_tensor(img)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise PddError(f"imagefolder: cannot read image {path} ({exc}); remove or replace it") from None
+    return torch.from_numpy(read_image(path, size))  # the edge reader's decoding: the same pixels on both installs
 
 
 class MemorySource:
@@ -120,12 +113,7 @@ def load_imagefolder(data_dir: str | Path, *, input_size: int | tuple[int, int] 
     root = Path(data_dir)
     check_dataset("imagefolder", data_dir=root)
     train, val = _folder(root, "train"), _folder(root, "val")
-    if train.classes != val.classes:
-        only_train = shortlist(sorted(set(train.classes) - set(val.classes)))
-        only_val = shortlist(sorted(set(val.classes) - set(train.classes)))
-        raise PddError(
-            f"imagefolder: train/ and val/ have different classes (only in train: {only_train}; only in val: {only_val})"
-        )
+    check_same_classes(train.classes, val.classes)
     per_image = 3 * size[0] * size[1]
     in_memory = (len(train.samples) + len(val.samples)) * per_image <= memory_limit
     train_src: Source

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pdd_edge.data.base import Dataset
+from pdd_edge.data.dataset import Dataset
 from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.onnx import accuracy as onnx_accuracy

@@ -37,3 +37,11 @@ def conv_model(x_dims, w_shape, *, group: int = 1, strides=(1, 1), pads=(1, 1, 1
 def save(model: onnx.ModelProto, path) -> str:
     onnx.save(model, str(path))
     return str(path)
+
+
+def linear_classifier(hw: tuple[int, int], classes: int) -> onnx.ModelProto:
+    """X[N,3,h,w] -> Flatten -> Gemm -> logits[N,classes]: an image classifier with fixed random weights."""
+    h, w = hw
+    nodes = [helper.make_node("Flatten", ["X"], ["F"]), helper.make_node("Gemm", ["F", "W"], ["Y"], transB=1)]
+    return make_model(nodes, [tensor_input("X", ["N", 3, h, w])], [tensor_input("Y", ["N", classes])],
+                      [weight("W", classes, 3 * h * w)])
