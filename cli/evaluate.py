@@ -35,9 +35,10 @@ def evaluate_command(
     if (path is None) == (weights is None):
         raise PddError("give the model to evaluate once: as PATH or as --weights PATH")
     path = path or weights
-    require_torch("pdd-edge evaluate")  # the datasets are read with torch, ONNX models included
     from pdd_edge.stages.evaluate import evaluate_checkpoint, evaluate_onnx, is_onnx
 
+    if not is_onnx(path):  # an ONNX model runs on onnxruntime: edge installs evaluate it on an image folder
+        require_torch("pdd-edge evaluate of a PyTorch checkpoint")
     data, norm = data_config(dataset, data_dir, download, input_size), norm_override(mean, std)
     if is_onnx(path):
         if model is not None:

@@ -1,5 +1,6 @@
 """The edge install: `pip install .` (no training extra, not editable) in a fresh venv without
-torch must give a working `pdd-edge profile` and find the built-in targets."""
+torch must give a working `pdd-edge profile`, find the built-in targets and evaluate an ONNX model
+on an image folder."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from tests.install import ROOT, copy_sources, report_and_gate
 
 sys.path.insert(0, str(ROOT / "tests" / "profiling"))
-from onnx_builders import conv_model, save  # noqa: E402
+from onnx_builders import conv_model, linear_classifier, save  # noqa: E402
 
 # Every command runs with the venv as working directory (see tests/install.py).
 pytestmark = pytest.mark.slow  # builds a venv and installs onnx/onnxruntime into it: ~30-60 s
@@ -85,3 +86,32 @@ def test_edge_install_reports_and_gates_a_run_without_torch_or_matplotlib(edge_v
     assert not list((run.root / "report").glob("*.png"))
     assert gate.returncode == 0, gate.stderr + gate.stdout
     assert "gate passed: 3 checks" in gate.stdout  # the deployable file, then the two budget keys
+
+
+def test_edge_install_evaluates_an_onnx_model_on_an_image_folder_as_torch_does(edge_venv, tmp_path):
+    from pdd_edge.data.options import DataConfig
+    from pdd_edge.stages.evaluate import evaluate_onnx
+    from tests.test_image_files import CLASSES, write_mixed_folder
+
+    data = write_mixed_folder(tmp_path / "data")
+    model = save(linear_classifier((32, 32), len(CLASSES)), tmp_path / "model.onnx")
+    here = evaluate_onnx(model, DataConfig("imagefolder", str(data)))  # this install: torchvision reads the folder
+
+    proc = subprocess.run([str(edge_venv / "bin" / "pdd-edge"), "evaluate", model, "--dataset", "imagefolder",
+                           "--data-dir", str(data), "--json"], capture_output=True, text=True, cwd=edge_venv)
+
+    assert proc.returncode == 0, proc.stderr
+    board = json.loads(proc.stdout)
+    assert (board["count"], board["top1"], board["top5"]) == (here["count"], here["top1"], here["top5"])
+    assert board["count"] == 24 and board["num_classes"] == len(CLASSES)
+
+
+def test_edge_install_evaluate_on_digits_names_the_training_extra(edge_venv, tmp_path):
+    model = save(linear_classifier((32, 32), 10), tmp_path / "model.onnx")
+
+    proc = subprocess.run([str(edge_venv / "bin" / "pdd-edge"), "evaluate", model, "--dataset", "digits"],
+                          capture_output=True, text=True, cwd=edge_venv)
+
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["error: the digits dataset needs PyTorch, which this install does not have; "
+                                        "install the training extra: pip install 'pdd-edge[train]'"]

@@ -18,8 +18,6 @@ from pdd_edge.fileio import write_json
 from pdd_edge.onnx import accuracy as onnx_accuracy
 from pdd_edge.onnx.source import open_onnx
 from pdd_edge.stages import StageResult
-from pdd_edge.training.accuracy import evaluate
-from pdd_edge.zoo import checkpoint as ckpt_io
 
 if TYPE_CHECKING:
     from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
@@ -38,6 +36,10 @@ def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: s
                         norm: NormOverride = NormOverride(), batch_size: int = 500,
                         device: Any = None) -> dict[str, Any]:
     """Top-1/top-5 of a PyTorch checkpoint, on `device` (a torch.device; default CPU), in float32."""
+    # Imported here: evaluate_onnx runs on edge installs, which have no torch.
+    from pdd_edge.training.accuracy import evaluate
+    from pdd_edge.zoo import checkpoint as ckpt_io
+
     check_batch_size(batch_size)
     model, info = ckpt_io.load(path, model_name=model_name)
     data, pre = dataset_for(info, data_cfg, norm)
