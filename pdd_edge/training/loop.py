@@ -206,9 +206,12 @@ class Fit:
         cfg = self.cfg
         rt = self.runtime
         rank_batch = rt.rank_batch(cfg.batch_size)
-        model = self.model.to(rt.device)
+        model = rt.place(self.model)
         self.task.to(rt.device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if isinstance(getattr(self.task, "teacher", None), nn.Module):
+            rt.place(self.task.teacher)  # --channels-last: the teacher's convolutions too
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                    **rt.sgd_options())
         scaler = rt.grad_scaler()
         history: list[dict[str, Any]] = []
         best: dict[str, Any] = {}
@@ -218,6 +221,7 @@ class Fit:
         ddp_model = wrap(model, info, rt.device, rt.sync_bn)
         watch = Watch(self.title, cfg.lr, cfg.warmup_epochs, self.files.best, self.divergence_cause)
         n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / rank_batch)
+        task = rt.compiled(self.task)  # once: a compiled step is reused by every epoch
 
         with EpochProgress(self.title, cfg.epochs, enabled=info.is_main) as progress:
             progress.note(f"{self.title}: training on {rt.describe()}")
@@ -231,7 +235,8 @@ class Fit:
                 for obj in self.extra_state.values():
                     if hasattr(obj, "on_epoch_start"):
                         obj.on_epoch_start(epoch, cfg.lr * cfg.lr_factor(epoch), cfg.lr)
-                train_stats = self._train_epoch(ddp_model, optimizer, scaler, epoch, info, progress, n_batches, watch, rank_batch)
+                train_stats = self._train_epoch(ddp_model, optimizer, scaler, epoch, info, progress, n_batches, watch, rank_batch,
+                                                task)
                 lr = cfg.lr * cfg.lr_factor(epoch)
                 val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info,
                                device=rt.device, workers=rt.workers)
@@ -269,7 +274,7 @@ class Fit:
 
     def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                      epoch: int, info: DistInfo, progress, n_batches: int, watch: Watch,
-                     rank_batch: int) -> dict[str, float]:
+                     rank_batch: int, task: Task) -> dict[str, float]:
         model.train()
         rt = self.runtime
         sums = StepSums()
@@ -282,7 +287,7 @@ class Fit:
             for group in optimizer.param_groups:
                 group["lr"] = self.cfg.lr_at(epoch, step, n_batches)
             with rt.autocast():
-                out = self.task(model, x, y)
+                out = task(model, rt.batch(x), y)
             loss = out["loss"]
             watch.observe(loss, step, out["output"].shape[-1])  # NaN, inf or exploding: noted on the device
             read = (step + 1) % read_every == 0
