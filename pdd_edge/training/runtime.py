@@ -128,8 +128,8 @@ class Runtime:
     amp: str = "off"  # "off", "bf16" or "fp16" (resolved: never "auto")
     workers: int | None = None  # DataLoader workers of streamed image folders (None: the source's default)
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA under torchrun only)
-    # Opt-in speed-ups (issue 25), off by default until measured on a GPU; results are not bit-identical
-    # to the default's, but a run with them resumes as exactly as any other.
+    # Opt-in speed-ups (issue 25), off by default until measured on a GPU. They change the float
+    # rounding (not bit-identical to the default path), not what is trained: not in the config hash.
     channels_last: bool = False  # NHWC weights and batches (tensor-core convolutions on GPUs)
     fused_sgd: bool = False  # torch's fused SGD kernel instead of the per-tensor (CPU) / foreach (CUDA) one
     compile: str = "off"  # one of COMPILE_CHOICES
