@@ -80,7 +80,8 @@ def make_jpeg_folder(root: Path, images: int, side: int = 256) -> Path:
             folder = root / split / f"c{i % 2}"
             folder.mkdir(parents=True, exist_ok=True)
             noise = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-            Image.fromarray(base // 2 + noise // 2).resize((side, side), Image.BILINEAR).save(folder / f"{i}.jpg", quality=90)
+            image = Image.fromarray(base // 2 + noise // 2).resize((side, side), Image.BILINEAR)
+            image.save(folder / f"{i}.jpg", quality=90)
     return root
 
 

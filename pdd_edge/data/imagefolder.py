@@ -149,7 +149,8 @@ def _encoded_batch(items):
     return [item for item, _ in items], torch.tensor([label for _, label in items], dtype=torch.long)
 
 
-def decode_batch(items: list[tuple[str, torch.Tensor]], size: tuple[int, int], device: torch.device | None) -> torch.Tensor:
+def decode_batch(items: list[tuple[str, torch.Tensor]], size: tuple[int, int],
+                 device: torch.device | None) -> torch.Tensor:
     """uint8 (N, 3, H, W) on `device` from `_Encoded` items: the JPEGs decoded by one batched
     `decode_jpeg` call there, then each resized to `size` (bilinear with antialiasing, as PIL's)."""
     from torchvision.io import ImageReadMode, decode_jpeg

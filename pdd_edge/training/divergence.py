@@ -105,8 +105,8 @@ class Watch:
             return
         reference = float(self._first)
         first = f" (the first step's was {reference:.3g})" if math.isfinite(reference) else ""
-        raise Diverged(self._message(epoch, f"the training loss reached {float(self._bad_loss):.3g} at step {step + 1}{first}"),
-                       every_rank=False)
+        what = f"the training loss reached {float(self._bad_loss):.3g} at step {step + 1}{first}"
+        raise Diverged(self._message(epoch, what), every_rank=False)
 
     def epoch(self, history: Sequence[Mapping[str, Any]], val_images: int) -> None:
         if stuck_at_chance(history, self.classes, self.warmup_epochs, val_images):

@@ -235,8 +235,8 @@ class Fit:
                 for obj in self.extra_state.values():
                     if hasattr(obj, "on_epoch_start"):
                         obj.on_epoch_start(epoch, cfg.lr * cfg.lr_factor(epoch), cfg.lr)
-                train_stats = self._train_epoch(ddp_model, optimizer, scaler, epoch, info, progress, n_batches, watch, rank_batch,
-                                                task)
+                train_stats = self._train_epoch(ddp_model, optimizer, scaler, epoch, info, progress, n_batches, watch,
+                                                rank_batch, task)
                 lr = cfg.lr * cfg.lr_factor(epoch)
                 val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info,
                                device=rt.device, workers=rt.workers)
