@@ -46,6 +46,9 @@ def compress_command(
     amp: o.Amp = "auto",
     workers: o.Workers = None,
     sync_bn: o.SyncBn = False,
+    channels_last: o.ChannelsLast = False,
+    fused_sgd: o.FusedSgd = False,
+    compile_mode: o.Compile = "off",
     resume: o.Resume = False,
     recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits), standard (default otherwise: the paper's schedule, warm-started PDD with a 50 % MACs target) or paper (the authors' recipe exactly).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(help=f"Teacher training epochs ({recipe_help('teacher_epochs')}).")] = None,
@@ -90,7 +93,7 @@ def compress_command(
         calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
     )
     run_dir = out_dir or Path("runs") / f"{slug(student)}-{slug(teacher)}-{data.name}"
-    with o.training_runtime(device, amp, workers, sync_bn) as rt:
+    with o.training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
         _run(cfg, run_dir, resume, rt)
 
 

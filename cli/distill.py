@@ -51,6 +51,9 @@ def distill_command(
     amp: o.Amp = "auto",
     workers: o.Workers = None,
     sync_bn: o.SyncBn = False,
+    channels_last: o.ChannelsLast = False,
+    fused_sgd: o.FusedSgd = False,
+    compile_mode: o.Compile = "off",
     resume: o.Resume = False,
     json_out: o.Json = False,
 ) -> None:
@@ -79,7 +82,7 @@ def distill_command(
         budget_rate=budget_rate,
         budget_ramp_epochs=budget_ramp_epochs,
     )
-    with o.training_runtime(device, amp, workers, sync_bn) as rt:
+    with o.training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
         result = distill.distill(cfg, out_dir, resume=resume, runtime=rt)
         print_fit_summary(result, out_dir / "best.pt", json_out)
         if not json_out:

@@ -40,6 +40,9 @@ def finetune_command(
     amp: o.Amp = "auto",
     workers: o.Workers = None,
     sync_bn: o.SyncBn = False,
+    channels_last: o.ChannelsLast = False,
+    fused_sgd: o.FusedSgd = False,
+    compile_mode: o.Compile = "off",
     resume: o.Resume = False,
     json_out: o.Json = False,
 ) -> None:
@@ -58,6 +61,6 @@ def finetune_command(
         temperature=temperature,
         teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size),
     )
-    with o.training_runtime(device, amp, workers, sync_bn) as rt:
+    with o.training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
         result = finetune.finetune(cfg, out_dir, resume=resume, runtime=rt)
         print_fit_summary(result, out_dir / "best.pt", json_out)

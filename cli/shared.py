@@ -57,13 +57,14 @@ def _rank() -> int:
 
 
 @contextlib.contextmanager
-def training_runtime(device: str, amp: str, workers: int | None = None, sync_bn: bool = False):
+def training_runtime(device: str, amp: str, workers: int | None = None, sync_bn: bool = False,
+                     channels_last: bool = False, fused_sgd: bool = False, compile_mode: str = "off"):
     """The Runtime of a training command: options checked before any work, torchrun's process
     group joined for the command's duration, and every rank but 0 silent (rank 0 prints and
     writes for all)."""
     from pdd_edge.training.runtime import Runtime
 
-    rt = Runtime.from_options(device, amp, workers, sync_bn)
+    rt = Runtime.from_options(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode)
     quiet = out.quiet, err.quiet
     with rt.started():
         if not rt.dist.is_main:
@@ -235,6 +236,14 @@ Workers = Annotated[Optional[int], typer.Option(
                       "in-memory datasets are batched in the training process.")]
 SyncBn = Annotated[bool, typer.Option(
     "--sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm).")]
+# Opt-in speed-ups of the training step (issue 25): off until a GPU measurement decides the defaults.
+ChannelsLast = Annotated[bool, typer.Option(
+    "--channels-last", help="Train in channels-last (NHWC) memory format (opt-in; for GPU tensor cores).")]
+FusedSgd = Annotated[bool, typer.Option(
+    "--fused-sgd", help="Use torch's fused SGD kernel (opt-in; refused where this torch has none for the device).")]
+Compile = Annotated[str, typer.Option(
+    "--compile", metavar="off|on|cudagraphs",
+    help="torch.compile the training step (on), or compile it into CUDA graphs (cudagraphs, CUDA only). Default off.")]
 Warmup = Annotated[Optional[int], typer.Option(help="Epochs of linear learning-rate warm-up at the start (default 0).")]
 
 

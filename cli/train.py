@@ -37,6 +37,9 @@ def train_command(
     amp: o.Amp = "auto",
     workers: o.Workers = None,
     sync_bn: o.SyncBn = False,
+    channels_last: o.ChannelsLast = False,
+    fused_sgd: o.FusedSgd = False,
+    compile_mode: o.Compile = "off",
     resume: o.Resume = False,
     json_out: o.Json = False,
 ) -> None:
@@ -52,6 +55,6 @@ def train_command(
         norm=norm_override(mean, std),
     )
     check_output(out_path)
-    with o.training_runtime(device, amp, workers, sync_bn) as rt:
+    with o.training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
         result = teacher.train(cfg, out_path, resume=resume, runtime=rt)
         print_fit_summary(result, out_path, json_out)

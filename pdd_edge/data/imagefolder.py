@@ -2,7 +2,9 @@
 
 Images are resized to `input_size` (height, width). A folder that fits in `MEMORY_LIMIT_BYTES` at
 that size is decoded once into memory (the fast path, same batched augmentation as CIFAR);
-a larger one streams through a DataLoader with worker processes.
+a larger one streams through a DataLoader with worker processes: they decode with PIL, or, when
+training on CUDA, only read the files, and the JPEGs of a batch are decoded together on the GPU
+(`jpeg_decoder`).
 Default normalisation is ImageNet's mean/std; override it with `--mean/--std`.
 """
 
@@ -69,6 +71,13 @@ class MemorySource:
         return self.decoded().batches(batch_size, **kwargs)
 
 
+def jpeg_decoder(device: torch.device | None) -> str:
+    """Who decodes a streamed folder's JPEGs for batches on `device`: "nvjpeg" on CUDA
+    (torchvision.io.decode_jpeg, a batch per call: PIL in a few CPU workers caps a GPU at a few
+    thousand 224x224 images/s), "pil" elsewhere (the DataLoader workers, as always)."""
+    return "nvjpeg" if device is not None and device.type == "cuda" else "pil"
+
+
 class StreamSource:
     """Decodes images on the fly in DataLoader workers; for folders too large for memory."""
 
@@ -86,13 +95,16 @@ class StreamSource:
         from torch.utils.data import DataLoader
 
         plan = EpochPlan.draw(len(self), shuffle=shuffle, augment=augment, seed=seed, epoch=epoch, rank=rank, world=world)
-        subset = _Indexed([self.samples[i] for i in plan.order.tolist()], self.size)
+        samples = [self.samples[i] for i in plan.order.tolist()]
+        on_gpu = jpeg_decoder(device) == "nvjpeg"
+        subset = _Encoded(samples, self.size) if on_gpu else _Indexed(samples, self.size)
         cuda = device is not None and device.type == "cuda"
         loader = DataLoader(subset, batch_size=batch_size, shuffle=False, drop_last=drop_last,
-                            num_workers=self.workers if workers is None else workers, pin_memory=cuda)
+                            num_workers=self.workers if workers is None else workers, pin_memory=cuda and not on_gpu,
+                            collate_fn=_encoded_batch if on_gpu else None)
         for part, (x, y) in zip(plan.batch_slices(batch_size, drop_last), loader):
-            x = to_device(x, device).float().div_(255.0)
-            yield plan.augment(x, part, augment), to_device(y, device)
+            x = decode_batch(x, self.size, device) if on_gpu else to_device(x, device)
+            yield plan.augment(x.float().div_(255.0), part, augment), to_device(y, device)
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -105,6 +117,58 @@ class _Indexed(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         path, label = self.samples[i]
         return _load_image(path, self.size), label
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class _Encoded(_Indexed):
+    """A worker's share of GPU decoding: a JPEG's bytes as read (decoded in the batch on the GPU),
+    any other image decoded here with PIL, as the CPU path does."""
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise PddError(f"imagefolder: cannot read image {path} ({exc}); remove or replace it") from None
+        if data.startswith(JPEG_MAGIC):
+            return (path, torch.frombuffer(bytearray(data), dtype=torch.uint8)), label
+        return (path, _load_image(path, self.size)), label
+
+
+def _encoded_batch(items):
+    """DataLoader collation of `_Encoded` items: the (path, bytes or pixels) list and the labels."""
+    return [item for item, _ in items], torch.tensor([label for _, label in items], dtype=torch.long)
+
+
+def decode_batch(items: list[tuple[str, torch.Tensor]], size: tuple[int, int],
+                 device: torch.device | None) -> torch.Tensor:
+    """uint8 (N, 3, H, W) on `device` from `_Encoded` items: the JPEGs decoded by one batched
+    `decode_jpeg` call there, then each resized to `size` (bilinear with antialiasing, as PIL's)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.transforms.v2.functional import resize
+
+    device = device or torch.device("cpu")
+    jpegs = [i for i, (_, t) in enumerate(items) if t.dim() == 1]  # bytes; decoded pixels are (3, H, W)
+    images = [t.to(device, non_blocking=True) for _, t in items]
+    if jpegs:
+        try:
+            decoded = decode_jpeg([items[i][1] for i in jpegs], mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            decoded = [_decode_one(*items[i], device) for i in jpegs]  # names the file that fails
+        for i, img in zip(jpegs, decoded):
+            images[i] = resize(img, list(size), antialias=True)
+    return torch.stack(images)
+
+
+def _decode_one(path: str, data: torch.Tensor, device: torch.device) -> torch.Tensor:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError as exc:
+        raise PddError(f"imagefolder: cannot read image {path} ({exc}); remove or replace it") from None
 
 
 def load_imagefolder(data_dir: str | Path, *, input_size: int | tuple[int, int] = (32, 32),

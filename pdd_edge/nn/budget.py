@@ -69,8 +69,14 @@ class Budget:
         self.rate = rate
         self.gain = gain
         self.integral_limit = integral_limit
-        self.integral = 0.0
+        # On the cost's device once a step ran: reading the cost every step (.item()) would make the
+        # host wait for the GPU. float64, the arithmetic of the Python floats it replaced.
+        self._integral = torch.zeros((), dtype=torch.float64)
         self.lr_compensation = 1.0
+
+    @property
+    def integral(self) -> float:
+        return float(self._integral)
 
     def relative(self, model: nn.Module) -> torch.Tensor:
         raise NotImplementedError
@@ -88,10 +94,13 @@ class Budget:
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]:
         relative = self.relative(model)
         # The soft count equals the hard count in the forward pass, so `error` is exact.
-        error = relative.detach().item() - (1.0 - self.current_target)
-        lam = self.gain * error + self.integral
-        self.integral = min(self.integral_limit, max(-self.integral_limit, self.integral + self.rate * error))
-        return {"loss": lam * self.lr_compensation * relative, "cost_rel": relative.detach(), "lambda": torch.tensor(lam)}
+        error = relative.detach().double() - (1.0 - self.current_target)
+        integral = self._integral.to(error.device)
+        lam = self.gain * error + integral
+        self._integral = (integral + self.rate * error).clamp(-self.integral_limit, self.integral_limit)
+        # float32 like the cost, as a Python number's product with it was
+        return {"loss": (lam * self.lr_compensation).float() * relative, "cost_rel": relative.detach(),
+                "lambda": lam.float()}
 
     def deviation_pct(self, reduction_pct: float) -> float:
         return reduction_pct - 100.0 * self.target_reduction
@@ -105,7 +114,7 @@ class Budget:
         return {"integral": self.integral}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.integral = float(state["integral"])
+        self._integral = torch.tensor(float(state["integral"]), dtype=torch.float64)
 
 
 class MacsBudget(Budget):

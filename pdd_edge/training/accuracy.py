@@ -12,9 +12,14 @@ from pdd_edge.training.distributed import DistInfo, all_reduce_sum
 from pdd_edge.training.tasks import Normalize
 
 
-def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
+def topk_hits(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """How many rows have their label among the k largest logits, as a tensor on their device."""
     k = min(k, logits.shape[1])
-    return int((logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum())
+    return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
+
+
+def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
+    return int(topk_hits(logits, y, k))
 
 
 @torch.no_grad()

@@ -6,6 +6,10 @@ model to the next stage and suggest pruning it. `Watch` sees every step's loss a
 finished epoch, and raises `Diverged` (exit 1, the run's verdict, not a usage error) naming the
 epoch and the likely fix. The loop raises before it writes the diverged epoch, so `best.pt` and
 `last.pt` keep the last good epoch.
+
+The step check runs on the loss's device (`observe`) and is read by the host only at `check`:
+reading a GPU tensor waits for the GPU to finish every queued kernel, so a read per step would
+leave the card idle while Python launches the next one. The loop reads every few steps.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
+
+import torch
 
 from pdd_edge.errors import FAILURE, PddError
 
@@ -89,15 +95,42 @@ class Watch:
         self.diagnose = diagnose
         self.reference: float | None = None
         self.classes = 0
+        self._first: torch.Tensor | None = None  # device-side state of `observe`
+        self._bad_step: torch.Tensor | None = None  # the first exploded step, -1 while none
+        self._bad_loss: torch.Tensor | None = None
 
     def step(self, loss: float, epoch: int, step: int, classes: int) -> None:
+        """One step's loss as a number: observed and checked at once."""
+        self.observe(torch.tensor(loss, dtype=torch.float64), step, classes)
+        self.check(epoch)
+
+    def observe(self, loss: torch.Tensor, step: int, classes: int) -> None:
+        """Note whether this step's loss exploded, on the loss's device, without reading it.
+
+        float64 like the Python floats of `exploded`, so the same losses count as exploded. The
+        first step's loss is the reference: were it not finite, the run stops at that step anyway."""
         self.classes = classes
-        if self.reference is None and math.isfinite(loss):
-            self.reference = loss
-        if exploded(loss, self.reference if self.reference is not None else 1.0):
-            first = f" (the first step's was {self.reference:.3g})" if self.reference is not None else ""
-            raise Diverged(self._message(epoch, f"the training loss reached {loss:.3g} at step {step + 1}{first}"),
-                           every_rank=False)
+        value = loss.detach().double()
+        if self._first is None:
+            self._first = value.clone()
+            self._bad_step = torch.full((), -1, dtype=torch.long, device=value.device)
+            self._bad_loss = torch.zeros((), dtype=torch.float64, device=value.device)
+        bad = ~torch.isfinite(value) | (value > EXPLODE_FACTOR * self._first.clamp_min(1.0))
+        first_bad = bad & (self._bad_step < 0)  # the message names the first exploded step
+        self._bad_step.masked_fill_(first_bad, step)  # a Python number: no copy to the device
+        self._bad_loss = torch.where(first_bad, value, self._bad_loss)
+
+    def check(self, epoch: int) -> None:
+        """Read what `observe` noted (a host sync) and raise `Diverged` if a step exploded."""
+        if self._bad_step is None:
+            return
+        step = int(self._bad_step)
+        if step < 0:
+            return
+        reference = float(self._first)
+        first = f" (the first step's was {reference:.3g})" if math.isfinite(reference) else ""
+        what = f"the training loss reached {float(self._bad_loss):.3g} at step {step + 1}{first}"
+        raise Diverged(self._message(epoch, what), every_rank=False)
 
     def epoch(self, history: Sequence[Mapping[str, Any]], val_images: int) -> None:
         if stuck_at_chance(history, self.classes, self.warmup_epochs, val_images):

@@ -34,12 +34,24 @@ from pdd_edge.data.base import Dataset
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import all_or_nothing, check_output_dir, write_json
-from pdd_edge.training.accuracy import evaluate, topk_correct
+from pdd_edge.training.accuracy import evaluate
 from pdd_edge.training.divergence import Watch
 from pdd_edge.training.distributed import DistInfo, all_reduce_sum, dist_info, replica_spread, wrap
 from pdd_edge.training.progress import EpochProgress
 from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.stepsums import StepSums
 from pdd_edge.zoo import checkpoint as ckpt_io
+
+
+# Steps between two reads of the divergence flag on a GPU. A read waits for the queued kernels,
+# so reading every step idles the GPU while the host launches the next; every 50 steps costs one
+# wait per 50 (at most 50 wasted steps of a run that diverges anyway, and no epoch is written
+# before the epoch-end read). On the CPU a read costs nothing: every step, as before.
+SYNC_EVERY = 50
+
+
+def steps_between_reads(device: torch.device) -> int:
+    return 1 if device.type == "cpu" else SYNC_EVERY
 
 
 class Task(Protocol):
@@ -210,9 +222,12 @@ class Fit:
         cfg = self.cfg
         rt = self.runtime
         rank_batch = rt.rank_batch(cfg.batch_size)
-        model = self.model.to(rt.device)
+        model = rt.place(self.model)
         self.task.to(rt.device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if isinstance(getattr(self.task, "teacher", None), nn.Module):
+            rt.place(self.task.teacher)  # --channels-last: the teacher's convolutions too
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                    **rt.sgd_options())
         scaler = rt.grad_scaler()
         history: list[dict[str, Any]] = []
         best: dict[str, Any] = {}
@@ -222,6 +237,7 @@ class Fit:
         ddp_model = wrap(model, info, rt.device, rt.sync_bn)
         watch = Watch(self.title, cfg.lr, cfg.warmup_epochs, self.files.best, self.diagnose)
         n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / rank_batch)
+        task = rt.compiled(self.task)  # once: a compiled step is reused by every epoch
 
         with EpochProgress(self.title, cfg.epochs, enabled=info.is_main) as progress:
             progress.note(f"{self.title}: training on {rt.describe()}")
@@ -235,7 +251,8 @@ class Fit:
                 for obj in self.extra_state.values():
                     if hasattr(obj, "on_epoch_start"):
                         obj.on_epoch_start(epoch, cfg.lr * cfg.lr_factor(epoch), cfg.lr)
-                train_stats = self._train_epoch(ddp_model, optimizer, scaler, epoch, info, progress, n_batches, watch, rank_batch)
+                train_stats = self._train_epoch(ddp_model, optimizer, scaler, epoch, info, progress, n_batches, watch,
+                                                rank_batch, task)
                 lr = cfg.lr * cfg.lr_factor(epoch)
                 val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info,
                                device=rt.device, workers=rt.workers)
@@ -273,11 +290,11 @@ class Fit:
 
     def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                      epoch: int, info: DistInfo, progress, n_batches: int, watch: Watch,
-                     rank_batch: int) -> dict[str, float]:
+                     rank_batch: int, task: Task) -> dict[str, float]:
         model.train()
         rt = self.runtime
-        sums: dict[str, float] = {}
-        seen, correct = 0, 0
+        sums = StepSums()
+        read_every = steps_between_reads(rt.device)
         t0 = time.perf_counter()
         batches = self.data.train.batches(rank_batch, shuffle=True, augment=self.data.augment,
                                           seed=self.cfg.seed, epoch=epoch, rank=info.rank, world=info.world,
@@ -286,24 +303,22 @@ class Fit:
             for group in optimizer.param_groups:
                 group["lr"] = self.cfg.lr_at(epoch, step, n_batches)
             with rt.autocast():
-                out = self.task(model, x, y)
+                out = task(model, rt.batch(x), y)
             loss = out["loss"]
-            loss_value = float(loss.detach())
-            watch.step(loss_value, epoch + 1, step, out["output"].shape[-1])  # NaN, inf or exploding: stop
+            watch.observe(loss, step, out["output"].shape[-1])  # NaN, inf or exploding: noted on the device
+            read = (step + 1) % read_every == 0
+            if read:
+                watch.check(epoch + 1)  # stops before this step's update
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()  # fp16: scaled against underflow; otherwise the loss as it is
             scaler.step(optimizer)
             scaler.update()
-            n = len(y)
-            for k, v in out.items():
-                if k != "output":
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
-            correct += topk_correct(out["output"].detach(), y, 1)
-            seen += n
-            progress.step(loss_value)
+            sums.add(out, y)
+            progress.step(float(loss.detach()) if read else None)
+        watch.check(epoch + 1)  # before the epoch can be written
         seconds = time.perf_counter() - t0
-        keys = sorted(sums)
-        totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [correct, seen], dtype=torch.float64), info).tolist()
+        keys, local = sums.totals()
+        totals = all_reduce_sum(local, info).tolist()
         n_total = max(totals[-1], 1.0)
         stats = {k: totals[i] / n_total for i, k in enumerate(keys)}
         stats["train_top1"] = 100.0 * totals[-2] / n_total

@@ -79,9 +79,11 @@ class EpochProgress:
                 self._progress.remove_task(self._task)
             self._task = self._progress.add_task(f"{self.title} {epoch}/{self.epochs}", total=batches, status="")
 
-    def step(self, loss: float) -> None:
+    def step(self, loss: float | None) -> None:
+        """One more batch; `loss` (None: not read this step) replaces the one shown."""
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, status=f"loss {loss:.4f}")
+            status = {} if loss is None else {"status": f"loss {loss:.4f}"}
+            self._progress.update(self._task, advance=1, **status)
 
     def end_epoch(self, record: Mapping[str, Any]) -> None:
         if self.enabled:

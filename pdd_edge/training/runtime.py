@@ -25,6 +25,9 @@ from pdd_edge.training.distributed import DistInfo, dist_info
 
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+# --compile: torch.compile of the training step's forward and backward ("on"), or that plus CUDA
+# graphs ("cudagraphs", torch.compile's mode="reduce-overhead"): a step replayed as one launch.
+COMPILE_CHOICES = ("off", "on", "cudagraphs")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -83,6 +86,39 @@ def resolve_amp(text: str, device: torch.device) -> str:
     return amp
 
 
+def resolve_compile(text: str, device: torch.device) -> str:
+    """`--compile` for `device`: CUDA graphs need CUDA, torch.compile needs a Python it supports and,
+    on the CPU, a C++ compiler for the kernels it generates."""
+    mode = text.strip().lower()
+    if mode not in COMPILE_CHOICES:
+        raise PddError(f"--compile must be one of {', '.join(COMPILE_CHOICES)}; got {text!r}")
+    if mode == "cudagraphs" and device.type != "cuda":
+        raise PddError(f"--compile cudagraphs needs a CUDA GPU (this run trains on {device}); "
+                       "use --compile on or --compile off")
+    if mode == "on" and device.type not in ("cpu", "cuda"):
+        raise PddError(f"--compile on: torch.compile does not support training on {device}; use --compile off")
+    if mode != "off":
+        import shutil
+
+        import torch._dynamo
+
+        if not torch._dynamo.is_dynamo_supported():
+            raise PddError(f"--compile {mode}: torch.compile does not support this Python; use --compile off")
+        if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+            raise PddError("--compile on: torch.compile on the CPU needs a C++ compiler (c++, g++ or clang++) on "
+                           "PATH; install one or use --compile off")
+    return mode
+
+
+def check_fused_sgd(device: torch.device) -> None:
+    """Ask torch whether it has a fused SGD for `device` (CUDA, and the CPU in recent versions)."""
+    try:
+        torch.optim.SGD([torch.zeros(1, device=device, requires_grad=True)], lr=0.1, fused=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise PddError(f"--fused-sgd: torch {torch.__version__} has no fused SGD on {device} ({exc}); "
+                       "drop --fused-sgd") from None
+
+
 @dataclass(frozen=True)
 class Runtime:
     """How training runs. The default is one CPU process in float32, which is what library callers
@@ -92,10 +128,16 @@ class Runtime:
     amp: str = "off"  # "off", "bf16" or "fp16" (resolved: never "auto")
     workers: int | None = None  # DataLoader workers of streamed image folders (None: the source's default)
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA under torchrun only)
+    # Opt-in speed-ups (issue 25), off by default until measured on a GPU. They change the float
+    # rounding (not bit-identical to the default path), not what is trained: not in the config hash.
+    channels_last: bool = False  # NHWC weights and batches (tensor-core convolutions on GPUs)
+    fused_sgd: bool = False  # torch's fused SGD kernel instead of the per-tensor (CPU) / foreach (CUDA) one
+    compile: str = "off"  # one of COMPILE_CHOICES
 
     @classmethod
     def from_options(cls, device: str = "auto", amp: str = "auto", workers: int | None = None,
-                     sync_bn: bool = False) -> "Runtime":
+                     sync_bn: bool = False, channels_last: bool = False, fused_sgd: bool = False,
+                     compile: str = "off") -> "Runtime":
         """Check the options before any work (no process group is joined yet)."""
         dev = resolve_device(device)
         if workers is not None and workers < 0:
@@ -103,7 +145,30 @@ class Runtime:
         if sync_bn and not (under_torchrun() and dev.type == "cuda"):
             raise PddError("--sync-bn needs CUDA GPUs under torchrun (PyTorch's SyncBatchNorm has no CPU version); "
                            "drop --sync-bn")
-        return cls(device=dev, amp=resolve_amp(amp, dev), workers=workers, sync_bn=sync_bn)
+        if fused_sgd:
+            check_fused_sgd(dev)
+        return cls(device=dev, amp=resolve_amp(amp, dev), workers=workers, sync_bn=sync_bn,
+                   channels_last=channels_last, fused_sgd=fused_sgd, compile=resolve_compile(compile, dev))
+
+    def place(self, module: torch.nn.Module) -> torch.nn.Module:
+        """`module` on the device, in channels-last memory format with --channels-last."""
+        if self.channels_last:
+            return module.to(self.device, memory_format=torch.channels_last)
+        return module.to(self.device)
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        """A training batch in the memory format of the placed modules."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def sgd_options(self) -> dict:
+        """Keyword arguments of torch.optim.SGD for this runtime (torch picks foreach on CUDA itself)."""
+        return {"fused": True} if self.fused_sgd else {}
+
+    def compiled(self, step):
+        """`step` (a training task) as --compile asks: itself, or compiled by torch.compile."""
+        if self.compile == "off":
+            return step
+        return torch.compile(step, mode="reduce-overhead" if self.compile == "cudagraphs" else None)
 
     @property
     def dist(self) -> DistInfo:
@@ -130,7 +195,10 @@ class Runtime:
     def describe(self) -> str:
         info = self.dist
         where = f"{self.device}" + (f", rank {info.rank} of {info.world}" if info.enabled else "")
-        return f"{where}, " + ("float32" if self.amp == "off" else f"mixed precision {self.amp}")
+        extras = [name for name, on in (("channels-last", self.channels_last), ("fused SGD", self.fused_sgd),
+                                         (f"compile {self.compile}", self.compile != "off")) if on]
+        return f"{where}, " + ("float32" if self.amp == "off" else f"mixed precision {self.amp}") + \
+            "".join(f", {e}" for e in extras)
 
     @contextlib.contextmanager
     def started(self) -> Iterator["Runtime"]:
