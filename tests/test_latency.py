@@ -114,7 +114,7 @@ def test_target_channel_multiple_is_parsed_and_checked():
     assert load_target("x86-server").channel_multiple == 16
     assert load_target("rpi4").channel_multiple is None  # not measured on the board: no rounding
     assert parse_target("channel_multiple = 8", source="t.toml", default_name="t").channel_multiple == 8
-    with pytest.raises(PddError, match="'channel_multiple' must be a positive integer"):
+    with pytest.raises(PddError, match="'channel_multiple' must be an integer from 1 to 1024, got 0"):
         parse_target("channel_multiple = 0", source="t.toml", default_name="t")
 
 
@@ -217,6 +217,29 @@ def test_prune_cli_names_the_latency_target_when_it_closes_channels_for_it(tmp_p
     assert (tmp_path / "p.pt").is_file()
 
 
+def test_thinnest_plan_removes_every_vanishing_layer_and_keeps_the_multiple_elsewhere():
+    from pdd_edge.latency.table import thinnest_plan
+
+    model = zoo.build("resnet20")
+    plan = thinnest_plan(model, 16)
+    assert all(v == [] if model.may_vanish(p) else v == list(range(16)) for p, v in plan.items())
+    assert set(plan) == set(model.mask_points())
+
+
+def test_reachable_floor_is_the_measured_thinnest_network_where_the_fit_extrapolates_below_it():
+    from pdd_edge.latency.model import reachable
+
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    dense = table.predict(model.layer_widths(model.mask_points()))
+    assert reachable(table, model, None, 20.0)["floor_predicted_ms"] < dense / 20  # the fit alone allows 20x
+    table.record["floor"] = {"measured_ms": dense / 4, "predicted_ms": 0.0}
+    with pytest.raises(PddError, match=r"--target-speedup 20 is out of reach on synthetic: the best the student's "
+                                       r"structures can reach is .* \(4\.00x the unpruned"):
+        reachable(table, model, None, 20.0)
+    assert reachable(table, model, None, 3.0)["floor_predicted_ms"] == pytest.approx(dense / 4)
+
+
 def test_random_plans_keep_multiples_of_the_channel_multiple_and_may_remove_blocks():
     model = zoo.build("resnet20")
     plan = random_plan(model, 0.5, 8, random.Random(1))
@@ -237,7 +260,10 @@ def test_latency_table_measures_fits_caches_and_reuses(tmp_path, monkeypatch):
     table = json.loads(first.stdout)
     assert not table["reused"] and table["key"]["threads"] == 1 and table["key"]["batch_size"] == 1
     assert table["channel_multiple"] in multiple.MULTIPLES and table["sweep"]  # local has no channel_multiple
-    assert [n["kind"] for n in table["networks"]] == ["dense"] + ["fit"] * 4 + ["check"] * 4
+    assert [n["kind"] for n in table["networks"]] == ["dense"] + ["fit"] * 4 + ["check"] * 4 + ["floor"]
+    floor = table["networks"][-1]
+    assert floor["measured_ms"] > 0 and table["floor"]["measured_ms"] == floor["measured_ms"]
+    assert floor["measured_ms"] < table["dense"]["measured_ms"] and floor["layers"] < 20  # blocks gone
     assert len(table["layers"]) == 20  # 19 convs and the classifier
     files = files_in(tmp_path / "cache")
     assert len(files) == 1 and files[0].startswith("local-resnet20-32x32-b1-t1-ort")
@@ -394,3 +420,4 @@ def test_compress_refuses_an_unreachable_speedup_before_training_with_the_best_r
     assert last.startswith("error: --target-speedup 50 is out of reach on local: the best the student's structures can reach")
     assert "ask for at most a" in last and ">> teacher" not in result.stderr  # nothing trained
     assert not run.exists()  # a fresh run refused before any stage finished leaves nothing
+

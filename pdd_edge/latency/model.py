@@ -162,6 +162,11 @@ def reachable(table: LatencyModel, arch: Any, target_latency_ms: float | None, t
     dense = float(table.predict_counts(arch))
     floor_counts = {p: 0 if arch.may_vanish(p) else min(n, table.channel_multiple) for p, n in arch.mask_points().items()}
     floor = float(table.predict_counts(arch, floor_counts))
+    # The fit is linear and extrapolates below the thinnest network (even below 0): where the table
+    # measured that network, its measurement is the floor.
+    measured = (table.record.get("floor") or {}).get("measured_ms")
+    if measured is not None:
+        floor = max(floor, float(measured))
     wanted = target_latency_ms if target_latency_ms is not None else dense / target_speedup
     where = table.key["target"]
     if wanted >= dense:

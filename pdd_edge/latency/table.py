@@ -66,7 +66,8 @@ def table_key(req: TableRequest, threads: int | str, ort_version: str) -> dict[s
     return {"target": req.target.name, "target_digest": digest[:16], "model": req.model,
             "model_args": dict(req.model_args or {}), "num_classes": req.num_classes,
             "input_size": list(req.input_hw), "batch_size": req.batch, "threads": threads,
-            "provider": req.target.execution_provider, "onnxruntime": ort_version}
+            "provider": req.target.execution_provider, "onnxruntime": ort_version,
+            "format": 2}  # 2: the thinnest network is measured (record["floor"]); older tables are re-made
 
 
 def cache_path(key: dict[str, Any]) -> Path:
@@ -129,6 +130,12 @@ def layer_plan(model, input_hw: tuple[int, int], multiple: int) -> tuple[dict[st
 
 
 VANISH = 0.5  # a layer that may be removed (a block's inner layer) is, with chance VANISH * (1 - share)
+
+
+def thinnest_plan(arch, multiple: int) -> dict[str, list[int]]:
+    """The thinnest network the pruned widths allow: every layer that may vanish gone, every other
+    one at the channel multiple (its first channels)."""
+    return {p: [] if arch.may_vanish(p) else list(range(min(n, multiple))) for p, n in arch.mask_points().items()}
 
 
 def random_plan(arch, share: float, multiple: int, rng: random.Random) -> dict[str, list[int]]:
@@ -243,10 +250,13 @@ def build_table(req: TableRequest, key: dict[str, Any], remote=None,
                     jobs.append(PreparedModel(path.stem, path, {b: {"input": input_shape(shape, ci, b)}}, {"input": "float32"}))
                     cells.append((gkey, i, j))
         progress(f"{len(layers)} layers, {len(plans)} distinct geometries, {len(jobs)} layer files; "
-                 f"exporting {1 + len(FIT_SHARES) + len(CHECK_SHARES)} whole networks")
+                 f"exporting {2 + len(FIT_SHARES) + len(CHECK_SHARES)} whole networks (dense, fit, check, thinnest)")
         networks = [("dense", 1.0, arch.keep)]
         for kind, shares in (("fit", FIT_SHARES), ("check", CHECK_SHARES)):
             networks += [(kind, s, random_plan(arch, s, multiple, rng)) for s in shares]
+        # The thinnest network measured too: the linear fit extrapolates below it (a ResNet20 floor
+        # predicted at -0.03 ms), and a request below what the device can run must be refused.
+        networks.append(("floor", 0.0, thinnest_plan(arch, multiple)))
         net_jobs = []
         for n, (kind, share, keep) in enumerate(networks):
             net = zoo.build(req.model, **{**arch.arch_args(), "keep": keep})
@@ -296,6 +306,8 @@ def build_table(req: TableRequest, key: dict[str, Any], remote=None,
         "sweep": sweep,
         "run_overhead_ms": overhead,
         "dense": {"measured_ms": points[0]["measured_ms"], "predicted_ms": points[0]["predicted_ms"]},
+        "floor": next({"measured_ms": p["measured_ms"], "predicted_ms": p["predicted_ms"]} for p in points
+                      if p["kind"] == "floor"),
         "networks": points,
         "error": {"check_max_abs_pct": max(checks), "check_mean_abs_pct": sum(checks) / len(checks)},
         "measure": {"warmup": req.warmup, "min_runs": req.min_runs, "min_time_s": req.min_time_s, "statistic": "p50"},
