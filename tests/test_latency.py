@@ -409,15 +409,22 @@ def test_channel_multiple_measured_here_is_a_clean_multiple_of_the_sweep(tmp_pat
     assert [r["width"] for r in record["sweep"]] == list(multiple.SWEEP_WIDTHS) and record["multiple"] == got
 
 
-@pytest.mark.slow
 def test_compress_refuses_an_unreachable_speedup_before_training_with_the_best_reachable_figure(tmp_path, monkeypatch):
     monkeypatch.setenv("PDD_EDGE_CACHE", str(tmp_path / "cache"))
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    dense = table.predict(model.layer_widths(model.mask_points()))
+    given = table.to_dict()
+    given["key"] |= {"target": "local", "num_classes": 10}  # made for this run's first target and classes
+    given["floor"] = {"measured_ms": dense / 4, "predicted_ms": 0.0}  # the thinnest network: 4x at most
+    (tmp_path / "t.json").write_text(json.dumps(given))
     run = tmp_path / "run"
     result = run_cli("compress", "--student", "resnet20", "--teacher", "resnet20", "--teacher-epochs", "1",
-                     "--target-speedup", "50", "--out", run)
+                     "--latency-table", tmp_path / "t.json", "--target-speedup", "5", "--out", run)
     assert result.exit_code == 2 and "Traceback" not in result.stderr + result.stdout
     last = result.stderr.strip().splitlines()[-1]  # after the latency stage's progress lines: one error line
-    assert last.startswith("error: --target-speedup 50 is out of reach on local: the best the student's structures can reach")
-    assert "ask for at most a" in last and ">> teacher" not in result.stderr  # nothing trained
+    assert last.startswith("error: --target-speedup 5 is out of reach on local: the best the student's structures can "
+                           "reach is ") and "(4.00x the unpruned" in last and "ask for at most a 4.00x speed-up" in last
+    assert ">> teacher" not in result.stderr  # nothing trained
     assert not run.exists()  # a fresh run refused before any stage finished leaves nothing
 

@@ -81,7 +81,7 @@ def test_wheel_install_runs_the_chain_outside_the_checkout(wheel_venv, digits_te
         assert prune.returncode == 0, prune.stderr[-3000:]
         export = run([pdd, "export", "p.pt", "--out", "p.onnx"], cwd=tmp_path)
         assert export.returncode == 0, export.stderr[-3000:]
-        profile = run([pdd, "profile", "p.onnx", "--json", "profile.json", "--warmup", "1", "--min-runs", "3",
+        profile = run([pdd, "profile", "p.onnx", "--json-out", "profile.json", "--warmup", "1", "--min-runs", "3",
                        "--min-time", "0", "--threads", "1"], cwd=tmp_path)
         assert profile.returncode == 0, profile.stderr[-3000:]
         report, gate = report_and_gate(bin_dir, make_run(tmp_path / "run").root, tmp_path)
@@ -92,6 +92,6 @@ def test_wheel_install_runs_the_chain_outside_the_checkout(wheel_venv, digits_te
     assert json.loads((tmp_path / "profile.json").read_text())["schema"] == "pdd-edge.profile/1"
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "run" / "report" / "report-local.json").is_file()
-    assert gate.returncode == 0 and "gate passed: 2 checks" in gate.stdout, gate.stderr + gate.stdout
+    assert gate.returncode == 0 and "gate passed: 3 checks" in gate.stdout, gate.stderr + gate.stdout
     assert table.returncode == 0, table_err[-3000:]
     assert len(json.loads((tmp_path / "lt.json").read_text())["layers"]) == 20  # 19 convs and the classifier
