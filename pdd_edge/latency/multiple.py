@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from pdd_edge.errors import PddError
 from pdd_edge.latency.layers import Shape, input_shape, layer_onnx
 
 MULTIPLES = (1, 2, 4, 8, 16, 32)
@@ -100,7 +101,7 @@ def here(target, progress: Callable[[str], None] = lambda s: None) -> int | None
             found = read_json(path, "channel multiple record")
             if found.get("key") == key and isinstance(found.get("multiple"), int) and found["multiple"] >= 1:
                 return found["multiple"]
-        except Exception:  # noqa: BLE001 - a damaged cache file is measured again and replaced
+        except (PddError, AttributeError):  # a damaged cache file (not JSON, not an object) is measured again
             pass
     progress(f"measuring which channel widths {target.name} runs fast (a 3x3 conv at widths "
              f"{SWEEP_WIDTHS[0]}..{SWEEP_WIDTHS[-1]}; cached for this machine)")
