@@ -7,7 +7,6 @@ A run's teacher is either given (`--teacher-weights`, copied into the run) or tr
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,9 +89,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, file
 # --- the pipeline stage ------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    root = os.environ.get("PDD_EDGE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pdd-edge")
-    return Path(root)
+    from pdd_edge.fileio import cache_root
+
+    return cache_root()
 
 
 def config(cfg: CompressConfig) -> TrainConfig:
