@@ -97,7 +97,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("distill", distill.run,
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
                       "budget_ramp", "target_latency_ms", "target_speedup"),
-          lambda c: ("teacher", "baseline", "latency") if c.warm_start else ("teacher", "latency"), trains=True),
+          lambda c: ("teacher", "baseline", "latency") if c.warm_start else ("teacher", "latency"), trains=True,
+          version=1),  # version 1: a latency budget prices the widths prune deploys (nn/budget.deployed_counts)
     Stage("prune", prune.run, ("round_to", "target_macs_reduction", "target_latency_ms", "target_speedup", "targets"),
           ("distill", "latency")),
     Stage("finetune", finetune.run,

@@ -14,7 +14,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.latency import layers, multiple
 from pdd_edge.latency.model import Grid, LatencyModel, load
 from pdd_edge.latency.table import grid_counts, layer_plan, random_plan
-from pdd_edge.nn.budget import LatencyBudget
+from pdd_edge.nn.budget import LatencyBudget, deployed_counts
 from pdd_edge.nn.masks import attach_masks, get_masks, open_counts
 from pdd_edge.nn.pruning import plan_from_masks
 from pdd_edge.profiling.targets import load_target, parse_target
@@ -144,17 +144,51 @@ def test_table_file_round_trips_and_bad_files_are_one_line_errors(tmp_path):
         load(tmp_path / "bad.json")
 
 
-def test_latency_budget_equals_relative_prediction_and_reaches_every_mask():
+def test_latency_budget_prices_the_network_prune_deploys_and_pushes_only_where_it_pays():
     model = zoo.build("resnet20")
-    table = synthetic_table(model)
+    table = synthetic_table(model, channel_multiple=16)
     torch.manual_seed(0)
-    attach_masks(model, "normal")
+    attach_masks(model, "normal")  # about half of each layer open: 16-wide layers at their floor
     budget = LatencyBudget(0.5, table)
     out = budget(model)
-    hard = table.predict(model.layer_widths(open_counts(model))) / table.predict(model.layer_widths(model.mask_points()))
-    assert float(out["cost_rel"]) == pytest.approx(float(hard))
+    plan = plan_from_masks(model, round_to=16)
+    deployed = {p: len(plan.local[p]) for p in model.mask_points()}
+    dense = table.predict(model.layer_widths(model.mask_points()))
+    assert float(out["cost_rel"]) == pytest.approx(float(table.predict(model.layer_widths(deployed)) / dense))
+    # the open counts themselves would price a network prune does not make
+    unrounded = table.predict(model.layer_widths(open_counts(model))) / dense
+    assert float(out["cost_rel"]) > float(unrounded) + 0.05
     out["loss"].backward()
-    assert all(m.logits.grad is not None and m.logits.grad.abs().sum() > 0 for m in get_masks(model).values())
+    hard = open_counts(model)
+    for point, mask in get_masks(model).items():
+        width = model.mask_points()[point]
+        pays = model.may_vanish(point) or hard[point] > min(width, 16)
+        pushed = mask.logits.grad is not None and bool(mask.logits.grad.abs().sum() > 0)
+        assert pushed == pays, point
+    assert any(model.may_vanish(p) or hard[p] > 16 for p in hard)  # both kinds occur
+    assert any(not model.may_vanish(p) and hard[p] <= 16 for p in hard)
+
+
+def test_deployed_counts_round_up_to_the_multiple_with_a_floor_unless_the_point_may_vanish():
+    model = zoo.build("resnet20")
+    points = model.mask_points()
+    vanish = next(p for p in points if model.may_vanish(p))
+    fixed16 = next(p for p in points if not model.may_vanish(p) and points[p] == 16)
+    fixed64 = next(p for p in points if not model.may_vanish(p) and points[p] == 64)
+    counts = dict(points)
+    cases = [(vanish, 0, 0), (vanish, 1, 16), (fixed16, 0, 16), (fixed16, 3, 16), (fixed64, 17, 32), (fixed64, 64, 64),
+             (fixed64, 0, 16)]
+    for point, n, want in cases:
+        got = deployed_counts(model, {**counts, point: n}, 16)[point]
+        assert got == want, (point, n)
+        soft = torch.tensor(float(n), requires_grad=True)
+        value = deployed_counts(model, {**counts, point: soft}, 16)[point]
+        assert float(value.detach()) == want
+        below_floor = not model.may_vanish(point) and n <= min(points[point], 16)
+        assert value.requires_grad != below_floor, (point, n)  # a constant below the floor
+        if value.requires_grad:
+            value.backward()
+            assert float(soft.grad) == 1.0, (point, n)
 
 
 def test_prune_latency_target_lands_on_the_nearest_width_plan():
