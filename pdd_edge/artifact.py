@@ -28,6 +28,7 @@ Torch-free: `report` and `gate` read run directories on machines without torch.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -217,8 +218,21 @@ class RunDir:
         return (rec is not None and rec.get("config_hash") == config_hash
                 and all((self.root / f).exists() for f in rec.get("files", [])))
 
+    def begin(self, name: str, config_hash: str) -> None:
+        """A stage starts with these options: what an earlier, unfinished attempt left in its folder
+        (a training state to resume from) is kept only if that attempt had the same options,
+        stage version included; anything else (another version, or a folder no attempt of this
+        pdd-edge recorded) is removed. Without this, an interrupted stage resumed its epochs even
+        after the stage's code version changed, since its training state hashes the options alone."""
+        started = self.manifest.setdefault("started", {})
+        if started.get(name) != config_hash:
+            shutil.rmtree(self.stage_folder(name), ignore_errors=True)
+            started[name] = config_hash
+            self.save()
+
     def commit(self, record: StageRecord) -> None:
         self.manifest["stages"][record.name] = asdict(record)
+        self.manifest.get("started", {}).pop(record.name, None)
         self.save()
 
     def forget(self, name: str) -> None:

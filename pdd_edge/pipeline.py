@@ -191,6 +191,7 @@ def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent
                 # Options changed since this stage finished: its files (training state included) are stale.
                 shutil.rmtree(run.stage_folder(stage.name), ignore_errors=True)
             run.forget(stage.name)
+            run.begin(stage.name, h)  # an unfinished attempt with other options or version: removed
         if on_event:
             on_event(StageEvent(stage.name, "start", 0.0))
         if together:
