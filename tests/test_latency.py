@@ -151,9 +151,9 @@ def test_latency_budget_prices_the_network_prune_deploys_and_pushes_only_where_i
     attach_masks(model, "normal")  # about half of each layer open: 16-wide layers at their floor
     budget = LatencyBudget(0.5, table)
     out = budget(model)
-    plan = plan_from_masks(model, round_to=16)
-    deployed = {p: len(plan.local[p]) for p in model.mask_points()}
     dense = table.predict(model.layer_widths(model.mask_points()))
+    plan = plan_from_masks(model, round_to=16, latency=(table, dense))  # prune's rounding; nothing more to close
+    deployed = {p: len(plan.local[p]) for p in model.mask_points()}
     assert float(out["cost_rel"]) == pytest.approx(float(table.predict(model.layer_widths(deployed)) / dense))
     # the open counts themselves would price a network prune does not make
     unrounded = table.predict(model.layer_widths(open_counts(model))) / dense
@@ -162,29 +162,31 @@ def test_latency_budget_prices_the_network_prune_deploys_and_pushes_only_where_i
     hard = open_counts(model)
     for point, mask in get_masks(model).items():
         width = model.mask_points()[point]
-        pays = model.may_vanish(point) or hard[point] > min(width, 16)
+        # a point priced as gone (rounded to 0) has nothing left to buy either
+        pays = deployed[point] > 0 and (model.may_vanish(point) or hard[point] > min(width, 16))
         pushed = mask.logits.grad is not None and bool(mask.logits.grad.abs().sum() > 0)
         assert pushed == pays, point
     assert any(model.may_vanish(p) or hard[p] > 16 for p in hard)  # both kinds occur
     assert any(not model.may_vanish(p) and hard[p] <= 16 for p in hard)
 
 
-def test_deployed_counts_round_up_to_the_multiple_with_a_floor_unless_the_point_may_vanish():
+def test_deployed_counts_round_to_the_nearest_multiple_with_a_floor_unless_the_point_may_vanish():
     model = zoo.build("resnet20")
     points = model.mask_points()
     vanish = next(p for p in points if model.may_vanish(p))
     fixed16 = next(p for p in points if not model.may_vanish(p) and points[p] == 16)
     fixed64 = next(p for p in points if not model.may_vanish(p) and points[p] == 64)
     counts = dict(points)
-    cases = [(vanish, 0, 0), (vanish, 1, 16), (fixed16, 0, 16), (fixed16, 3, 16), (fixed64, 17, 32), (fixed64, 64, 64),
-             (fixed64, 0, 16)]
+    # the nearest multiple (ties up), a floor of 16 unless the point may vanish
+    cases = [(vanish, 0, 0), (vanish, 7, 0), (vanish, 8, 16), (vanish, 23, 16), (fixed16, 0, 16), (fixed16, 3, 16),
+             (fixed64, 17, 16), (fixed64, 24, 32), (fixed64, 64, 64), (fixed64, 0, 16), (fixed64, 57, 64)]
     for point, n, want in cases:
         got = deployed_counts(model, {**counts, point: n}, 16)[point]
         assert got == want, (point, n)
         soft = torch.tensor(float(n), requires_grad=True)
         value = deployed_counts(model, {**counts, point: soft}, 16)[point]
         assert float(value.detach()) == want
-        below_floor = not model.may_vanish(point) and n <= min(points[point], 16)
+        below_floor = n <= (0 if model.may_vanish(point) else min(points[point], 16))  # incl. at the floor
         assert value.requires_grad != below_floor, (point, n)  # a constant below the floor
         if value.requires_grad:
             value.backward()

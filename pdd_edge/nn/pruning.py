@@ -62,6 +62,17 @@ class PrunePlan:
         return sum(self.closed.values())
 
 
+def deployed_width(n_open: int, width: int, multiple: int, may_vanish: bool) -> int:
+    """The width a layer with `n_open` open channels is pruned to under a latency target: the
+    nearest multiple of `multiple` (ties up), at most `width`, and at least `multiple` (or
+    `width`) unless the point may vanish. Nearest, not up: rounding up made the latency budget
+    push on while no layer had reached the next multiple down (nn/budget.deployed_counts)."""
+    want = min(width, math.floor(n_open / multiple + 0.5) * multiple) if multiple > 1 else n_open
+    if want == 0 and not may_vanish:
+        want = min(width, max(multiple, 1))
+    return want
+
+
 def plan_from_masks(model: nn.Module, round_to: int = 1, max_macs: int | None = None,
                     input_hw: tuple[int, int] | None = None, latency: tuple | None = None) -> PrunePlan:
     """The channels to keep; `round_to` and `max_macs` (at `input_hw`) are validated by `PruneConfig`.
@@ -75,12 +86,21 @@ def plan_from_masks(model: nn.Module, round_to: int = 1, max_macs: int | None = 
     local: dict[str, list[int]] = {p: [] for p in current_keep}  # points absent from `points` stay empty
     reopened: dict[str, int] = {}
     notes: list[str] = []
+    rounded_down: dict[str, int] = {}
     for point, width in points.items():
         logits = masks[point].logits.detach()
         is_open = logits >= 0
         n_open = int(is_open.sum())
         want = n_open
-        if n_open == 0 and not arch.may_vanish(point):
+        if latency is not None:
+            # what the latency budget priced (nn/budget.deployed_counts): the nearest multiple
+            want = deployed_width(n_open, width, round_to, arch.may_vanish(point))
+            if want < n_open:  # the weakest open channels go
+                weakest = [i for i in torch.argsort(logits, stable=True).tolist() if is_open[i]][: n_open - want]
+                is_open = is_open.clone()
+                is_open[weakest] = False
+                rounded_down[point] = len(weakest)
+        if n_open == 0 and not arch.may_vanish(point) and want <= 1:
             want = 1
             notes.append(f"{point}: every channel was closed; kept the one with the largest mask value")
         if round_to > 1 and want > 0:
@@ -93,7 +113,10 @@ def plan_from_masks(model: nn.Module, round_to: int = 1, max_macs: int | None = 
             is_open[extra] = True
             reopened[point] = len(extra)
         local[point] = torch.nonzero(is_open).flatten().tolist()
-    closed: dict[str, int] = {}
+    closed: dict[str, int] = dict(rounded_down)
+    if rounded_down:
+        notes.append(f"closed {sum(rounded_down.values())} open channels with the smallest mask values to round "
+                     f"{len(rounded_down)} layers down to the nearest multiple of {round_to}, as the latency budget priced them")
     if max_macs is not None:
         assert input_hw is not None
         closed = _fit(arch, masks, local, round_to, max_macs, lambda counts: int(arch.cost(counts, input_hw).macs),
