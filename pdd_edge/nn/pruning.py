@@ -4,7 +4,9 @@
    pruning may need — re-open the strongest channel of a layer that closed completely (where
    removal is impossible: a residual stream or a VGG layer needs at least one channel), and
    `round_to` (re-open the closed channels with the largest mask values until every layer's
-   width is a multiple of N) — and records every re-opened channel. With a MACs ceiling
+   width is a multiple of N) — and records every re-opened channel. Under a latency target a
+   layer goes to the *nearest* multiple instead (`deployed_width`, the rule the latency budget
+   priced), closing its weakest open channels when that is below. With a MACs ceiling
    (`max_macs`, from a MACs target) it then closes the open channels with the smallest mask
    values, whole `round_to` groups at a time, until the network fits: a controller that
    oscillates around its target may end a hair above it, and the deployed model must not.
