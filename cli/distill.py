@@ -86,8 +86,5 @@ def distill_command(
         result = distill.distill(cfg, out_dir, resume=resume, runtime=rt)
         print_fit_summary(result, out_dir / "best.pt", json_out)
         if not json_out:
-            ceiling = ""
-            if target_latency_ms is not None or target_speedup is not None:
-                ceiling = f" --latency-table {latency_table} " + (f"--target-latency-ms {target_latency_ms:g}" if target_latency_ms
-                                                                  else f"--target-speedup {target_speedup:g}")
+            ceiling = f" --latency-table {latency_table} {cfg.latency_target.option()}" if cfg.latency_target else ""
             err.print("next: pdd-edge prune " + str(out_dir / "best.pt") + " --out pruned.pt" + ceiling)

@@ -10,10 +10,13 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
+
+if TYPE_CHECKING:
+    from pdd_edge.latency.target import LatencyTarget
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -128,6 +131,13 @@ class CompressConfig:
     profile_min_runs: int = 100
     profile_min_time_s: float = 2.0
     student_args: dict[str, Any] = field(default_factory=dict)  # --model-arg, for the student's builder
+
+    @property
+    def latency_target(self) -> "LatencyTarget | None":
+        """The latency request on the first target (None: a MACs budget or none)."""
+        from pdd_edge.latency.target import LatencyTarget
+
+        return LatencyTarget.of(self.target_latency_ms, self.target_speedup)
 
 
 def resolve(cfg: CompressConfig, **overrides: Any) -> CompressConfig:

@@ -152,30 +152,3 @@ def load(path: str | Path) -> LatencyModel:
         return LatencyModel.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise PddError(f"{path} is a damaged latency table ({type(exc).__name__}: {exc}); make it again") from None
-
-
-def reachable(table: LatencyModel, arch: Any, target_latency_ms: float | None, target_speedup: float | None) -> dict[str, Any]:
-    """A latency request (ms, or a speed-up over the dense network) for the prunable model `arch`,
-    as predicted latencies: refused (usage error) at or above the dense network's prediction, or at
-    or below the thinnest network the allowed structures give (every layer at the channel multiple,
-    every block that may vanish gone), whose figure the refusal names."""
-    dense = float(table.predict_counts(arch))
-    floor_counts = {p: 0 if arch.may_vanish(p) else min(n, table.channel_multiple) for p, n in arch.mask_points().items()}
-    floor = float(table.predict_counts(arch, floor_counts))
-    # The fit is linear and extrapolates below the thinnest network (even below 0): where the table
-    # measured that network, its measurement is the floor.
-    measured = (table.record.get("floor") or {}).get("measured_ms")
-    if measured is not None:
-        floor = max(floor, float(measured))
-    wanted = target_latency_ms if target_latency_ms is not None else dense / target_speedup
-    where = table.key["target"]
-    if wanted >= dense:
-        raise PddError(f"--target-latency-ms {wanted:g} is not below the unpruned network's {dense:.4g} ms "
-                       f"on {where} (predicted): ask for less")
-    if wanted <= floor:
-        asked = f"--target-speedup {target_speedup:g}" if target_latency_ms is None else f"--target-latency-ms {wanted:g}"
-        raise PddError(f"{asked} is out of reach on {where}: the best the student's structures can reach is "
-                       f"{floor:.4g} ms ({dense / floor:.2f}x the unpruned {dense:.4g} ms, predicted); ask for at most "
-                       f"a {dense / floor:.2f}x speed-up")
-    return {"requested_ms": wanted, "dense_predicted_ms": dense, "floor_predicted_ms": floor,
-            "target_reduction": 1.0 - wanted / dense}

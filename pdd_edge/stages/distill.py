@@ -22,6 +22,7 @@ from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.errors import PddError
+from pdd_edge.latency.target import LatencyTarget, check_fits, load_checked
 from pdd_edge.nn.budget import DEFAULT_RATE, LatencyBudget, MacsBudget, latency_stats
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.nn.masks import attach_masks, check_init, dense_cost, mask_stats
@@ -63,6 +64,10 @@ class DistillConfig:
     budget_ramp_epochs: int = 0  # ramp the MACs target from 0 to its value over these first epochs
     student_args: dict[str, Any] = field(default_factory=dict)  # --model-arg, for the student's builder
 
+    @property
+    def latency_target(self) -> LatencyTarget | None:
+        return LatencyTarget.of(self.target_latency_ms, self.target_speedup, self.latency_table)
+
     def __post_init__(self) -> None:
         specs.parse(self.student, self.student_args)
         if self.teacher is not None:
@@ -72,16 +77,9 @@ class DistillConfig:
                 raise PddError(f"--target-macs-reduction must be between 0 and 1 (e.g. 0.5), got {self.target_macs_reduction}")
             if not self.masks:
                 raise PddError("--target-macs-reduction needs masks; drop --no-masks")
-        latency = [v for v in (self.target_latency_ms, self.target_speedup) if v is not None]
-        if len(latency) > 1 or (latency and self.target_macs_reduction is not None):
+        latency = self.latency_target
+        if latency and self.target_macs_reduction is not None:
             raise PddError("give one budget: --target-macs-reduction, --target-latency-ms or --target-speedup")
-        if self.target_latency_ms is not None and not (self.target_latency_ms > 0 and math.isfinite(self.target_latency_ms)):
-            raise PddError(f"--target-latency-ms must be a positive number of milliseconds, got {self.target_latency_ms}")
-        if self.target_speedup is not None and not (self.target_speedup > 1 and math.isfinite(self.target_speedup)):
-            raise PddError(f"--target-speedup must be above 1 (e.g. 2 for twice as fast), got {self.target_speedup}")
-        if latency and self.latency_table is None:
-            raise PddError("a latency budget needs the device's latency table: make one with `pdd-edge latency-table` "
-                           "and pass it with --latency-table")
         if latency and not self.masks:
             raise PddError("a latency budget needs masks; drop --no-masks")
         if not (self.budget_rate > 0 and math.isfinite(self.budget_rate)):
@@ -103,7 +101,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
             runtime: Runtime | None = None) -> FitResult:
     spec = specs.parse(cfg.student, cfg.student_args)
     TrainFiles.check_dir(out_dir, cfg.teacher_weights, cfg.student_weights)
-    table = latency_table(cfg, spec.text) if cfg.latency_table else None
+    table = load_checked(cfg.latency_table, model=spec.text) if cfg.latency_table else None
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
     teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     s_info = None
@@ -148,10 +146,8 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
     if cfg.target_macs_reduction is not None:
         budget = MacsBudget(cfg.target_macs_reduction, dense["macs"], input_hw, cfg.budget_rate,
                             ramp_epochs=cfg.budget_ramp_epochs)
-    elif table is not None and (cfg.target_latency_ms or cfg.target_speedup):
-        if tuple(table.key["input_size"]) != tuple(input_hw):
-            raise PddError(f"{cfg.latency_table} was measured at input size {table.key['input_size']}, the student "
-                           f"trains at {list(input_hw)}: make a table at this size")
+    elif cfg.latency_target is not None:
+        check_fits(table, cfg.latency_table, input_hw=input_hw)
         request = latency_request(cfg, table, student)
         budget = LatencyBudget(request["target_reduction"], table, cfg.budget_rate, ramp_epochs=cfg.budget_ramp_epochs)
     task = DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=budget)
@@ -193,23 +189,10 @@ def teacher_at_chance(teacher, t_pre, data, path) -> str | None:
             "train it longer (more epochs, a lower --lr) before distilling from it")
 
 
-def latency_table(cfg: DistillConfig, model: str):
-    """The config's latency table, checked against the student it will budget."""
-    from pdd_edge.latency.model import load
-
-    table = load(cfg.latency_table)
-    if table.key["model"] != model:
-        raise PddError(f"{cfg.latency_table} is the latency table of {table.key['model']}, not of {model}: "
-                       f"make one with `pdd-edge latency-table {model}`")
-    return table
-
-
 def latency_request(cfg: DistillConfig, table, model) -> dict[str, Any]:
     """The requested latency, and as a reduction of the dense network's predicted latency; a
     request below what the thinnest network can reach is refused before training."""
-    from pdd_edge.latency.model import reachable
-
-    got = reachable(table, prunable(model), cfg.target_latency_ms, cfg.target_speedup)
+    got = cfg.latency_target.reach(table, prunable(model))
     return {"table": str(cfg.latency_table), "key": table.key, "requested_ms": got["requested_ms"],
             "target_speedup": cfg.target_speedup, "dense_predicted_ms": got["dense_predicted_ms"],
             "dense_measured_ms": table.dense_ms, "floor_predicted_ms": got["floor_predicted_ms"],
@@ -231,7 +214,7 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
     if masks:
         if not 0.0 <= cfg.budget_ramp <= 1.0:
             raise PddError(f"--budget-ramp is a share of the distill epochs, between 0 and 1; got {cfg.budget_ramp}")
-        latency = cfg.target_latency_ms is not None or cfg.target_speedup is not None
+        latency = cfg.latency_target is not None
         target = None if latency else cfg.target_macs_reduction or None  # 0: no MACs target, pure PDD
         pdd = {"target_macs_reduction": target,
                "budget_ramp_epochs": round(cfg.budget_ramp * optim.epochs) if target or latency else 0}

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def enabled(cfg: CompressConfig) -> bool:
-    return cfg.target_latency_ms is not None or cfg.target_speedup is not None
+    return cfg.latency_target is not None
 
 
 def request(cfg: CompressConfig, num_classes: int = 10):
@@ -35,19 +35,14 @@ def request(cfg: CompressConfig, num_classes: int = 10):
                         num_classes=num_classes, model_args=dict(cfg.student_args))
 
 
-def check_given(cfg: CompressConfig):
-    """The user's table, checked against the run (before any training)."""
-    from pdd_edge.latency.model import load
+def check_given(cfg: CompressConfig, num_classes: int | None = None):
+    """The user's table, checked against the run (before any training; the class count once the
+    dataset is loaded)."""
+    from pdd_edge.latency.target import load_checked
 
-    table = load(cfg.latency_table)
     req = request(cfg)
-    wanted = {"model": req.model, "input_size": list(req.input_hw), "target": req.target.name}
-    found = {k: table.key[k] for k in wanted}
-    if found != wanted:
-        bad = next(k for k in wanted if found[k] != wanted[k])
-        raise PddError(f"{cfg.latency_table} is for {bad} {found[bad]}, this run needs {wanted[bad]}: "
-                       f"make one with `pdd-edge latency-table {req.model} --target {req.target.name}`")
-    return table
+    return load_checked(cfg.latency_table, model=req.model, input_hw=req.input_hw, target=req.target.name,
+                        num_classes=num_classes)
 
 
 def not_here(cfg: CompressConfig) -> list[str]:
@@ -80,11 +75,10 @@ def check_reachable(cfg: CompressConfig, table, num_classes: int) -> None:
     """Refuse (usage error) a request at or above the unpruned student's predicted latency, or
     below its thinnest network's, naming the best figure that can be reached."""
     from pdd_edge import zoo
-    from pdd_edge.latency.model import reachable
     from pdd_edge.zoo.protocol import prunable
 
     student = zoo.build(cfg.student, num_classes=num_classes, args=cfg.student_args, input_size=cfg.data.input_size)
-    reachable(table, prunable(student), cfg.target_latency_ms, cfg.target_speedup)
+    cfg.latency_target.reach(table, prunable(student))
 
 
 def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
@@ -92,10 +86,7 @@ def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
     # The student's classifier as the run trains it: the dataset's class count.
     classes = cfg.data.load().num_classes
     if cfg.latency_table is not None:
-        table = check_given(cfg)
-        if table.key["num_classes"] != classes:
-            raise PddError(f"{cfg.latency_table} is for {table.key['num_classes']} classes, the student has {classes}: "
-                           f"make one with `pdd-edge latency-table {cfg.student} --num-classes {classes}`")
+        table = check_given(cfg, classes)
         write_bytes(out, Path(cfg.latency_table).read_bytes())
     else:
         from pdd_edge.latency.table import make_table

@@ -19,6 +19,7 @@ from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
 from pdd_edge.errors import FAILURE, PddError
+from pdd_edge.latency.target import LatencyTarget, load_checked
 from pdd_edge.fileio import write_json
 from pdd_edge.nn.masks import dense_cost, mask_points, open_counts
 from pdd_edge.nn.pruning import logit_gap, masked_reference, plan_from_masks, prune
@@ -51,15 +52,12 @@ class PruneConfig:
     target_latency_ms: float | None = None
     target_speedup: float | None = None
 
+    @property
+    def latency_target(self) -> LatencyTarget | None:
+        return LatencyTarget.of(self.target_latency_ms, self.target_speedup, self.latency_table)
+
     def __post_init__(self) -> None:
-        if (self.target_latency_ms is not None or self.target_speedup is not None) and self.latency_table is None:
-            raise PddError("a latency target needs the device's latency table: pass --latency-table")
-        if self.target_latency_ms is not None and self.target_speedup is not None:
-            raise PddError("give --target-latency-ms or --target-speedup, not both")
-        if self.target_latency_ms is not None and not self.target_latency_ms > 0:
-            raise PddError(f"--target-latency-ms must be a positive number of milliseconds, got {self.target_latency_ms}")
-        if self.target_speedup is not None and not self.target_speedup > 1:
-            raise PddError(f"--target-speedup must be above 1, got {self.target_speedup}")
+        self.latency_target  # validates the latency options
         if self.round_to is not None and self.round_to < 1:
             raise PddError(f"--round-to must be a positive integer, got {self.round_to}")
         if self.min_macs_reduction is not None and not 0.0 < self.min_macs_reduction < 1.0:
@@ -76,11 +74,11 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     input_hw = info.preprocess.input_size
     before = dense_cost(masked, input_hw)
     max_macs = None if cfg.min_macs_reduction is None else int((1 - cfg.min_macs_reduction) * before["macs"])
-    table = _latency_table(cfg, info.model, input_hw) if cfg.latency_table else None
+    table = load_checked(cfg.latency_table, model=info.model, input_hw=input_hw) if cfg.latency_table else None
     latency = None
     dense_ms = float(table.predict_counts(prunable(masked))) if table is not None else None
-    if table is not None and (cfg.target_latency_ms or cfg.target_speedup):
-        latency = (table, cfg.target_latency_ms or dense_ms / cfg.target_speedup)
+    if cfg.latency_target is not None:
+        latency = (table, cfg.latency_target.requested_ms(dense_ms))
     round_to = cfg.round_to if cfg.round_to is not None else (table.channel_multiple if table is not None else 1)
     plan = plan_from_masks(masked, round_to, max_macs, input_hw, latency)
     pruned = prune(masked, info.model, plan)
@@ -143,16 +141,6 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     return report
 
 
-def _latency_table(cfg: PruneConfig, model: str, input_hw):
-    from pdd_edge.latency.model import load
-
-    table = load(cfg.latency_table)
-    if table.key["model"] != model or tuple(table.key["input_size"]) != tuple(input_hw):
-        raise PddError(f"{cfg.latency_table} is the latency table of {table.key['model']} at {table.key['input_size']}, "
-                       f"not of {model} at {list(input_hw)}: make one with `pdd-edge latency-table {model}`")
-    return table
-
-
 def _validation_batch(data, n: int) -> torch.Tensor:
     images = []
     for x, _ in data.val.batches(min(n, 500), shuffle=False, augment=None, seed=0, epoch=0):
@@ -184,7 +172,7 @@ def config(run: RunDir, cfg: CompressConfig, measure: bool = False) -> PruneConf
     here when the target declares none and this machine is its device: `measure`, which the
     up-front validation leaves off), else (with a latency target) to the multiple the latency
     table measured."""
-    latency = cfg.target_latency_ms is not None or cfg.target_speedup is not None
+    latency = cfg.latency_target is not None
     round_to = cfg.round_to  # a given 0 is refused by PruneConfig, as by `prune`
     if round_to is None:
         if latency:
