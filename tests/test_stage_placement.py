@@ -57,7 +57,7 @@ def test_stage_placement_prunes_exactly_with_index_maps_only_where_a_stage_begin
 
 def test_stage_placement_exports_fewer_gathers_than_block_placement():
     pytest.importorskip("onnxscript")
-    from pdd_edge.stages.export import to_onnx
+    from pdd_edge.onnx.convert import to_onnx
 
     def gathers(placement: str) -> int:
         model = masked(3, placement)
