@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import file_sha256
+from pdd_edge.zoo.registry import MODELS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -80,8 +81,6 @@ def is_file_spec(text: str) -> bool:
 
 def parse(text: str, args: Mapping[str, Any] | None = None) -> ModelSpec:
     """A spec from its text, refusing malformed ones with the accepted forms."""
-    from pdd_edge import zoo
-
     text = str(text).strip()
     args = dict(args or {})
     if not text:
@@ -100,11 +99,11 @@ def parse(text: str, args: Mapping[str, Any] | None = None) -> ModelSpec:
         if not name:
             raise PddError(f"model spec {text!r} names no model after {prefix}:; e.g. {prefix}:resnet18")
         return ModelSpec(text, prefix.lower(), name, None, args)
-    if text.lower() in zoo.MODELS:
-        return ModelSpec(text.lower(), "zoo", text.lower(), None, zoo.MODELS[text.lower()].check_options(args))
-    close = difflib.get_close_matches(text.lower(), list(zoo.MODELS), n=1)
+    if text.lower() in MODELS:
+        return ModelSpec(text.lower(), "zoo", text.lower(), None, MODELS[text.lower()].check_options(args))
+    close = difflib.get_close_matches(text.lower(), list(MODELS), n=1)
     hint = f"did you mean {close[0]}? " if close else ""
-    raise PddError(f"unknown model {text!r}; {hint}give a zoo model ({', '.join(zoo.MODELS)}), "
+    raise PddError(f"unknown model {text!r}; {hint}give a zoo model ({', '.join(MODELS)}), "
                    "torchvision:NAME, timm:NAME or path/to/file.py:FUNCTION")
 
 
