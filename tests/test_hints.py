@@ -105,8 +105,8 @@ def test_compress_teacher_weights_of_a_file_model_name_the_teacher_spec_to_pass(
 
 
 def test_prune_with_another_model_file_says_it_is_another_file_not_a_changed_one(tmp_path, file_model, monkeypatch):
-    from pdd_edge.nn.masks import attach_masks
     from pdd_edge.zoo import specs
+    from pdd_edge.zoo.masks import attach_masks
 
     _, source = file_model
     masked = zoo.build(f"{source}:branchy")

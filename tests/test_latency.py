@@ -15,9 +15,9 @@ from pdd_edge.latency import layers, multiple
 from pdd_edge.latency.model import Grid, LatencyModel, load
 from pdd_edge.latency.table import grid_counts, layer_plan, random_plan
 from pdd_edge.nn.budget import LatencyBudget, deployed_counts
-from pdd_edge.nn.masks import attach_masks, get_masks, open_counts
 from pdd_edge.nn.pruning import plan_from_masks
 from pdd_edge.profiling.targets import load_target, parse_target
+from pdd_edge.zoo.masks import attach_masks, get_masks, open_counts
 from tests.helpers import files_in, run_cli
 from tests.test_cli_core import assert_usage_error
 

@@ -38,7 +38,7 @@ from pdd_edge import zoo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
-from pdd_edge.nn.masks import get_masks, load_mask_logits, mask_logits
+from pdd_edge.zoo.masks import get_masks, load_mask_logits, mask_logits
 from pdd_edge.zoo.protocol import prunable
 from pdd_edge.zoo.traced import with_metadata
 

@@ -72,7 +72,7 @@ def zoo_checkpoint(name: str, pruned: bool, path: Path, seed: int = 0) -> tuple[
 
 def masked_checkpoint(path: Path) -> Path:
     """A distill-prune checkpoint: PDD masks still attached, nothing pruned yet."""
-    from pdd_edge.nn.masks import attach_masks
+    from pdd_edge.zoo.masks import attach_masks
 
     model = zoo.build("resnet20", 10)
     attach_masks(model)
