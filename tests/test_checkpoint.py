@@ -3,10 +3,10 @@ import collections
 import pytest
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo.masks import attach_masks, get_masks
 from tests.conftest import AKAMASTER, shared_file
 

@@ -12,11 +12,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.cli.shared import command
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.training.divergence import Diverged
-from pdd_edge.zoo import checkpoint as ckpt_io
 from tests.helpers import files_in, run_cli
 from tests.test_cli_core import assert_usage_error
 

@@ -237,7 +237,7 @@ def test_prune_cli_names_the_latency_target_when_it_closes_channels_for_it(tmp_p
     # Issue 22 item 11: closing channels for a latency target printed `--min-macs-reduction None`
     # and crashed with a TypeError after the pruned file was written.
     from pdd_edge.data import load_dataset
-    from pdd_edge.zoo import checkpoint as ckpt_io
+    from pdd_edge import checkpoint as ckpt_io
 
     model = zoo.build("resnet20")
     attach_masks(model, "open")

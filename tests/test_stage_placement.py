@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.nn.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
-from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo.cost import fvcore_counts
 from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
 

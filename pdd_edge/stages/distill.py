@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
@@ -31,7 +32,6 @@ from pdd_edge.training.divergence import below_chance, can_judge
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles, summary
 from pdd_edge.training.runtime import Runtime
 from pdd_edge.training.tasks import DistillTask
-from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo import specs
 from pdd_edge.zoo.masks import attach_masks, check_init, dense_cost, mask_stats
 from pdd_edge.zoo.protocol import prunable

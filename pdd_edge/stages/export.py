@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
@@ -25,7 +26,6 @@ from pdd_edge.onnx.convert import to_onnx
 from pdd_edge.onnx.meta import OnnxMeta, write_meta
 from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.stages import StageResult
-from pdd_edge.zoo import checkpoint as ckpt_io
 
 if TYPE_CHECKING:
     from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)

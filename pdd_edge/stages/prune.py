@@ -15,6 +15,7 @@ from typing import Any, TYPE_CHECKING
 
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
@@ -24,7 +25,6 @@ from pdd_edge.nn.pruning import logit_gap, masked_reference, plan_from_masks, pr
 from pdd_edge.stages import StageResult
 from pdd_edge.tolerance import LogitTolerance
 from pdd_edge.training.tasks import Normalize
-from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo.cost import fvcore_counts
 from pdd_edge.zoo.masks import dense_cost, mask_points, open_counts
 from pdd_edge.zoo.protocol import prunable

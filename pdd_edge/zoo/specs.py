@@ -11,7 +11,7 @@ downloaded: torchvision and timm builders are called without pretrained weights.
 
 A file spec runs that file's code, as `uvicorn module:app` does. pdd-edge does so only when the
 command line names the file: a checkpoint records the file's path and sha256 but never causes
-the file to run by itself (see `zoo.checkpoint`).
+the file to run by itself (see `pdd_edge.checkpoint`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ _TRUSTED: set[tuple[str, str]] = set()  # (resolved file, function) that this pr
 
 def trust(spec: ModelSpec) -> None:
     """Record that the caller (the command line, or code that names the spec) runs this file.
-    A checkpoint of a file model rebuilds only from a trusted file (see `zoo.checkpoint`)."""
+    A checkpoint of a file model rebuilds only from a trusted file (see `pdd_edge.checkpoint`)."""
     if spec.is_file:
         _TRUSTED.add((str(_user_file(spec).resolve()), spec.target))
 

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data import load_dataset
 from pdd_edge.onnx.meta import OnnxMeta, write_meta
-from pdd_edge.zoo import checkpoint as ckpt_io
 
 DIGITS_CLASSES = [str(d) for d in range(10)]
 

@@ -162,7 +162,7 @@ def test_dependency_analysis_that_runs_too_long_is_stopped_with_a_message(monkey
 def test_module_that_checks_its_state_dict_version_reloads_after_pruning(tmp_path):
     # torchvision's MNASNet refuses a state dict without its version metadata; checkpoints are plain dicts
     from pdd_edge.data.preprocess import Preprocess
-    from pdd_edge.zoo import checkpoint as ckpt_io
+    from pdd_edge import checkpoint as ckpt_io
 
     model = masked("torchvision:mnasnet0_5", lambda p, c: torch.where(torch.arange(c) % 2 == 0, 1.0, -1.0))
     _, pruned = check_exact(model, "torchvision:mnasnet0_5")
