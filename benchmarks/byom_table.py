@@ -41,8 +41,8 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--min-time", type=float, default=20.0, help="seconds of timed runs per file, at least")
     args = ap.parse_args()
-    from pdd_edge.nn.masks import dense_cost
-    from pdd_edge.zoo import checkpoint as ckpt_io
+    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge.zoo.masks import dense_cost
 
     onnx_dir = args.out / "onnx"
     onnx_dir.mkdir(exist_ok=True)

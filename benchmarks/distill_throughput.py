@@ -89,13 +89,13 @@ def stream_once(threads: int, amp: str, fast: str, args: argparse.Namespace, out
     """One in-process training run of a masked MobileNetV2 at 224x224 on the streamed folder."""
     import torch
 
+    from pdd_edge import checkpoint as ckpt_io
     from pdd_edge import zoo
     from pdd_edge.data.imagefolder import load_imagefolder
-    from pdd_edge.nn.masks import attach_masks
     from pdd_edge.training.loop import Fit, OptimConfig, TrainFiles
     from pdd_edge.training.runtime import Runtime
     from pdd_edge.training.tasks import SupervisedTask
-    from pdd_edge.zoo import checkpoint as ckpt_io
+    from pdd_edge.zoo.masks import attach_masks
 
     torch.set_num_threads(threads)
     options = FAST_MODES[fast]

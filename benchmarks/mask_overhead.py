@@ -21,8 +21,8 @@ import torch
 
 from pdd_edge import zoo
 from pdd_edge.data import load_dataset
-from pdd_edge.nn.masks import attach_masks
 from pdd_edge.training.tasks import DistillTask
+from pdd_edge.zoo.masks import attach_masks
 
 
 def main() -> None:

@@ -20,12 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import dense_cost
 from pdd_edge.stages import distill, finetune, prune
 from pdd_edge.stages import teacher as teacher_stage
-from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.zoo.masks import dense_cost
 
 PAPER = {  # Dan et al. 2024, abstract (CIFAR-10): FLOPs reduction, params removed, top-1 change
     ("resnet20", "resnet56"): (39.53, 32.77, +0.17),

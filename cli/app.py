@@ -1,4 +1,5 @@
-"""The `pdd-edge` Typer application. Each command lives in `cli/<command>.py` and registers itself here."""
+"""The `pdd-edge` Typer application. Each command is a plain function in `cli/<command>.py`;
+this module registers them (COMMANDS), so that no command module imports the application."""
 
 from __future__ import annotations
 
@@ -8,6 +9,26 @@ from typing import Annotated, Any, Iterator
 
 import typer
 from typer.core import TyperGroup
+
+# Each command module defines its command function; imports stay light (no torch at import).
+from pdd_edge.cli import (
+    compress,
+    distill,
+    evaluate,
+    export,
+    finetune,
+    gate,
+    latency_table,
+    models,
+    profile,
+    prune,
+    quantize,
+    report,
+    simplify,
+    targets,
+    train,
+)
+from pdd_edge.cli.shared import _escape, command, fail
 
 # The exceptions of the click that typer runs on (recent typers carry their own copy of click).
 _click_errors = importlib.import_module(typer.BadParameter.__module__)
@@ -35,8 +56,6 @@ def _one_line() -> Iterator[None]:
     except _click_errors.UsageError as exc:
         if isinstance(exc, _HELP_WITHOUT_ARGS):
             raise
-        from pdd_edge.cli.shared import _escape, fail
-
         message = " ".join(exc.format_message().split()).rstrip(".")
         if exc.ctx is not None:
             message += f"; see {exc.ctx.command_path} --help"
@@ -68,30 +87,39 @@ def _options(
     pass
 
 
+# (name, function, click settings) of every command, in the order `pdd-edge --help` lists them.
+COMMANDS = [
+    ("compress", compress.compress_command, {}),
+    ("distill", distill.distill_command, {}),
+    ("evaluate", evaluate.evaluate_command, {}),
+    ("export", export.export_command, {}),
+    ("finetune", finetune.finetune_command, {}),
+    ("gate", gate.gate_command, {}),
+    ("latency-table", latency_table.latency_table_command, {}),
+    ("models", models.models_command, {}),
+    # Extra arguments are let through to say what replaced `--json FILE` (before --json printed to stdout).
+    ("profile", profile.profile_command, {"context_settings": {"allow_extra_args": True}}),
+    ("prune", prune.prune_command, {}),
+    ("quantize", quantize.quantize_command, {}),
+    ("report", report.report_command, {}),
+    ("simplify", simplify.simplify_command, {}),
+    ("train", train.train_command, {}),
+]
+# `pdd-edge targets list|show`: a group of its own.
+TARGETS_COMMANDS = [("list", targets.list_command), ("show", targets.show_command)]
+
+
 def _register() -> None:
-    # Each command module adds its commands to `app`; imports stay light (no torch at import).
-    from pdd_edge.cli import (  # noqa: F401
-        compress,
-        distill,
-        evaluate,
-        export,
-        finetune,
-        gate,
-        latency_table,
-        models,
-        profile,
-        prune,
-        quantize,
-        report,
-        simplify,
-        targets,
-        train,
-    )
-
-
-def main() -> None:
-    _register()
-    app()
+    for name, function, settings in COMMANDS:
+        command(app, name, **settings)(function)
+    targets_app = typer.Typer(help=targets.HELP, no_args_is_help=True)
+    for name, function in TARGETS_COMMANDS:
+        command(targets_app, name)(function)
+    app.add_typer(targets_app, name="targets")
 
 
 _register()
+
+
+def main() -> None:
+    app()

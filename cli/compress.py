@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, data_config, err, norm_override, out, warn_foreign
+from pdd_edge.cli.shared import data_config, err, norm_override, out, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
@@ -16,7 +15,6 @@ from pdd_edge.config import recipe_help
 from pdd_edge.errors import require_torch
 
 
-@command(app, "compress")
 def compress_command(
     *,
     student: Annotated[str, typer.Option("--student", "-s", callback=o.trusted_spec, help=f"The student: {o.SPEC_FORMS}.")] = "resnet20",

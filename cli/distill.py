@@ -7,13 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, data_config, err, norm_override, optim_overrides, print_fit_summary
+from pdd_edge.cli.shared import data_config, err, norm_override, optim_overrides, print_fit_summary
 
 from pdd_edge.errors import require_torch
 
 
-@command(app, "distill")
 def distill_command(
     *,
     student: Annotated[str, typer.Option("--student", "-s", callback=o.trusted_spec, help=f"The student: {o.SPEC_FORMS}.")],

@@ -7,13 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, data_config, err, norm_override, out, print_json
+from pdd_edge.cli.shared import data_config, err, norm_override, out, print_json
 
 from pdd_edge.errors import PddError, require_torch
 
 
-@command(app, "evaluate")
 def evaluate_command(
     path: Annotated[Optional[Path], typer.Argument(help="A checkpoint (.pt/.pth/.th) or an ONNX model (.onnx); or give it with --weights.")] = None,
     *,

@@ -7,14 +7,12 @@ from typing import Annotated
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import Out, command, data_config, norm_override, out, print_json, print_parity, size
+from pdd_edge.cli.shared import Out, data_config, norm_override, out, print_json, print_parity, size
 
 from pdd_edge.errors import require_torch
 from pdd_edge.fileio import check_output
 
 
-@command(app, "export")
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="A pruned (or never-masked) checkpoint.")],
     *,

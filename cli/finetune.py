@@ -7,13 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, data_config, norm_override, optim_overrides, print_fit_summary
+from pdd_edge.cli.shared import data_config, norm_override, optim_overrides, print_fit_summary
 
 from pdd_edge.errors import require_torch
 
 
-@command(app, "finetune")
 def finetune_command(
     checkpoint: Annotated[Path, typer.Argument(help="A pruned checkpoint (from `pdd-edge prune`).")],
     *,

@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import Json, command, err, out, print_json, warn_foreign
+from pdd_edge.cli.shared import Json, err, out, print_json, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
 from pdd_edge.errors import FAILURE
 
 
-@command(app, "gate")
 def gate_command(
     report: Annotated[Path, typer.Argument(help="A report-<target>.json, or a run directory.")],
     *,

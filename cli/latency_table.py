@@ -7,14 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, err, out, print_json
+from pdd_edge.cli.shared import err, out, print_json
 from rich.table import Table
 
 from pdd_edge.errors import PddError, require_torch
 
 
-@command(app, "latency-table")
 def latency_table_command(
     model: Annotated[str, typer.Argument(help=f"The network: {o.SPEC_FORMS}.")],
     *,

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import Json, command, out, print_json
+from pdd_edge.cli.shared import Json, out, print_json
 from rich.markup import escape
 from rich.table import Table
 
@@ -19,7 +18,6 @@ with --model-arg KEY=VALUE for the builder and --input-size H or H,W.
 `pdd-edge models SPEC` shows the channel groups PDD finds in a model."""
 
 
-@command(app, "models")
 def models_command(
     spec: Annotated[Optional[str], typer.Argument(callback=o.trusted_spec, help=f"Show the channel groups of one model: {o.SPEC_FORMS}.")] = None,
     *,

@@ -6,16 +6,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import Json, command, err, out, parse_ints, print_json, warn_foreign
+from pdd_edge.cli.shared import Json, err, out, parse_ints, print_json, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
 from pdd_edge.errors import PddError
 
 
-# Extra arguments are let through to say what replaced `--json FILE` (before --json printed to stdout).
-@command(app, "profile", context_settings={"allow_extra_args": True})
 def profile_command(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="The ONNX model to profile (any ONNX classifier).")],

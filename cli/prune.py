@@ -7,15 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, data_config, err, out, print_json
+from pdd_edge.cli.shared import data_config, err, out, print_json
 from rich.table import Table
 
 from pdd_edge.errors import require_torch
 from pdd_edge.fileio import check_output
 
 
-@command(app, "prune")
 def prune_command(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint with masks, written by `pdd-edge distill`.")],
     *,

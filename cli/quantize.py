@@ -6,14 +6,12 @@ from typing import Annotated, Optional
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import OnnxPath, Out, command, data_config, norm_override, out, print_json, size
+from pdd_edge.cli.shared import OnnxPath, Out, data_config, norm_override, out, print_json, size
 
 from pdd_edge.errors import PddError, require_torch
 from pdd_edge.fileio import check_output
 
 
-@command(app, "quantize")
 def quantize_command(
     model_path: OnnxPath,
     *,

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, err, out, warn_foreign
+from pdd_edge.cli.shared import err, out, warn_foreign
 
 
-@command(app, "report")
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `pdd-edge compress`.")],
     *,

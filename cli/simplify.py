@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
 from pdd_edge.cli.shared import (
     OnnxPath,
     Out,
-    command,
     data_config,
     err,
     norm_override,
@@ -21,7 +19,6 @@ from pdd_edge.errors import require_torch
 from pdd_edge.fileio import check_output
 
 
-@command(app, "simplify")
 def simplify_command(
     model_path: OnnxPath,
     *,

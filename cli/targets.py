@@ -5,16 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import Json, command, out, print_json
+from pdd_edge.cli.shared import Json, out, print_json
 from rich.table import Table
 
-targets_app = typer.Typer(help="Device targets: built-in TOML descriptions, or your own .toml file.",
-                          no_args_is_help=True)
-app.add_typer(targets_app, name="targets")
+# The help of the `targets` group, which app.py makes of `list_command` and `show_command`.
+HELP = "Device targets: built-in TOML descriptions, or your own .toml file."
 
 
-@command(targets_app, "list")
 def list_command(*, json_out: Json = False) -> None:
     """List the built-in targets."""
     from pdd_edge.profiling.targets import builtin_names, load_target
@@ -37,7 +34,6 @@ def list_command(*, json_out: Json = False) -> None:
     out.print(table)
 
 
-@command(targets_app, "show")
 def show_command(
     target: Annotated[str, typer.Argument(help="A built-in target name or a path to a .toml file.")],
     *,

@@ -7,14 +7,12 @@ from typing import Annotated
 
 import typer
 from pdd_edge.cli import shared as o
-from pdd_edge.cli.app import app
-from pdd_edge.cli.shared import command, data_config, norm_override, optim_overrides, print_fit_summary
+from pdd_edge.cli.shared import data_config, norm_override, optim_overrides, print_fit_summary
 
 from pdd_edge.errors import require_torch
 from pdd_edge.fileio import check_output
 
 
-@command(app, "train")
 def train_command(
     *,
     model: Annotated[str, typer.Option("--model", "-m", callback=o.trusted_spec, help=f"The model to train: {o.SPEC_FORMS}.")],

@@ -3,11 +3,11 @@ import collections
 import pytest
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import attach_masks, get_masks
-from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.zoo.masks import attach_masks, get_masks
 from tests.conftest import AKAMASTER, shared_file
 
 PRE = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(32, 32))

@@ -183,7 +183,7 @@ def test_short_t_means_target_wherever_it_exists(tmp_path):
 
 
 def test_distill_and_finetune_name_the_teacher_option_for_a_teachers_file(teacher, tmp_path):
-    from pdd_edge.zoo import checkpoint as ckpt_io
+    from pdd_edge import checkpoint as ckpt_io
 
     bare = tmp_path / "bare.pt"
     torch.save(zoo.build("resnet20").state_dict(), bare)

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
-from pdd_edge.nn.masks import attach_masks, get_masks
-from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.zoo.masks import attach_masks, get_masks
 from tests.helpers import cli_json, files_in, run_cli
 from tests.test_cli_core import assert_usage_error
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from pdd_edge import zoo
-from pdd_edge.nn.masks import attach_masks, load_mask_logits, mask_points, open_counts
 from pdd_edge.zoo.cost import fvcore_counts
+from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
 
 FAMILIES = ["resnet20", "resnet32", "vgg11", "vgg13"]
 

@@ -170,8 +170,8 @@ def test_compress_teacher_at_chance_exits_1_and_neither_caches_nor_hands_it_on(t
 
 
 def test_distill_from_a_teacher_at_chance_says_the_teacher_is_the_cause(tmp_path):
+    from pdd_edge import checkpoint as ckpt_io
     from pdd_edge import zoo
-    from pdd_edge.zoo import checkpoint as ckpt_io
 
     torch.manual_seed(0)
     teacher = ckpt_io.save(tmp_path / "T.pt", ckpt_io.checkpoint_dict(  # untrained: at chance

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from pdd_edge import zoo
-from pdd_edge.nn.masks import attach_masks
 from pdd_edge.training.runtime import Runtime
+from pdd_edge.zoo.masks import attach_masks
 from tests.helpers import files_in, run_cli
 from tests.test_sync_free_step import GOLDEN_HISTORY
 from tests.test_training_loop import make_fit

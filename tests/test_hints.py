@@ -12,11 +12,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.cli.shared import command
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.training.divergence import Diverged
-from pdd_edge.zoo import checkpoint as ckpt_io
 from tests.helpers import files_in, run_cli
 from tests.test_cli_core import assert_usage_error
 
@@ -105,8 +105,8 @@ def test_compress_teacher_weights_of_a_file_model_name_the_teacher_spec_to_pass(
 
 
 def test_prune_with_another_model_file_says_it_is_another_file_not_a_changed_one(tmp_path, file_model, monkeypatch):
-    from pdd_edge.nn.masks import attach_masks
     from pdd_edge.zoo import specs
+    from pdd_edge.zoo.masks import attach_masks
 
     _, source = file_model
     masked = zoo.build(f"{source}:branchy")

@@ -16,9 +16,9 @@ from pdd_edge.latency.model import Grid, LatencyModel, load
 from pdd_edge.latency.table import grid_counts, layer_plan, random_plan
 from pdd_edge.latency.target import LatencyTarget, check_fits
 from pdd_edge.nn.budget import LatencyBudget, deployed_counts
-from pdd_edge.nn.masks import attach_masks, get_masks, open_counts
 from pdd_edge.nn.pruning import plan_from_masks
 from pdd_edge.profiling.targets import load_target, parse_target
+from pdd_edge.zoo.masks import attach_masks, get_masks, open_counts
 from tests.helpers import files_in, run_cli
 from tests.test_cli_core import assert_usage_error
 
@@ -238,7 +238,7 @@ def test_prune_cli_names_the_latency_target_when_it_closes_channels_for_it(tmp_p
     # Issue 22 item 11: closing channels for a latency target printed `--min-macs-reduction None`
     # and crashed with a TypeError after the pruned file was written.
     from pdd_edge.data import load_dataset
-    from pdd_edge.zoo import checkpoint as ckpt_io
+    from pdd_edge import checkpoint as ckpt_io
 
     model = zoo.build("resnet20")
     attach_masks(model, "open")

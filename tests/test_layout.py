@@ -1,5 +1,5 @@
-"""The house rules of the source tree: every command and stage has its room, and only RunDir
-knows where a run keeps its files."""
+"""The house rules of the source tree: every command and stage has its room, only RunDir knows
+where a run keeps its files, and imports only point down the floors of FLOORS."""
 
 import ast
 import re
@@ -85,3 +85,136 @@ def test_prunable_refuses_a_module_without_the_interface():
 
     with pytest.raises(PddError, match="Linear does not offer"):
         prunable(torch.nn.Linear(2, 2))
+
+
+# --- floors: every import points down ---------------------------------------------------------
+
+# The rooms of the package, top floor first. A module may import its own room or a room on a
+# lower floor; rooms that share a floor do not import each other. A room is a subpackage of
+# pdd_edge or a module directly in it ("__init__" is pdd_edge/__init__.py, the version); the CLI
+# (./cli) is installed as pdd_edge.cli, the target files (./targets) as pdd_edge.targets. Measured with the AST walk below, function-level and
+# `if TYPE_CHECKING:` imports included (a lazy import is still a dependency, just a late one).
+FLOORS = [
+    ["__main__"],
+    ["cli"],
+    ["pipeline"],
+    ["stages"],
+    ["config", "latency", "report"],
+    ["profiling"],
+    ["onnx", "training"],
+    ["checkpoint"],  # checkpoint I/O rebuilds zoo models with their masks and preprocessing
+    ["data", "nn"],
+    ["zoo"],  # the models, their prunable-model protocol, costs and mask gates
+    ["artifact"],
+    ["locking"],
+    ["fileio", "tolerance"],
+    ["errors", "__init__", "targets"],  # targets: TOML files, read by profiling as package data
+]
+FLOOR_OF = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
+
+
+def _source_modules() -> dict[str, Path]:
+    """Every module of the installed package by dotted name (./cli as pdd_edge.cli, ./targets as
+    pdd_edge.targets: pyproject.toml's package-dir)."""
+    found = {}
+    for base, prefix in ((ROOT / "pdd_edge", ["pdd_edge"]), (ROOT / "cli", ["pdd_edge", "cli"]),
+                         (ROOT / "targets", ["pdd_edge", "targets"])):
+        for path in base.rglob("*.py"):
+            parts = [*prefix, *path.relative_to(base).with_suffix("").parts]
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+MODULES = _source_modules()
+
+
+def _owner(name: str) -> str | None:
+    """The pdd_edge module `name` lives in: itself, or the module that defines it (an attribute)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _imports(module: str) -> list[tuple[str, int]]:
+    """(imported pdd_edge module, line) of every import statement in `module`, at any depth."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolved against this module's package
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            # `from pkg import name` imports the submodule pkg.name when there is one
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+        else:
+            continue
+        found += [(owner, node.lineno) for owner in sorted(set(map(_owner, names)) - {None, module})]
+    return found
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return "__init__" if len(parts) == 1 else parts[1]
+
+
+IMPORTS = {module: _imports(module) for module in MODULES}
+
+
+def test_the_floor_table_names_every_room_once():
+    rooms = {_room(m) for m in MODULES}
+    listed = [room for floor in FLOORS for room in floor]
+    assert sorted(set(listed)) == sorted(listed), "a room is on two floors"
+    assert sorted(rooms - set(listed)) == [], "rooms missing from FLOORS"
+    assert sorted(set(listed) - rooms) == [], "FLOORS names rooms that do not exist"
+
+
+def test_every_import_stays_in_its_room_or_points_to_a_lower_floor():
+    offenders = []
+    for module, imported in IMPORTS.items():
+        for target, line in imported:
+            here, there = _room(module), _room(target)
+            if here != there and FLOOR_OF[there] <= FLOOR_OF[here]:
+                offenders.append(f"{MODULES[module].relative_to(ROOT)}:{line} ({here}) imports {target} ({there})")
+    assert offenders == []
+
+
+def test_no_import_cycle_among_modules():
+    """Depth-first search for a back edge; the cycle it closes is the failure message."""
+    state: dict[str, str] = {}  # "open" while on the stack, "done" after
+    stack: list[str] = []
+    cycles = []
+
+    def visit(module: str) -> None:
+        state[module] = "open"
+        stack.append(module)
+        for target, _ in IMPORTS[module]:
+            if state.get(target) == "open":
+                cycles.append(" -> ".join([*stack[stack.index(target):], target]))
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[module] = "done"
+
+    for module in sorted(MODULES):
+        if module not in state:
+            visit(module)
+    assert cycles == []
+
+
+def test_the_import_walk_sees_function_level_type_checking_relative_and_attribute_imports(tmp_path, monkeypatch):
+    """The floors above hold only if the walk misses no kind of import."""
+    source = tmp_path / "probe.py"
+    source.write_text("import pdd_edge.errors\n"
+                      "if TYPE_CHECKING:\n"
+                      "    from pdd_edge.data import catalog\n"
+                      "def f():\n"
+                      "    from pdd_edge.zoo import build, protocol\n"
+                      "    from .stages import prune\n")
+    monkeypatch.setitem(MODULES, "pdd_edge.probe", source)
+    assert sorted(_imports("pdd_edge.probe")) == [
+        ("pdd_edge.data.catalog", 3), ("pdd_edge.errors", 1), ("pdd_edge.stages.prune", 6), ("pdd_edge.zoo", 5),
+        ("pdd_edge.zoo.protocol", 5)]

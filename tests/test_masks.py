@@ -3,7 +3,7 @@ import torch
 
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import (
+from pdd_edge.zoo.masks import (
     ChannelMask,
     attach_masks,
     binary_gate,

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import attach_masks, load_mask_logits, mask_points, open_counts
 from pdd_edge.nn.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
 from pdd_edge.zoo.cost import fvcore_counts
+from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
 
 TOL = 1e-4
 

@@ -25,7 +25,7 @@ def test_budget_ramp_aims_at_a_growing_share_of_the_target_then_the_target():
 
 def test_budget_error_is_measured_against_the_ramped_target():
     from pdd_edge import zoo
-    from pdd_edge.nn.masks import attach_masks
+    from pdd_edge.zoo.masks import attach_masks
 
     model = zoo.build("resnet20")
     attach_masks(model, "open")  # every channel open: relative MACs 1.0

@@ -8,10 +8,10 @@ from collections import OrderedDict
 import pytest
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import ChannelMask
 from pdd_edge.training.runtime import Runtime, resolve_amp, resolve_device
-from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.zoo.masks import ChannelMask
 from tests.helpers import files_in, run_cli
 from tests.test_training_loop import make_fit
 

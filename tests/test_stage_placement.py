@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import attach_masks, load_mask_logits, mask_points, open_counts
 from pdd_edge.nn.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
-from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo.cost import fvcore_counts
+from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
 
 STAGE = {"mask_placement": "stage"}
 
@@ -57,7 +57,7 @@ def test_stage_placement_prunes_exactly_with_index_maps_only_where_a_stage_begin
 
 def test_stage_placement_exports_fewer_gathers_than_block_placement():
     pytest.importorskip("onnxscript")
-    from pdd_edge.stages.export import to_onnx
+    from pdd_edge.onnx.convert import to_onnx
 
     def gathers(placement: str) -> int:
         model = masked(3, placement)

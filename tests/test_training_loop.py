@@ -5,15 +5,15 @@ import json
 import pytest
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data.base import Augment, Dataset, TensorSource
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import attach_masks
 from pdd_edge.training import progress as progress_mod
 from pdd_edge.training.loop import Fit, OptimConfig, TrainFiles, scaled_milestones
 from pdd_edge.training.tasks import SupervisedTask
-from pdd_edge.zoo import checkpoint as ckpt_io
+from pdd_edge.zoo.masks import attach_masks
 
 PRE = Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(32, 32))
 

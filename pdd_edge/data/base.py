@@ -14,20 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from pdd_edge.data.dataset import Augment, Dataset  # noqa: F401 (re-exported; torch-free there)
-
-
-class Source(Protocol):
-    def __len__(self) -> int: ...
-
-    def batches(self, batch_size: int, *, shuffle: bool, augment: Augment | None, seed: int, epoch: int,
-                rank: int = 0, world: int = 1, drop_last: bool = False, device: torch.device | None = None,
-                workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

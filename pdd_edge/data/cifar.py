@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdd_edge.data import check_dataset, cifar_missing
 from pdd_edge.data.base import Augment, Dataset, TensorSource, resize_uint8
+from pdd_edge.data.catalog import check_dataset, cifar_missing
 from pdd_edge.data.preprocess import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Preprocess, height_width
 from pdd_edge.errors import PddError
 

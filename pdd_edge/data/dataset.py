@@ -7,12 +7,12 @@ model on (`data.image_files`); the torch-backed sources live in `data.base`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 from pdd_edge.data.preprocess import Preprocess
 
 if TYPE_CHECKING:
-    from pdd_edge.data.base import Source
+    import torch
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,17 @@ class Augment:
     def for_size(cls, size: tuple[int, int], hflip: bool) -> Augment:
         """The PDD/CIFAR padding (4 px at 32x32) scaled to the shorter side."""
         return cls(pad=min(size) // 8, hflip=hflip)
+
+
+class Source(Protocol):
+    """A split's images and labels (the torch-backed ones are in `data.base`); here, beside the
+    Dataset that holds two of them, so that this module needs nothing of `data.base`."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, batch_size: int, *, shuffle: bool, augment: Augment | None, seed: int, epoch: int,
+                rank: int = 0, world: int = 1, drop_last: bool = False, device: torch.device | None = None,
+                workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
 @dataclass

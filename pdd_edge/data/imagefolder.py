@@ -16,10 +16,11 @@ from typing import Iterator
 
 import torch
 
-from pdd_edge.data import check_dataset
-from pdd_edge.data.base import Augment, Dataset, EpochPlan, Source, TensorSource, to_device
-from pdd_edge.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, height_width
+from pdd_edge.data.base import Augment, Dataset, EpochPlan, TensorSource, to_device
+from pdd_edge.data.catalog import check_dataset
+from pdd_edge.data.dataset import Source
 from pdd_edge.data.image_files import check_same_classes, read_image
+from pdd_edge.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, height_width
 from pdd_edge.errors import PddError
 
 MEMORY_LIMIT_BYTES = 2 * 1024**3

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from pdd_edge.data import check_dataset, load_dataset
+from pdd_edge.data import load_dataset
+from pdd_edge.data.catalog import check_dataset
+from pdd_edge.data.checkpoint_info import CheckpointInfo
 from pdd_edge.data.preprocess import Preprocess, height_width, size_option
 from pdd_edge.errors import PddError, shortlist
 
 if TYPE_CHECKING:
     from pdd_edge.data.base import Dataset
-    from pdd_edge.zoo.checkpoint import CheckpointInfo
 
 
 @dataclass(frozen=True)

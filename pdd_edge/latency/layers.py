@@ -17,8 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pdd_edge.errors import PddError
-
-OPSET = 18  # the exporter's (stages/export.py); a layer file must run wherever the model does
+from pdd_edge.onnx.convert import OPSET  # a layer file must run wherever the model does
 
 
 @dataclass(frozen=True)

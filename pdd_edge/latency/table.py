@@ -158,8 +158,7 @@ def _deployable(model, input_hw: tuple[int, int], path: Path) -> None:
     """The network as `compress` deploys it: exported to ONNX and simplified by onnxsim."""
     import onnx
 
-    from pdd_edge.stages.export import to_onnx
-    from pdd_edge.stages.simplify import simplify_proto
+    from pdd_edge.onnx.convert import simplify_proto, to_onnx
 
     onnx.save(simplify_proto(to_onnx(model.eval(), input_hw)), str(path))
 

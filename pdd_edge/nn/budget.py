@@ -44,8 +44,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pdd_edge.nn.masks import open_counts
 from pdd_edge.nn.pruning import deployed_width
+from pdd_edge.zoo.masks import open_counts
 from pdd_edge.zoo.protocol import prunable
 
 # Gains chosen on digits (ResNet20 from a ResNet20 teacher, 10 epochs): targets 0.3, 0.5 and 0.7

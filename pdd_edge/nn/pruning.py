@@ -36,7 +36,7 @@ from torch import nn
 
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import get_masks, load_mask_logits, mask_points
+from pdd_edge.zoo.masks import get_masks, load_mask_logits, mask_points
 from pdd_edge.zoo.protocol import prunable
 from pdd_edge.zoo.traced import with_metadata
 

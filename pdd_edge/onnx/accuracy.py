@@ -22,7 +22,7 @@ from pdd_edge.onnx.meta import OnnxMeta
 from pdd_edge.onnx.runtime import RGB, GraphIO, run_logits
 
 if TYPE_CHECKING:
-    from pdd_edge.data.base import Dataset, Source
+    from pdd_edge.data.dataset import Dataset, Source
 
 
 def resolve_preprocess(meta: OnnxMeta, io: GraphIO, dataset: "Dataset", *, mean: Sequence[float] | None = None,

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
@@ -25,17 +26,16 @@ from pdd_edge.errors import PddError
 from pdd_edge.latency.target import LatencyTarget, check_fits, load_checked
 from pdd_edge.nn.budget import DEFAULT_RATE, LatencyBudget, MacsBudget, latency_stats
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
-from pdd_edge.nn.masks import attach_masks, check_init, dense_cost, mask_stats
 from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.accuracy import evaluate
 from pdd_edge.training.distributed import DistInfo
 from pdd_edge.training.divergence import below_chance, can_judge
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles, summary
-from pdd_edge.training.tasks import DistillTask
-from pdd_edge.zoo import checkpoint as ckpt_io
-from pdd_edge.zoo import specs
-from pdd_edge.zoo.protocol import prunable
 from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.tasks import DistillTask
+from pdd_edge.zoo import specs
+from pdd_edge.zoo.masks import attach_masks, check_init, dense_cost, mask_stats
+from pdd_edge.zoo.protocol import prunable
 
 # PDD reference recipe for CIFAR-10 (PDD_METHOD.md): 50 epochs, lr 0.01 (x0.1 at 20 and 40).
 RECIPE = Recipe(epochs=50, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(0.4, 0.8))

@@ -7,15 +7,14 @@ dataset and compare logits. The file is written (atomically) only when all of th
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
@@ -23,20 +22,13 @@ from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.fileio import atomic_path
 from pdd_edge.onnx import accuracy as onnx_accuracy
 from pdd_edge.onnx import parity, runtime
+from pdd_edge.onnx.convert import to_onnx
 from pdd_edge.onnx.meta import OnnxMeta, write_meta
 from pdd_edge.onnx.parity import ParityConfig
-from pdd_edge.onnx.quiet import quiet
 from pdd_edge.stages import StageResult
-from pdd_edge.zoo import checkpoint as ckpt_io
 
 if TYPE_CHECKING:
     from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
-
-# Opset 18 is what the torch.export-based exporter emits natively; asking it for 17 makes it
-# down-convert, which fails for Pad (used by the index-mapped shortcuts of pruned ResNets).
-OPSET = 18
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 
 
 @dataclass(frozen=True)
@@ -60,29 +52,6 @@ class ExportResult:
     parity_images: int
     tolerance: float  # the limit applied: atol + rtol * max|logit| (see pdd_edge/tolerance.py)
     tolerance_rule: str
-
-
-def to_onnx(model: nn.Module, input_hw: tuple[int, int]):
-    """Trace `model` to an ONNX ModelProto with a dynamic batch axis, without exporter chatter.
-
-    The torch.export-based exporter (`dynamo=True`) is used, not the TorchScript one: on the
-    same pruned ResNet-20 it gives 58 nodes, Conv+BN folded, against 232 from the TorchScript
-    exporter, whose lowering of the index-mapped shortcut's channel pad leaves a
-    ConstantOfShape/Concat/Reshape/Slice/Transpose/Cast subgraph per block that its constant
-    folding cannot fold (a negative-step Slice). The TorchScript exporter is also deprecated.
-    """
-    if importlib.util.find_spec("onnxscript") is None:
-        raise PddError("export needs onnxscript (the torch.onnx exporter's backend); "
-                       "install the training extra: pip install 'pdd-edge[train]'")
-    example = torch.zeros(2, 3, *input_hw)  # batch 2: a batch of 1 could be specialised away
-    batch = torch.export.Dim("batch", min=1)
-    with quiet("onnxscript", "torch.onnx", "torch.export", "torch._export"):
-        program = torch.onnx.export(
-            model, (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), verbose=False, optimize=True,
-            external_data=False,
-        )
-    return program.model_proto
 
 
 def opset_version(proto) -> int:

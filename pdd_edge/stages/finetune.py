@@ -13,17 +13,17 @@ from typing import Any
 
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
-from pdd_edge.nn.masks import dense_cost
 from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
-from pdd_edge.training.tasks import DistillTask, SupervisedTask
-from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.tasks import DistillTask, SupervisedTask
+from pdd_edge.zoo.masks import dense_cost
 
 # PDD reference fine-tuning: 150 epochs, lr 0.01 (x0.1 at 50 and 100).
 RECIPE = Recipe(epochs=150, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(1 / 3, 2 / 3))

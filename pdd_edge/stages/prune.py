@@ -15,19 +15,19 @@ from typing import Any, TYPE_CHECKING
 
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.latency.target import LatencyTarget, load_checked
 from pdd_edge.fileio import write_json
-from pdd_edge.nn.masks import dense_cost, mask_points, open_counts
 from pdd_edge.nn.pruning import logit_gap, masked_reference, plan_from_masks, prune
 from pdd_edge.stages import StageResult
 from pdd_edge.tolerance import LogitTolerance
 from pdd_edge.training.tasks import Normalize
-from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo.cost import fvcore_counts
+from pdd_edge.zoo.masks import dense_cost, mask_points, open_counts
 from pdd_edge.zoo.protocol import prunable
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig
 from pdd_edge.data.options import DataConfig, NormOverride
-from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
 from pdd_edge.onnx import parity, runtime
+from pdd_edge.onnx.convert import simplify_proto
 from pdd_edge.onnx.meta import copy_meta
 from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.onnx.source import open_onnx
@@ -52,17 +52,6 @@ class SimplifyResult:
     parity_images: int
     tolerance: float  # the limit applied: atol + rtol * max|logit| (see pdd_edge/tolerance.py)
     tolerance_rule: str
-
-
-def simplify_proto(model):
-    """onnxsim on a ModelProto; its failures (an op it cannot infer, ...) become one line."""
-    import onnxsim
-
-    try:
-        simplified, _ = onnxsim.simplify(model)
-    except Exception as exc:  # onnxsim raises RuntimeError, ValueError and its own types
-        raise PddError(f"onnxsim cannot simplify the model: {runtime.first_line(exc)}") from None
-    return simplified
 
 
 def simplify_model(cfg: SimplifyConfig, model_path: str | Path, out: str | Path) -> SimplifyResult:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import locking, zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
@@ -23,10 +24,9 @@ from pdd_edge.stages import StageResult
 from pdd_edge.training.distributed import barrier, dist_info
 from pdd_edge.training.divergence import chance_failure, model_at_chance
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
-from pdd_edge.training.tasks import SupervisedTask
-from pdd_edge.zoo import checkpoint as ckpt_io
-from pdd_edge.zoo import specs
 from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.tasks import SupervisedTask
+from pdd_edge.zoo import specs
 
 # He et al.'s CIFAR schedule (lr 0.1, x0.1 at 50 % and 75 % of the epochs).
 RECIPE = Recipe(epochs=200, lr=0.1, batch_size=128, weight_decay=5e-4, milestone_fractions=(0.5, 0.75))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pdd_edge.data.base import Source
+from pdd_edge.data.dataset import Source
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.training.distributed import DistInfo, all_reduce_sum
 from pdd_edge.training.tasks import Normalize

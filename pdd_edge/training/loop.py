@@ -29,18 +29,18 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import torch
 from torch import nn
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import locking
 from pdd_edge.data.base import Dataset
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import all_or_nothing, check_output_dir, write_json
 from pdd_edge.training.accuracy import evaluate
-from pdd_edge.training.divergence import Watch
 from pdd_edge.training.distributed import DistInfo, all_reduce_sum, dist_info, replica_spread, wrap
+from pdd_edge.training.divergence import Watch
 from pdd_edge.training.progress import EpochProgress
 from pdd_edge.training.runtime import Runtime
 from pdd_edge.training.stepsums import StepSums
-from pdd_edge.zoo import checkpoint as ckpt_io
 
 
 # Steps between two reads of the divergence flag on a GPU. A read waits for the queued kernels,
@@ -157,7 +157,7 @@ class TrainFiles:
 
 
 # The numbers of an epoch record that describe the chosen checkpoint: the epoch, its accuracy and,
-# for masked students, the masked network's size (see nn.masks.mask_stats).
+# for masked students, the masked network's size (see zoo.masks.mask_stats).
 SUMMARY_KEYS = ("epoch", "val_top1", "val_top5", "kept_pct", "masked_macs", "masked_params", "macs_reduction_pct",
                 "latency_pred_ms", "latency_reduction_pct")
 

@@ -12,7 +12,7 @@ DEFAULT_INPUT = (32, 32)
 
 def zoo_table(num_classes: int = 10) -> list[dict[str, Any]]:
     require_torch("pdd-edge models")
-    from pdd_edge.nn.masks import dense_cost
+    from pdd_edge.zoo.masks import dense_cost
 
     rows = []
     for name, spec in zoo.MODELS.items():
@@ -28,7 +28,7 @@ def describe(spec: str, *, args: dict[str, Any] | None = None, num_classes: int 
     """What PDD can do with one model: its mask points (channel groups), the groups left unmasked
     and why, and its MACs/params at `input_hw`."""
     require_torch("pdd-edge models")
-    from pdd_edge.nn.masks import dense_cost
+    from pdd_edge.zoo.masks import dense_cost
     from pdd_edge.zoo.protocol import prunable
 
     model = zoo.build(spec, num_classes=num_classes, args=args, input_size=input_hw)

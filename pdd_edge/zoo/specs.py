@@ -11,7 +11,7 @@ downloaded: torchvision and timm builders are called without pretrained weights.
 
 A file spec runs that file's code, as `uvicorn module:app` does. pdd-edge does so only when the
 command line names the file: a checkpoint records the file's path and sha256 but never causes
-the file to run by itself (see `zoo.checkpoint`).
+the file to run by itself (see `pdd_edge.checkpoint`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import file_sha256
+from pdd_edge.zoo.registry import MODELS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -54,7 +55,7 @@ _TRUSTED: set[tuple[str, str]] = set()  # (resolved file, function) that this pr
 
 def trust(spec: ModelSpec) -> None:
     """Record that the caller (the command line, or code that names the spec) runs this file.
-    A checkpoint of a file model rebuilds only from a trusted file (see `zoo.checkpoint`)."""
+    A checkpoint of a file model rebuilds only from a trusted file (see `pdd_edge.checkpoint`)."""
     if spec.is_file:
         _TRUSTED.add((str(_user_file(spec).resolve()), spec.target))
 
@@ -80,8 +81,6 @@ def is_file_spec(text: str) -> bool:
 
 def parse(text: str, args: Mapping[str, Any] | None = None) -> ModelSpec:
     """A spec from its text, refusing malformed ones with the accepted forms."""
-    from pdd_edge import zoo
-
     text = str(text).strip()
     args = dict(args or {})
     if not text:
@@ -100,11 +99,11 @@ def parse(text: str, args: Mapping[str, Any] | None = None) -> ModelSpec:
         if not name:
             raise PddError(f"model spec {text!r} names no model after {prefix}:; e.g. {prefix}:resnet18")
         return ModelSpec(text, prefix.lower(), name, None, args)
-    if text.lower() in zoo.MODELS:
-        return ModelSpec(text.lower(), "zoo", text.lower(), None, zoo.MODELS[text.lower()].check_options(args))
-    close = difflib.get_close_matches(text.lower(), list(zoo.MODELS), n=1)
+    if text.lower() in MODELS:
+        return ModelSpec(text.lower(), "zoo", text.lower(), None, MODELS[text.lower()].check_options(args))
+    close = difflib.get_close_matches(text.lower(), list(MODELS), n=1)
     hint = f"did you mean {close[0]}? " if close else ""
-    raise PddError(f"unknown model {text!r}; {hint}give a zoo model ({', '.join(zoo.MODELS)}), "
+    raise PddError(f"unknown model {text!r}; {hint}give a zoo model ({', '.join(MODELS)}), "
                    "torchvision:NAME, timm:NAME or path/to/file.py:FUNCTION")
 
 

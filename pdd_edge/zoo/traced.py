@@ -45,8 +45,8 @@ import torch
 from torch import nn
 
 from pdd_edge.errors import PddError, shortlist
-from pdd_edge.nn.masks import ChannelMask
 from pdd_edge.zoo.cost import Cost
+from pdd_edge.zoo.masks import ChannelMask
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

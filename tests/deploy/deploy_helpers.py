@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data import load_dataset
 from pdd_edge.onnx.meta import OnnxMeta, write_meta
-from pdd_edge.zoo import checkpoint as ckpt_io
 
 DIGITS_CLASSES = [str(d) for d in range(10)]
 
@@ -72,7 +72,7 @@ def zoo_checkpoint(name: str, pruned: bool, path: Path, seed: int = 0) -> tuple[
 
 def masked_checkpoint(path: Path) -> Path:
     """A distill-prune checkpoint: PDD masks still attached, nothing pruned yet."""
-    from pdd_edge.nn.masks import attach_masks
+    from pdd_edge.zoo.masks import attach_masks
 
     model = zoo.build("resnet20", 10)
     attach_masks(model)

@@ -15,6 +15,7 @@ from deploy_helpers import (
     zoo_checkpoint,
 )
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import FAILURE, PddError
@@ -22,7 +23,6 @@ from pdd_edge.onnx import runtime
 from pdd_edge.onnx.meta import read_meta
 from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.stages import export
-from pdd_edge.zoo import checkpoint as ckpt_io
 
 CASES = [("resnet20", False), ("resnet20", True), ("vgg11", False), ("vgg11", True)]
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torchvision
 
+from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import attach_masks, load_mask_logits, mask_points
 from pdd_edge.nn.pruning import plan_from_masks, prune
-from pdd_edge.zoo import checkpoint as ckpt_io
 from pdd_edge.zoo import specs
+from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points
 from pdd_edge.zoo.specs import parse, parse_model_args
 
 USER_FILE = Path(__file__).with_name("user_models.py")

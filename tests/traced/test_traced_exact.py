@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
-from pdd_edge.nn.masks import attach_masks, load_mask_logits, mask_points, open_counts
 from pdd_edge.nn.pruning import logit_gap, masked_reference, plan_from_masks, prune
 from pdd_edge.zoo.cost import fvcore_counts
+from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
 from pdd_edge.zoo.traced import _randomise
 
 HW = (32, 32)
@@ -162,7 +162,7 @@ def test_dependency_analysis_that_runs_too_long_is_stopped_with_a_message(monkey
 def test_module_that_checks_its_state_dict_version_reloads_after_pruning(tmp_path):
     # torchvision's MNASNet refuses a state dict without its version metadata; checkpoints are plain dicts
     from pdd_edge.data.preprocess import Preprocess
-    from pdd_edge.zoo import checkpoint as ckpt_io
+    from pdd_edge import checkpoint as ckpt_io
 
     model = masked("torchvision:mnasnet0_5", lambda p, c: torch.where(torch.arange(c) % 2 == 0, 1.0, -1.0))
     _, pruned = check_exact(model, "torchvision:mnasnet0_5")

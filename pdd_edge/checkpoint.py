@@ -20,6 +20,10 @@ DataParallel's `module.` prefix) load when the caller names the zoo model.
 Every dict pdd-edge saves (checkpoints and training states) carries the sha256 of its content:
 torch's zip reader checks no CRC, so bytes flipped on disk would otherwise load as other weights.
 Files without it (older pdd-edge, third-party) load unchecked.
+
+Above the zoo, nn and data: loading rebuilds a zoo model, loads its masks and reads its
+preprocessing. What a loaded model says about itself (`CheckpointInfo`) lives in
+`data.checkpoint_info`, where choosing a dataset for the model can read it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import pickle
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,10 +38,11 @@ import torch
 from torch import nn
 
 from pdd_edge import zoo
+from pdd_edge.data.checkpoint_info import CheckpointInfo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
-from pdd_edge.nn.masks import get_masks, load_mask_logits, mask_logits
+from pdd_edge.zoo.masks import get_masks, load_mask_logits, mask_logits
 from pdd_edge.zoo.protocol import prunable
 from pdd_edge.zoo.traced import with_metadata
 
@@ -46,25 +50,6 @@ FORMAT = "pdd-edge.checkpoint"
 FORMAT_VERSION = 1
 # Namespaced, so that a third-party file's own keys are never taken for pdd-edge's checksum.
 CHECKSUM = "pdd-edge.sha256"
-
-
-@dataclass
-class CheckpointInfo:
-    """Everything about a loaded model except its weights."""
-
-    model: str
-    num_classes: int
-    keep: dict[str, list[int]] | None
-    preprocess: Preprocess | None  # None: a third-party file that does not say
-    classes: list[str] | None = None
-    dataset: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    record: dict[str, Any] = field(default_factory=dict)
-    masked: bool = False
-    third_party: bool = False
-    path: str = ""
-    pruned: bool = False
-    arch: dict[str, Any] = field(default_factory=dict)  # builder arguments beyond class count and keep
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -11,6 +11,9 @@ pruning can reproduce exactly. With N(0, 0.001^2) initialisation `m == 0` has pr
 
 Models expose mask points as `nn.Identity` placeholders (no parameters, so plain state dicts
 load with `strict=True`); `attach_masks` swaps them for `ChannelMask` modules.
+
+Part of the zoo, not of `nn`: a traced model (`zoo.traced`) gates its channel groups with these
+masks, and pruning (`nn.pruning`) sits above the models it rebuilds.
 """
 
 from __future__ import annotations
