@@ -30,9 +30,9 @@ def compress_command(
     input_size: o.InputSize = None,
     target: Annotated[Optional[list[str]], typer.Option("--target", "-t", help="Device target to profile and report (repeatable; default: local).")] = None,
     quantize: Annotated[bool, typer.Option("--quantize/--no-quantize", help="Also produce a static INT8 model.")] = True,
-    target_macs_reduction: Annotated[Optional[float], typer.Option(help="A MACs budget instead of the speed objective, e.g. 0.5 lands at -50 % (+/- 3 points); 0: none, pure PDD (the paper recipe's default).")] = None,
+    target_macs_reduction: Annotated[Optional[float], typer.Option(help=f"MACs budget, e.g. 0.5 lands at -50 % (+/- 3 points), widths at the first target's channel multiple; 0: none, pure PDD ({recipe_help('target_macs_reduction')}).")] = None,
     target_latency_ms: Annotated[Optional[float], typer.Option(help="Latency budget instead of MACs: this p50 latency (ms) on the first --target, measured there (see docs/latency.md).")] = None,
-    target_speedup: Annotated[Optional[float], typer.Option(help=f"Latency budget: the unpruned student's latency on the first --target divided by this, measured there ({recipe_help('target_speedup')}; where this machine is not that target and no --latency-table is given, a 50 % MACs budget instead).")] = None,
+    target_speedup: Annotated[Optional[float], typer.Option(help="Latency budget instead of MACs: the unpruned student's latency on the first --target divided by this, measured there, e.g. 2.")] = None,
     latency_table: Annotated[Optional[Path], typer.Option(help="The first target's latency table, made on the device with `pdd-edge latency-table --remote` (default: measured here).")] = None,
     warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--scratch", help=f"Distill from the trained baseline with all masks open, or from scratch with N(0, 1e-3) masks as the paper ({recipe_help('warm_start', 'warm start')}).")] = None,
     budget_ramp: Annotated[Optional[float], typer.Option(help=f"Share of the distill epochs over which the MACs target is ramped in, 0 to 1 ({recipe_help('budget_ramp')}).")] = None,
@@ -85,22 +85,15 @@ def compress_command(
         finetune_lr=finetune_lr, weight_decay=weight_decay, alpha=alpha, temperature=temperature,
         calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
     )
-    note = None
-    if all(v is None for v in (target_macs_reduction, target_latency_ms, target_speedup)):
-        from pdd_edge.stages import latency
-
-        cfg, note = config.speed_or_macs(cfg, latency.not_here)
     run_dir = out_dir or Path("runs") / f"{slug(student)}-{slug(teacher)}-{data.name}"
     with o.training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
-        _run(cfg, run_dir, resume, rt, note)
+        _run(cfg, run_dir, resume, rt)
 
 
-def _run(cfg, run_dir: Path, resume: bool, rt, note: str | None = None) -> None:
+def _run(cfg, run_dir: Path, resume: bool, rt) -> None:
     from pdd_edge import pipeline
 
     pipeline.validate(cfg, run_dir, rt)
-    if note and rt.dist.is_main:  # after the checks: a refused run stays one line
-        err.print(escape(note))
 
     def on_event(ev) -> None:
         if ev.status == "start":

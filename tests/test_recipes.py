@@ -80,38 +80,25 @@ def test_student_builder_arguments_retrain_everything_the_student_is_in():
     assert all(a[s] != b[s] for s in ("baseline", "distill", "prune", "finetune", "export", "report"))
 
 
-def test_the_default_objective_is_speed_on_the_first_target_with_the_latency_stage_first():
-    for recipe in ("quick", "standard"):
-        cfg = cfg_for(recipe)
-        assert cfg.target_speedup == config.DEFAULT_SPEEDUP and cfg.target_macs_reduction is None
-        assert list(pipeline.stage_hashes(cfg))[0] == "latency"
-        d = distill.config(RunDir("run"), cfg)
-        assert d.target_macs_reduction is None and d.target_speedup == config.DEFAULT_SPEEDUP
-        assert d.latency_table == str(RunDir("run").latency_table()) and d.budget_ramp_epochs > 0
-    assert "latency" not in pipeline.stage_hashes(cfg_for("paper"))  # the authors' recipe: no budget
+def test_latency_target_adds_the_latency_stage_before_distill_and_drops_the_macs_target():
+    cfg = config.with_budget(cfg_for("standard"), speedup=2.0)
+    assert list(pipeline.stage_hashes(cfg))[0] == "latency" and "latency" not in pipeline.stage_hashes(cfg_for("standard"))
+    d = distill.config(RunDir("run"), cfg)
+    assert d.target_macs_reduction is None and d.target_speedup == 2.0
+    assert d.latency_table == str(RunDir("run").latency_table()) and d.budget_ramp_epochs > 0
 
 
 def test_a_budget_on_the_command_line_replaces_the_recipe_objective_and_two_are_refused():
-    macs = config.with_budget(cfg_for("standard"), macs=0.5)
-    assert (macs.target_macs_reduction, macs.target_speedup) == (0.5, None)
+    speed = config.with_budget(cfg_for("standard"), speedup=1.5)
+    assert (speed.target_macs_reduction, speed.target_speedup) == (None, 1.5)
+    macs = config.with_budget(speed, macs=0.3)
+    assert (macs.target_macs_reduction, macs.target_speedup) == (0.3, None)
     assert "latency" not in pipeline.stage_hashes(macs)
     ms = config.with_budget(cfg_for("paper"), latency_ms=0.3)
     assert (ms.target_macs_reduction, ms.target_latency_ms, ms.target_speedup) == (None, 0.3, None)
     assert config.with_budget(cfg_for("quick")) == cfg_for("quick")
     with pytest.raises(PddError, match="give one budget, not --target-macs-reduction and --target-speedup"):
         config.with_budget(cfg_for("quick"), macs=0.5, speedup=2.0)
-
-
-def test_the_speed_objective_falls_back_to_macs_only_where_this_machine_cannot_measure_the_target():
-    cfg = cfg_for("quick")
-    here, note = config.speed_or_macs(cfg, lambda c: [])
-    assert here == cfg and note is None
-    away, note = config.speed_or_macs(cfg, lambda c: ["cpu arch is x86_64, rpi4 is aarch64"])
-    assert (away.target_speedup, away.target_macs_reduction) == (None, config.FALLBACK_MACS_REDUCTION)
-    assert "this machine is not local (cpu arch is x86_64, rpi4 is aarch64)" in note and "--latency-table" in note
-    given = config.resolve(cfg, latency_table="t.json")  # a table made on the device: speed it is
-    assert config.speed_or_macs(given, lambda c: ["elsewhere"]) == (given, None)
-    assert config.speed_or_macs(cfg_for("paper"), lambda c: ["elsewhere"]) == (cfg_for("paper"), None)
 
 
 @pytest.mark.parametrize("overrides, message", [
