@@ -150,7 +150,7 @@ def deployed_counts(arch: Any, counts: dict[str, Any], multiple: int) -> dict[st
         hard = int(c.detach()) if isinstance(c, torch.Tensor) else int(c)
         deployed = deployed_width(hard, width, multiple, vanish)
         if isinstance(c, torch.Tensor):
-            floor = 0 if vanish else min(width, multiple)
+            floor = deployed_width(0, width, multiple, vanish)  # the narrowest width prune may deploy
             slope = c if hard > floor else c.detach()  # no push at or below the floor
             out[point] = slope + (deployed - slope.detach())
         else:

@@ -45,15 +45,6 @@ def check_given(cfg: CompressConfig, num_classes: int | None = None):
                         num_classes=num_classes)
 
 
-def not_here(cfg: CompressConfig) -> list[str]:
-    """Why this machine is not the first target's device (empty: it is, and can measure a table)."""
-    from pdd_edge.profiling import provenance, runner
-
-    req = request(cfg)
-    env = runner.environment(req.target.execution_provider, runner.resolve_threads(req.thread_count()))
-    return provenance.foreign_reasons(req.target.to_dict(), env)
-
-
 def validate(cfg: CompressConfig) -> None:
     if not enabled(cfg):
         if cfg.latency_table is not None:
@@ -62,8 +53,11 @@ def validate(cfg: CompressConfig) -> None:
     if cfg.latency_table is not None:
         check_given(cfg)
         return
+    from pdd_edge.profiling import provenance, runner
+
     req = request(cfg)
-    reasons = not_here(cfg)
+    env = runner.environment(req.target.execution_provider, runner.resolve_threads(req.thread_count()))
+    reasons = provenance.foreign_reasons(req.target.to_dict(), env)
     if reasons:
         raise PddError(f"a latency target for {req.target.name} needs its latency table, and this machine is not "
                        f"{req.target.name} ({'; '.join(reasons)}): make the table on the device with "
