@@ -1,0 +1,33 @@
+"""Walk scenario: `stages/prune.py:prune_checkpoint` on a masked ResNet20 checkpoint for digits
+(random masks closing about 40 % of the channels; untrained weights: the walk, not the accuracy,
+is what is measured)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+
+def scenario():
+    import torch
+
+    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import zoo
+    from pdd_edge.data.options import DataConfig
+    from pdd_edge.stages.prune import PruneConfig, prune_checkpoint
+    from pdd_edge.zoo.masks import attach_masks, get_masks
+
+    data = DataConfig("digits").load()
+    torch.manual_seed(0)
+    model = zoo.build("resnet20", num_classes=data.num_classes, input_size=data.input_hw)
+    attach_masks(model)
+    for mask in get_masks(model).values():
+        mask.logits.data = torch.rand(mask.logits.shape) - 0.4
+    tmp = Path(tempfile.mkdtemp(prefix="walk-prune-"))
+    from pdd_edge.data.options import NormOverride, resolve_preprocess
+
+    ckpt_io.save(tmp / "masked.pt", ckpt_io.checkpoint_dict(
+        model, model_name="resnet20", preprocess=resolve_preprocess(data, None, NormOverride()), classes=data.classes,
+        dataset=data.name, record={"stage": "distill"}))
+    cfg = PruneConfig(checkpoint=str(tmp / "masked.pt"))
+    return "stages/prune.py:prune_checkpoint (resnet20, digits)", lambda: prune_checkpoint(cfg, tmp / "pruned.pt")
