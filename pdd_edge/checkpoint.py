@@ -44,7 +44,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
 from pdd_edge.zoo.masks import get_masks, load_mask_logits, mask_logits
 from pdd_edge.zoo.protocol import prunable
-from pdd_edge.zoo.traced import with_metadata
+from pdd_edge.zoo.state_dict import with_metadata
 
 FORMAT = "pdd-edge.checkpoint"
 FORMAT_VERSION = 1

@@ -38,7 +38,7 @@ from pdd_edge import zoo
 from pdd_edge.errors import PddError
 from pdd_edge.zoo.masks import get_masks, load_mask_logits, mask_points
 from pdd_edge.zoo.protocol import prunable
-from pdd_edge.zoo.traced import with_metadata
+from pdd_edge.zoo.state_dict import with_metadata
 
 # The share of the dense network's predicted latency that prune may remove beyond the distilled
 # masks (see the module docstring): the same +/- 10 % within which a latency target counts as met.

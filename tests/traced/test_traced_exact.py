@@ -14,7 +14,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.nn.pruning import logit_gap, masked_reference, plan_from_masks, prune
 from pdd_edge.zoo.cost import fvcore_counts
 from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
-from pdd_edge.zoo.traced import _randomise
+from pdd_edge.zoo.traced.verify import randomise
 
 HW = (32, 32)
 USER = f"{Path(__file__).with_name('user_models.py')}:branchy"
@@ -30,7 +30,7 @@ MODELS = [
 def weights(spec: str) -> dict:
     """Seeded random weights and BN statistics: no channel is neutral, logits are O(1)."""
     model = zoo.build(spec, num_classes=10, input_size=HW)
-    _randomise(model.net, torch.Generator().manual_seed(0))
+    randomise(model.net, torch.Generator().manual_seed(0))
     return model.state_dict()
 
 
@@ -152,9 +152,9 @@ def test_model_that_cannot_run_at_the_input_size_says_so():
 
 
 def test_dependency_analysis_that_runs_too_long_is_stopped_with_a_message(monkeypatch):
-    from pdd_edge.zoo import traced
+    from pdd_edge.zoo.traced import trace
 
-    monkeypatch.setattr(traced, "TRACE_SECONDS", 1e-4)
+    monkeypatch.setattr(trace, "TRACE_SECONDS", 1e-4)
     with pytest.raises(PddError, match=r"dependency analysis of torchvision:resnet18 did not finish in 0.0001 s"):
         zoo.build("torchvision:resnet18", num_classes=10, input_size=HW)
 
