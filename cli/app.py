@@ -8,6 +8,7 @@ import importlib
 from typing import Annotated, Any, Iterator
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 # Each command module defines its command function; imports stay light (no torch at import).
@@ -28,7 +29,7 @@ from pdd_edge.cli import (
     targets,
     train,
 )
-from pdd_edge.cli.shared import _escape, command, fail
+from pdd_edge.cli.console import command, fail
 
 # The exceptions of the click that typer runs on (recent typers carry their own copy of click).
 _click_errors = importlib.import_module(typer.BadParameter.__module__)
@@ -59,7 +60,7 @@ def _one_line() -> Iterator[None]:
         message = " ".join(exc.format_message().split()).rstrip(".")
         if exc.ctx is not None:
             message += f"; see {exc.ctx.command_path} --help"
-        raise fail(_escape(message), 2) from None
+        raise fail(escape(message), 2) from None
 
 
 app = typer.Typer(

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli import shared as o
-from pdd_edge.cli.shared import data_config, err, norm_override, out, warn_foreign
+from pdd_edge.cli import options
+from pdd_edge.cli.console import err, out, warn_foreign
+from pdd_edge.cli.runtime import training_runtime
 from rich.markup import escape
 from rich.table import Table
 
@@ -17,17 +18,17 @@ from pdd_edge.errors import require_torch
 
 def compress_command(
     *,
-    student: Annotated[str, typer.Option("--student", "-s", callback=o.trusted_spec, help=f"The student: {o.SPEC_FORMS}.")] = "resnet20",
-    teacher: Annotated[str, typer.Option("--teacher", callback=o.trusted_spec, help="The teacher, as a model spec like --student.")] = "resnet56",
-    model_args: o.ModelArg = None,
+    student: Annotated[str, typer.Option("--student", "-s", callback=options.trusted_spec, help=f"The student: {options.SPEC_FORMS}.")] = "resnet20",
+    teacher: Annotated[str, typer.Option("--teacher", callback=options.trusted_spec, help="The teacher, as a model spec like --student.")] = "resnet56",
+    model_args: options.ModelArg = None,
     teacher_weights: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint; without it the teacher is trained once and cached.")] = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Normalisation mean of third-party teacher weights.")] = None,
     teacher_std: Annotated[Optional[str], typer.Option(help="Normalisation std of third-party teacher weights.")] = None,
-    teacher_input_size: o.TeacherInputSize = None,
-    dataset: o.Dataset = "digits",
-    data_dir: o.DataDir = None,
-    download: o.Download = False,
-    input_size: o.InputSize = None,
+    teacher_input_size: options.TeacherInputSize = None,
+    dataset: options.Dataset = "digits",
+    data_dir: options.DataDir = None,
+    download: options.Download = False,
+    input_size: options.InputSize = None,
     target: Annotated[Optional[list[str]], typer.Option("--target", "-t", help="Device target to profile and report (repeatable; default: local).")] = None,
     quantize: Annotated[bool, typer.Option("--quantize/--no-quantize", help="Also produce a static INT8 model.")] = True,
     target_macs_reduction: Annotated[Optional[float], typer.Option(help=f"MACs budget, e.g. 0.5 lands at -50 % (+/- 3 points), widths at the first target's channel multiple; 0: none, pure PDD ({recipe_help('target_macs_reduction')}).")] = None,
@@ -39,14 +40,14 @@ def compress_command(
     finetune_kd: Annotated[Optional[bool], typer.Option("--finetune-kd/--finetune-ce", help=f"Fine-tune with KD from the teacher, or with plain cross-entropy as the paper ({recipe_help('finetune_kd', 'KD')}).")] = None,
     round_to: Annotated[Optional[int], typer.Option(help="Keep layer widths multiples of N when pruning (default: the first target's channel_multiple; with a latency target and none, the latency table's).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<student>-<teacher>-<dataset>).")] = None,
-    device: o.Device = "auto",
-    amp: o.Amp = "auto",
-    workers: o.Workers = None,
-    sync_bn: o.SyncBn = False,
-    channels_last: o.ChannelsLast = False,
-    fused_sgd: o.FusedSgd = False,
-    compile_mode: o.Compile = "off",
-    resume: o.Resume = False,
+    device: options.Device = "auto",
+    amp: options.Amp = "auto",
+    workers: options.Workers = None,
+    sync_bn: options.SyncBn = False,
+    channels_last: options.ChannelsLast = False,
+    fused_sgd: options.FusedSgd = False,
+    compile_mode: options.Compile = "off",
+    resume: options.Resume = False,
     recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits), standard (default otherwise: the paper's schedule, warm-started PDD with a 50 % MACs target) or paper (the authors' recipe exactly).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(help=f"Teacher training epochs ({recipe_help('teacher_epochs')}).")] = None,
     teacher_lr: Annotated[Optional[float], typer.Option(help=f"Teacher training learning rate ({recipe_help('teacher_lr')}).")] = None,
@@ -58,7 +59,7 @@ def compress_command(
     weight_decay: Annotated[Optional[float], typer.Option(help="SGD weight decay; masks get the same, as in PDD (default: 0.005 in every recipe).")] = None,
     alpha: Annotated[float, typer.Option(help="KD: weight of cross-entropy.")] = 0.6,
     temperature: Annotated[float, typer.Option("--temperature", "-T", help="KD temperature.")] = 3.0,
-    seed: o.Seed = 0,
+    seed: options.Seed = 0,
     calibration_size: Annotated[int, typer.Option(help="Training images to calibrate INT8 with.")] = 256,
     profile_min_runs: Annotated[int, typer.Option(help="Timed runs per variant when profiling, at least.")] = 100,
     profile_min_time: Annotated[float, typer.Option(help="Seconds of timed runs per target, at least.")] = 2.0,
@@ -69,15 +70,15 @@ def compress_command(
     from pdd_edge.profiling.targets import load_target
     from pdd_edge.zoo.specs import slug
 
-    data = data_config(dataset, data_dir, download, input_size)
+    data = options.data_config(dataset, data_dir, download, input_size)
     # Built-in targets by name; a user's file by path (its content is read when profiling).
     targets = tuple(t if str(t).endswith(".toml") else load_target(t).name for t in (target or ["local"]))
     base = config.from_recipe(recipe, student=student, teacher=teacher, data=data)
-    base = config.resolve(base, student_args=o.model_args(model_args) or None)
+    base = config.resolve(base, student_args=options.model_args(model_args) or None)
     base = config.with_budget(base, macs=target_macs_reduction, latency_ms=target_latency_ms, speedup=target_speedup)
     cfg = config.resolve(
         base, teacher_weights=str(teacher_weights) if teacher_weights else None,
-        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size), targets=targets, quantize=quantize,
+        teacher_norm=options.norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size), targets=targets, quantize=quantize,
         warm_start=warm_start, budget_ramp=budget_ramp,
         latency_table=str(latency_table) if latency_table else None,
         finetune_kd=finetune_kd, round_to=round_to, seed=seed, teacher_epochs=teacher_epochs,
@@ -86,7 +87,7 @@ def compress_command(
         calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
     )
     run_dir = out_dir or Path("runs") / f"{slug(student)}-{slug(teacher)}-{data.name}"
-    with o.training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
+    with training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
         _run(cfg, run_dir, resume, rt)
 
 

@@ -6,29 +6,30 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli import shared as o
-from pdd_edge.cli.shared import data_config, err, norm_override, optim_overrides, print_fit_summary
+from pdd_edge.cli import options
+from pdd_edge.cli.console import err, print_fit_summary
+from pdd_edge.cli.runtime import training_runtime
 
 from pdd_edge.errors import require_torch
 
 
 def distill_command(
     *,
-    student: Annotated[str, typer.Option("--student", "-s", callback=o.trusted_spec, help=f"The student: {o.SPEC_FORMS}.")],
+    student: Annotated[str, typer.Option("--student", "-s", callback=options.trusted_spec, help=f"The student: {options.SPEC_FORMS}.")],
     teacher_weights: Annotated[Path, typer.Option(help="Teacher checkpoint (pdd-edge's, or a third-party state dict with --teacher).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: best.pt, last.pt, history.json.")],
-    teacher: Annotated[Optional[str], typer.Option("--teacher", callback=o.trusted_spec, help="Model spec of the teacher (needed for third-party weights, and for a checkpoint of your own model file).")] = None,
-    model_args: o.ModelArg = None,
-    dataset: o.Dataset = "digits",
-    data_dir: o.DataDir = None,
-    download: o.Download = False,
-    input_size: o.InputSize = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", callback=options.trusted_spec, help="Model spec of the teacher (needed for third-party weights, and for a checkpoint of your own model file).")] = None,
+    model_args: options.ModelArg = None,
+    dataset: options.Dataset = "digits",
+    data_dir: options.DataDir = None,
+    download: options.Download = False,
+    input_size: options.InputSize = None,
     epochs: Annotated[int, typer.Option(help="Distillation epochs (paper: 50).")] = 50,
-    lr: o.Lr = None,
-    batch_size: o.BatchSize = None,
-    weight_decay: o.WeightDecay = None,
-    milestones: o.Milestones = None,
-    seed: o.Seed = 0,
+    lr: options.Lr = None,
+    batch_size: options.BatchSize = None,
+    weight_decay: options.WeightDecay = None,
+    milestones: options.Milestones = None,
+    seed: options.Seed = 0,
     alpha: Annotated[float, typer.Option(help="Weight of the cross-entropy term; 1 - alpha weighs KD.")] = 0.6,
     temperature: Annotated[float, typer.Option("--temperature", "-T", help="KD softmax temperature.")] = 3.0,
     masks: Annotated[bool, typer.Option("--masks/--no-masks", help="Learn PDD masks, or run the same KD without them (the unpruned baseline).")] = True,
@@ -40,20 +41,20 @@ def distill_command(
     target_speedup: Annotated[Optional[float], typer.Option(help="Add a latency budget instead: the unpruned latency divided by this, e.g. 2.")] = None,
     budget_rate: Annotated[float, typer.Option(help="Integral gain of the budget's PI controller, per step.")] = 0.05,
     budget_ramp_epochs: Annotated[int, typer.Option(help="Ramp the MACs target from 0 to its value over these first epochs (0: the full target from the start).")] = 0,
-    mean: o.Mean = None,
-    std: o.Std = None,
+    mean: options.Mean = None,
+    std: options.Std = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,
     teacher_std: Annotated[Optional[str], typer.Option(help="Teacher normalisation std (third-party teachers).")] = None,
-    teacher_input_size: o.TeacherInputSize = None,
-    device: o.Device = "auto",
-    amp: o.Amp = "auto",
-    workers: o.Workers = None,
-    sync_bn: o.SyncBn = False,
-    channels_last: o.ChannelsLast = False,
-    fused_sgd: o.FusedSgd = False,
-    compile_mode: o.Compile = "off",
-    resume: o.Resume = False,
-    json_out: o.Json = False,
+    teacher_input_size: options.TeacherInputSize = None,
+    device: options.Device = "auto",
+    amp: options.Amp = "auto",
+    workers: options.Workers = None,
+    sync_bn: options.SyncBn = False,
+    channels_last: options.ChannelsLast = False,
+    fused_sgd: options.FusedSgd = False,
+    compile_mode: options.Compile = "off",
+    resume: options.Resume = False,
+    json_out: options.Json = False,
 ) -> None:
     """PDD: distill a student from a teacher while learning which channels to keep."""
     require_torch("pdd-edge distill")
@@ -61,18 +62,18 @@ def distill_command(
 
     cfg = distill.DistillConfig(
         student=student,
-        student_args=o.model_args(model_args),
+        student_args=options.model_args(model_args),
         teacher=teacher,
         teacher_weights=str(teacher_weights),
-        data=data_config(dataset, data_dir, download, input_size),
-        optim=distill.default_optim(epochs, **optim_overrides(lr, batch_size, weight_decay, milestones, seed)),
+        data=options.data_config(dataset, data_dir, download, input_size),
+        optim=distill.default_optim(epochs, **options.optim_overrides(lr, batch_size, weight_decay, milestones, seed)),
         student_weights=str(student_weights) if student_weights else None,
         masks=masks,
         mask_init=mask_init,
         alpha=alpha,
         temperature=temperature,
-        norm=norm_override(mean, std),
-        teacher_norm=norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size),
+        norm=options.norm_override(mean, std),
+        teacher_norm=options.norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size),
         target_macs_reduction=target_macs_reduction,
         latency_table=str(latency_table) if latency_table else None,
         target_latency_ms=target_latency_ms,
@@ -80,7 +81,7 @@ def distill_command(
         budget_rate=budget_rate,
         budget_ramp_epochs=budget_ramp_epochs,
     )
-    with o.training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
+    with training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
         result = distill.distill(cfg, out_dir, resume=resume, runtime=rt)
         print_fit_summary(result, out_dir / "best.pt", json_out)
         if not json_out:

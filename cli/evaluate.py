@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli import shared as o
-from pdd_edge.cli.shared import data_config, err, norm_override, out, print_json
+from pdd_edge.cli import options
+from pdd_edge.cli.console import err, out, print_json
 
 from pdd_edge.errors import PddError, require_torch
 
@@ -16,18 +16,18 @@ def evaluate_command(
     path: Annotated[Optional[Path], typer.Argument(help="A checkpoint (.pt/.pth/.th) or an ONNX model (.onnx); or give it with --weights.")] = None,
     *,
     weights: Annotated[Optional[Path], typer.Option(help="The checkpoint or ONNX model to evaluate (same as PATH).")] = None,
-    model: o.ThirdPartyModel = None,
-    dataset: o.RecordedDataset = None,
-    data_dir: o.DataDir = None,
-    download: o.Download = False,
-    input_size: o.InputSize = None,
-    mean: o.Mean = None,
-    std: o.Std = None,
+    model: options.ThirdPartyModel = None,
+    dataset: options.RecordedDataset = None,
+    data_dir: options.DataDir = None,
+    download: options.Download = False,
+    input_size: options.InputSize = None,
+    mean: options.Mean = None,
+    std: options.Std = None,
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 500,
     device: Annotated[str, typer.Option(
         "--device", metavar="auto|cpu|cuda|cuda:N|mps",
         help="Where a PyTorch checkpoint runs (auto: CUDA when available, else CPU); ONNX models run on onnxruntime's CPU provider.")] = "auto",
-    json_out: o.Json = False,
+    json_out: options.Json = False,
 ) -> None:
     """Measure top-1/top-5 on the validation split (ONNX models: on the file itself, with onnxruntime)."""
     if (path is None) == (weights is None):
@@ -37,7 +37,7 @@ def evaluate_command(
 
     if not is_onnx(path):  # an ONNX model runs on onnxruntime: edge installs evaluate it on an image folder
         require_torch("pdd-edge evaluate of a PyTorch checkpoint")
-    data, norm = data_config(dataset, data_dir, download, input_size), norm_override(mean, std)
+    data, norm = options.data_config(dataset, data_dir, download, input_size), options.norm_override(mean, std)
     if is_onnx(path):
         if model is not None:
             raise PddError("--model names the architecture of third-party PyTorch weights; an ONNX model needs none")

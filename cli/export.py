@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pdd_edge.cli import shared as o
-from pdd_edge.cli.shared import Out, data_config, norm_override, out, print_json, print_parity, size
+from pdd_edge.cli import options
+from pdd_edge.cli.console import out, print_json, print_parity, size
 
 from pdd_edge.errors import require_torch
 from pdd_edge.fileio import check_output
@@ -16,24 +16,24 @@ from pdd_edge.fileio import check_output
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="A pruned (or never-masked) checkpoint.")],
     *,
-    out_path: Out,
-    model: o.ThirdPartyModel = None,
-    dataset: o.RecordedDataset = None,
-    data_dir: o.DataDir = None,
-    download: o.Download = False,
-    input_size: o.InputSize = None,
-    mean: o.Mean = None,
-    std: o.Std = None,
-    parity_images: o.ParityImages = 512,
-    json_out: o.Json = False,
+    out_path: options.Out,
+    model: options.ThirdPartyModel = None,
+    dataset: options.RecordedDataset = None,
+    data_dir: options.DataDir = None,
+    download: options.Download = False,
+    input_size: options.InputSize = None,
+    mean: options.Mean = None,
+    std: options.Std = None,
+    parity_images: options.ParityImages = 512,
+    json_out: options.Json = False,
 ) -> None:
     """Export to ONNX (opset 18, dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
     require_torch("pdd-edge export")
     from pdd_edge.onnx.parity import ParityConfig
     from pdd_edge.stages import export
 
-    cfg = export.ExportConfig(data=data_config(dataset, data_dir, download, input_size), model=model,
-                              norm=norm_override(mean, std), parity=ParityConfig(images=parity_images))
+    cfg = export.ExportConfig(data=options.data_config(dataset, data_dir, download, input_size), model=model,
+                              norm=options.norm_override(mean, std), parity=ParityConfig(images=parity_images))
     check_output(out_path, checkpoint)
     r = export.export_checkpoint(cfg, checkpoint, out_path)
     if json_out:

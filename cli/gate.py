@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli.shared import Json, err, out, print_json, warn_foreign
+from pdd_edge.cli import options
+from pdd_edge.cli.console import err, out, print_json, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
@@ -25,7 +26,7 @@ def gate_command(
         "--accept-foreign-measurements",
         help="Check latency and memory measured on another kind of machine than the target declares "
              "(by default such checks fail closed). The verdict and JUnit say it was accepted.")] = False,
-    json_out: Json = False,
+    json_out: options.Json = False,
 ) -> None:
     """Check the deployable model against a budget: exit 0 all pass, 1 any fails, 2 usage error."""
     from pdd_edge.fileio import check_output, write_bytes

@@ -6,20 +6,20 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli import shared as o
-from pdd_edge.cli.shared import err, out, print_json
+from pdd_edge.cli import options
+from pdd_edge.cli.console import err, out, print_json
 from rich.table import Table
 
 from pdd_edge.errors import PddError, require_torch
 
 
 def latency_table_command(
-    model: Annotated[str, typer.Argument(help=f"The network: {o.SPEC_FORMS}.")],
+    model: Annotated[str, typer.Argument(help=f"The network: {options.SPEC_FORMS}.")],
     *,
     target: Annotated[str, typer.Option("--target", "-t", help="Built-in target name (see `pdd-edge targets list`) or a .toml file.")] = "local",
     num_classes: Annotated[int, typer.Option(help="Classes of the network's classifier.")] = 10,
-    input_size: o.InputSize = None,
-    model_arg: o.ModelArg = None,
+    input_size: options.InputSize = None,
+    model_arg: options.ModelArg = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Batch size (default: the target's primary).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: the target's, else all CPUs).")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Table file to write (default: the cache, see docs/latency.md).")] = None,
@@ -31,7 +31,7 @@ def latency_table_command(
     ssh_key: Annotated[Optional[Path], typer.Option(help="SSH private key for --remote.")] = None,
     ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh -o KEY=VALUE option (repeatable).")] = None,
     remote_python: Annotated[str, typer.Option(help="Python on the board that has numpy and onnxruntime.")] = "python3",
-    json_out: o.Json = False,
+    json_out: options.Json = False,
 ) -> None:
     """Measure every layer over a grid of channel counts on the device, fit the network's latency
     model, and check it against whole thinned networks measured there."""
@@ -41,7 +41,7 @@ def latency_table_command(
     from pdd_edge.profiling.targets import check_threads, load_target
     from pdd_edge.zoo import specs
 
-    spec = specs.parse(o.trusted_spec(model), o.model_args(model_arg))
+    spec = specs.parse(options.trusted_spec(model), options.model_args(model_arg))
     if num_classes < 1:
         raise PddError(f"--num-classes must be positive, got {num_classes}")
     if batch_size is not None and batch_size < 1:

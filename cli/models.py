@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli import shared as o
-from pdd_edge.cli.shared import Json, out, print_json
+from pdd_edge.cli import options
+from pdd_edge.cli.console import out, print_json
 from rich.markup import escape
 from rich.table import Table
 
@@ -19,18 +19,18 @@ with --model-arg KEY=VALUE for the builder and --input-size H or H,W.
 
 
 def models_command(
-    spec: Annotated[Optional[str], typer.Argument(callback=o.trusted_spec, help=f"Show the channel groups of one model: {o.SPEC_FORMS}.")] = None,
+    spec: Annotated[Optional[str], typer.Argument(callback=options.trusted_spec, help=f"Show the channel groups of one model: {options.SPEC_FORMS}.")] = None,
     *,
-    model_args: o.ModelArg = None,
+    model_args: options.ModelArg = None,
     num_classes: Annotated[int, typer.Option(help="Classifier width to build SPEC with.")] = 10,
-    input_size: o.InputSize = None,
-    json_out: Json = False,
+    input_size: options.InputSize = None,
+    json_out: options.Json = False,
 ) -> None:
     """List the model zoo (parameters and MACs at 32x32), or the PDD mask points of one model spec."""
     from pdd_edge.zoo import listing
 
     if spec is not None:
-        _describe(listing.describe(spec, args=o.model_args(model_args), num_classes=num_classes,
+        _describe(listing.describe(spec, args=options.model_args(model_args), num_classes=num_classes,
                                    input_hw=input_size or listing.DEFAULT_INPUT), json_out)
         return
     rows = listing.zoo_table()

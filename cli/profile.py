@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli.shared import Json, err, out, parse_ints, print_json, warn_foreign
+from pdd_edge.cli import options
+from pdd_edge.cli.console import err, out, print_json, warn_foreign
 from rich.markup import escape
 from rich.table import Table
 
@@ -25,7 +26,7 @@ def profile_command(
     min_runs: Annotated[int, typer.Option(help="Timed runs per batch size, at least.")] = 100,
     min_time: Annotated[float, typer.Option(help="Seconds of timed runs per batch size, at least.")] = 2.0,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory (a child process per batch size).")] = True,
-    json_out: Json = False,
+    json_out: options.Json = False,
     json_path: Annotated[Optional[Path], typer.Option("--json-out", help="Write the profile record (JSON) to this file.")] = None,
     remote: Annotated[Optional[str], typer.Option(help="Measure on a board over SSH: USER@HOST or USER@HOST:PORT.")] = None,
     ssh_port: Annotated[Optional[int], typer.Option(help="SSH port of --remote (default 22).")] = None,
@@ -44,7 +45,7 @@ def profile_command(
         raise PddError(f"unexpected argument {ctx.args[0]!r}{hint}")
     if json_path is not None:
         check_output(json_path, model, option="--json-out")
-    req = ProfileRequest(target=load_target(target), batch_sizes=parse_ints(batch_size, "--batch-size"),
+    req = ProfileRequest(target=load_target(target), batch_sizes=options.parse_ints(batch_size, "--batch-size"),
                          threads=threads, **parse_input_shapes(input_shape or []), warmup=warmup,
                          min_runs=min_runs, min_time_s=min_time, memory=memory)
     host = RemoteHost.parse(remote, port=ssh_port, identity=ssh_key, options=ssh_option or (),
@@ -102,9 +103,9 @@ def parse_input_shapes(values: list[str]) -> dict:
         if not sep:
             if shared is not None:
                 raise PddError("--input-shape without a NAME= may be given once; name the inputs (NAME=7) to give several")
-            shared = parse_ints(value, "--input-shape")
+            shared = options.parse_ints(value, "--input-shape")
         elif not name or name in per_input:
             raise PddError(f"--input-shape {value!r}: give each input once, as NAME=sizes")
         else:
-            per_input[name] = parse_ints(sizes, f"--input-shape {name}=")
+            per_input[name] = options.parse_ints(sizes, f"--input-shape {name}=")
     return {"input_shape": shared, "input_shapes": tuple(per_input.items())}

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli import shared as o
-from pdd_edge.cli.shared import data_config, err, out, print_json
+from pdd_edge.cli import options
+from pdd_edge.cli.console import err, out, print_json
 from rich.table import Table
 
 from pdd_edge.errors import require_torch
@@ -25,16 +25,16 @@ def prune_command(
     target_speedup: Annotated[Optional[float], typer.Option(help="With --latency-table: close the weakest channels until the predicted speed-up is nearest this.")] = None,
     min_macs_reduction: Annotated[Optional[float], typer.Option(help="Guarantee at least this MACs reduction, e.g. 0.5: closes the open channels with the smallest mask values until the pruned model fits (default: keep what the masks keep).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Images for the exactness check (default: the checkpoint's dataset).")] = None,
-    data_dir: o.DataDir = None,
-    model: o.FileModel = None,
-    json_out: o.Json = False,
+    data_dir: options.DataDir = None,
+    model: options.FileModel = None,
+    json_out: options.Json = False,
 ) -> None:
     """Remove every closed channel: a dense smaller model that computes what the masked one does."""
     require_torch("pdd-edge prune")
     _ = model  # naming the file is the point: the option's callback allows pdd-edge to run it
     from pdd_edge.stages import prune
 
-    data = data_config(dataset, data_dir, False, None)
+    data = options.data_config(dataset, data_dir, False, None)
     check_output(out_path, checkpoint)
     if round_to is None and target is not None:
         # a target that declares no multiple (local) is measured here when this machine is its device

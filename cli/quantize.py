@@ -5,30 +5,30 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli import shared as o
-from pdd_edge.cli.shared import OnnxPath, Out, data_config, norm_override, out, print_json, size
+from pdd_edge.cli import options
+from pdd_edge.cli.console import out, print_json, size
 
 from pdd_edge.errors import PddError, require_torch
 from pdd_edge.fileio import check_output
 
 
 def quantize_command(
-    model_path: OnnxPath,
+    model_path: options.OnnxPath,
     *,
-    out_path: Out,
-    dataset: o.RecordedDataset = None,
-    data_dir: o.DataDir = None,
-    download: o.Download = False,
-    input_size: o.InputSize = None,
-    mean: o.Mean = None,
-    std: o.Std = None,
+    out_path: options.Out,
+    dataset: options.RecordedDataset = None,
+    data_dir: options.DataDir = None,
+    download: options.Download = False,
+    input_size: options.InputSize = None,
+    mean: options.Mean = None,
+    std: options.Std = None,
     method: Annotated[str, typer.Option(help="static: QDQ with calibrated activation ranges; dynamic: activation ranges at run time.")] = "static",
     calibration_size: Annotated[Optional[int], typer.Option(help="Training images to calibrate on (static only; default 256).")] = None,
     activation_type: Annotated[str, typer.Option(help="Static activations: uint8 (x86) or int8 (ARM).")] = "uint8",
     reduce_range: Annotated[bool, typer.Option("--reduce-range", help="7-bit weights, for x86 CPUs without VNNI.")] = False,
     quant_format: Annotated[str, typer.Option("--format", help="Static INT8 as qdq (Quantize/DequantizeLinear pairs) or qoperator (QLinearConv-style ops).")] = "qdq",
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="One weight scale per output channel, or one per tensor.")] = True,
-    json_out: o.Json = False,
+    json_out: options.Json = False,
 ) -> None:
     """Quantize to INT8 with onnxruntime; top-1 of the FP32 and INT8 files measured side by side."""
     require_torch("pdd-edge quantize")  # calibration and validation images are read with torch
@@ -37,7 +37,7 @@ def quantize_command(
     if method == "dynamic" and calibration_size is not None:
         raise PddError("--calibration-size applies to --method static; dynamic quantization uses no calibration data")
     cfg = quantize.QuantizeConfig(
-        data=data_config(dataset, data_dir, download, input_size), norm=norm_override(mean, std), method=method,
+        data=options.data_config(dataset, data_dir, download, input_size), norm=options.norm_override(mean, std), method=method,
         calibration_size=quantize.DEFAULT_CALIBRATION_SIZE if calibration_size is None else calibration_size,
         activation_type=activation_type, reduce_range=reduce_range, format=quant_format, per_channel=per_channel,
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pdd_edge.cli.shared import err, out, warn_foreign
+from pdd_edge.cli.console import err, out, warn_foreign
 
 
 def report_command(

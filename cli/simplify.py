@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-from pdd_edge.cli import shared as o
-from pdd_edge.cli.shared import (
-    OnnxPath,
-    Out,
-    data_config,
-    err,
-    norm_override,
-    out,
-    print_json,
-    print_parity,
-    size,
-)
+from pdd_edge.cli import options
+from pdd_edge.cli.console import err, out, print_json, print_parity, size
 
 from pdd_edge.errors import require_torch
 from pdd_edge.fileio import check_output
 
 
 def simplify_command(
-    model_path: OnnxPath,
+    model_path: options.OnnxPath,
     *,
-    out_path: Out,
-    dataset: o.RecordedDataset = None,
-    data_dir: o.DataDir = None,
-    download: o.Download = False,
-    input_size: o.InputSize = None,
-    mean: o.Mean = None,
-    std: o.Std = None,
-    parity_images: o.ParityImages = 512,
-    json_out: o.Json = False,
+    out_path: options.Out,
+    dataset: options.RecordedDataset = None,
+    data_dir: options.DataDir = None,
+    download: options.Download = False,
+    input_size: options.InputSize = None,
+    mean: options.Mean = None,
+    std: options.Std = None,
+    parity_images: options.ParityImages = 512,
+    json_out: options.Json = False,
 ) -> None:
     """Simplify with onnxsim (BatchNormalization folded into Conv) and check it against the original."""
     require_torch("pdd-edge simplify")  # the parity images are read with torch
     from pdd_edge.onnx.parity import ParityConfig
     from pdd_edge.stages import simplify
 
-    cfg = simplify.SimplifyConfig(data=data_config(dataset, data_dir, download, input_size),
-                                  norm=norm_override(mean, std), parity=ParityConfig(images=parity_images))
+    cfg = simplify.SimplifyConfig(data=options.data_config(dataset, data_dir, download, input_size),
+                                  norm=options.norm_override(mean, std), parity=ParityConfig(images=parity_images))
     check_output(out_path, model_path)
     r = simplify.simplify_model(cfg, model_path, out_path)
     if json_out:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from pdd_edge.cli.shared import Json, out, print_json
+from pdd_edge.cli import options
+from pdd_edge.cli.console import out, print_json
 from rich.table import Table
 
 # The help of the `targets` group, which app.py makes of `list_command` and `show_command`.
 HELP = "Device targets: built-in TOML descriptions, or your own .toml file."
 
 
-def list_command(*, json_out: Json = False) -> None:
+def list_command(*, json_out: options.Json = False) -> None:
     """List the built-in targets."""
     from pdd_edge.profiling.targets import builtin_names, load_target
 
@@ -37,7 +38,7 @@ def list_command(*, json_out: Json = False) -> None:
 def show_command(
     target: Annotated[str, typer.Argument(help="A built-in target name or a path to a .toml file.")],
     *,
-    json_out: Json = False,
+    json_out: options.Json = False,
 ) -> None:
     """Show one target with its budget."""
     from pdd_edge.profiling.targets import BUDGET_KEYS, load_target

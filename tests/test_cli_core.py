@@ -157,7 +157,7 @@ def test_interrupt_promises_resume_only_to_commands_that_have_it(resumable):
     import typer
     from typer.testing import CliRunner
 
-    from pdd_edge.cli.shared import command
+    from pdd_edge.cli.console import command
 
     app = typer.Typer()
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
-from pdd_edge.cli.shared import command
+from pdd_edge.cli.console import command
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.training.divergence import Diverged
 from tests.helpers import files_in, run_cli

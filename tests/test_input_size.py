@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import typer
-from pdd_edge.cli.shared import parse_input_size
+from pdd_edge.cli.options import parse_input_size
 
 from pdd_edge.data import load_dataset
 from pdd_edge.data.base import Augment, resize_uint8
