@@ -3,6 +3,7 @@
 import json
 import math
 import platform
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,48 @@ def test_report_says_loudly_when_no_pruned_file_is_faster_within_the_accuracy_bu
     md = (run.root / "report" / "report-strict.md").read_text()
     assert "> **NOT FASTER: pruning did not pay on this target" in md
     assert "baseline-int8: unpruned KD student, INT8" in md
+
+
+GOLDEN_MD = Path(__file__).parent / "golden" / "report-every-section.md"
+
+
+def _report_with_every_section() -> dict:
+    """A report dict (as build_report returns it) that turns on every part of the Markdown: a
+    remote, foreign measurement, a run whose pruning did not pay, a latency target that was limited,
+    noisy latencies, both plots, the pruning section, and numbers that were not measured (n/a)."""
+    def variant(label, top1, macs, p50, noisy=False):
+        return {"label": label, "top1": top1, "macs": macs, "params": macs // 100, "size_mb": macs / 2**24,
+                "latency_p50_ms": p50, "latency_p90_ms": p50 * 1.25, "speedup_p50": 2.0 / p50,
+                "peak_memory_mb": None if noisy else 3.25, "noisy": noisy, "val_images": 359, "batch_size": 1}
+
+    return {
+        "student": "resnet20", "teacher": "resnet56", "dataset": "digits",
+        "target": {"name": "rpi4", "description": "Raspberry Pi 4"},
+        "environment": {"cpu_model": "Cortex-A72", "machine": "aarch64", "onnxruntime": "1.0",
+                        "execution_provider": "CPUExecutionProvider", "intra_op_threads": 4},
+        "remote": {"host": "pi@rpi4"},
+        "device_check": {"foreign": True, "message": "measured on x86_64, not on rpi4"},
+        "not_faster": "pruning did not pay on this target",
+        "variants": {"baseline": variant("unpruned KD student, FP32", 97.5, 41_000_000, 2.0),
+                     "pruned": variant("PDD-pruned + fine-tuned, FP32", math.nan, 20_000_000, 2.5, noisy=True)},
+        "deployable": "baseline", "deployable_reason": "baseline is the fastest",
+        "gate": {"variant": "baseline", "macs_reduction": 0.0, "top1_drop": None},
+        "latency_budget": {"requested_ms": 1.0, "predicted_ms": 1.05, "measured_ms": 2.5, "table_batch_size": 1,
+                           "measured_vs_requested_pct": 150.0, "met": False, "prediction_error_pct": math.nan,
+                           "table": "latency/rpi4.json",
+                           "limited": {"masks_predicted_ms": 1.5, "stopped_at_ms": 1.2, "max_unrecovered_share": 0.25}},
+        "plots": {"accuracy_latency": "accuracy-latency-rpi4.png", "channels": "channels.png"},
+        "pruning": {"macs_before": 41_000_000, "macs_after": 20_000_000, "params_before": 270_000,
+                    "params_after": 120_000, "macs_reduction_pct": 51.22, "params_reduction_pct": 55.56,
+                    "max_abs_diff": 1.5e-6},
+        "training": {"teacher_top1": 98.9, "baseline_top1": 97.5, "masked_top1": None, "finetuned_top1": 97.2},
+        "layers": {"layer1.0.gate_out": {"kept": 12, "total": 16}},
+    }
+
+
+def test_report_markdown_is_byte_for_byte_the_golden_file():
+    # Pins every line of the Markdown, so that a change to how it is written is a deliberate one
+    # (regenerate the file from markdown() and review the diff).
+    from pdd_edge.report.build import markdown
+
+    assert markdown(_report_with_every_section()) == GOLDEN_MD.read_text()

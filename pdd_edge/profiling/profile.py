@@ -101,34 +101,22 @@ def profile_models(models: dict[str, Path], req: ProfileRequest, remote=None) ->
 
 
 def _record(st: _Static, measured_model: dict, measured: dict, req: ProfileRequest, batch_sizes, settings) -> dict:
-    model, meta, cost, hint = st.model, st.meta, st.cost, st.hint
+    """One model's profile record: what the file says joined with what the run measured."""
     batches = []
     for entry in measured_model["batches"]:
         b = entry["batch_size"]
         batches.append({"batch_size": b, "input_shapes": st.prepared.shapes[b], "latency": entry["latency"],
                         "memory": entry.get("memory")})
-    primary = batches[0]
-    size = st.path.stat().st_size
+    size = st.path.stat().st_size  # once: the record's two mentions of it must agree
     return {
         "schema": SCHEMA,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "pdd_edge_version": pdd_edge.__version__,
-        "model": {
-            "path": str(st.path),
-            "sha256": file_sha256(st.path),
-            "file_size_bytes": size,
-            "ir_version": int(model.ir_version),
-            "opsets": {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
-            "producer": f"{model.producer_name} {model.producer_version}".strip(),
-            "inputs": [i.to_dict() for i in st.inputs],
-            "outputs": [o.name for o in model.graph.output],
-            "pdd_edge_model": meta.model,
-            "pruned": meta.keep is not None,
-        },
+        "model": _model_section(st, size),
         "target": req.target.to_dict(),
         "settings": {
             "batch_sizes": list(batch_sizes),
-            "shape_hint": {"sizes": list(hint.sizes), "source": hint.source} if hint else None,
+            "shape_hint": {"sizes": list(st.hint.sizes), "source": st.hint.source} if st.hint else None,
             "input_shape_hints": {name: list(sizes) for name, sizes in req.input_shapes},
             "warmup_runs": settings.warmup,
             "min_runs": settings.min_runs,
@@ -136,28 +124,9 @@ def _record(st: _Static, measured_model: dict, measured: dict, req: ProfileReque
             "memory": settings.memory,
             "remote": measured.get("remote"),
         },
-        "cost": {
-            "macs": cost.macs,
-            "params": cost.params,
-            "batch_size": st.cost_batch,
-            "convention": MACS_CONVENTION,
-            "by_op": cost.by_op(),
-            "layers": [{"name": l.name, "op_type": l.op_type, "macs": l.macs, "params": l.params} for l in cost.layers],
-            "uncounted": cost.uncounted,
-            "shape_source": cost.shape_source,
-        },
+        "cost": _cost_section(st),
         "batches": batches,
-        "summary": {
-            "batch_size": primary["batch_size"],
-            "macs": cost.macs,
-            "params": cost.params,
-            "model_size_mb": size / MIB,
-            "latency_p50_ms": primary["latency"]["p50_ms"],
-            "latency_p90_ms": primary["latency"]["p90_ms"],
-            "throughput_per_s": primary["latency"]["throughput_per_s"],
-            "peak_memory_mb": primary["memory"]["peak_rss_growth_mb"] if primary["memory"] else None,
-            "noisy": any(b["latency"]["noisy"] for b in batches),
-        },
+        "summary": _summary(st, batches, size),
         "environment": measured["environment"],
         # whether the machine that measured is the target's kind of device (gate trusts latency only then)
         "device_check": provenance.check(req.target.to_dict(), measured["environment"]),
@@ -165,3 +134,48 @@ def _record(st: _Static, measured_model: dict, measured: dict, req: ProfileReque
     }
 
 
+def _model_section(st: _Static, size: int) -> dict:
+    """The file: its identity (sha256, size), format versions, inputs and outputs, and pdd-edge's metadata."""
+    model = st.model
+    return {
+        "path": str(st.path),
+        "sha256": file_sha256(st.path),
+        "file_size_bytes": size,
+        "ir_version": int(model.ir_version),
+        "opsets": {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": [i.to_dict() for i in st.inputs],
+        "outputs": [o.name for o in model.graph.output],
+        "pdd_edge_model": st.meta.model,
+        "pruned": st.meta.keep is not None,
+    }
+
+
+def _cost_section(st: _Static) -> dict:
+    cost = st.cost
+    return {
+        "macs": cost.macs,
+        "params": cost.params,
+        "batch_size": st.cost_batch,
+        "convention": MACS_CONVENTION,
+        "by_op": cost.by_op(),
+        "layers": [{"name": l.name, "op_type": l.op_type, "macs": l.macs, "params": l.params} for l in cost.layers],
+        "uncounted": cost.uncounted,
+        "shape_source": cost.shape_source,
+    }
+
+
+def _summary(st: _Static, batches: list[dict], size: int) -> dict:
+    """The headline numbers, at the primary (first) batch size; noisy if any batch size was."""
+    primary = batches[0]
+    return {
+        "batch_size": primary["batch_size"],
+        "macs": st.cost.macs,
+        "params": st.cost.params,
+        "model_size_mb": size / MIB,
+        "latency_p50_ms": primary["latency"]["p50_ms"],
+        "latency_p90_ms": primary["latency"]["p90_ms"],
+        "throughput_per_s": primary["latency"]["throughput_per_s"],
+        "peak_memory_mb": primary["memory"]["peak_rss_growth_mb"] if primary["memory"] else None,
+        "noisy": any(b["latency"]["noisy"] for b in batches),
+    }

@@ -128,6 +128,8 @@ def read_target_file(path: Path, what: str = "target file") -> Target:
 
 
 def parse_target(raw: str, *, source: str, default_name: str) -> Target:
+    """The Target of a TOML text, every key checked: unknown keys, strings, integers, shapes, then
+    the budget (the first problem found is the error)."""
     where = source if source != "built-in" else f"built-in target {default_name}"
     try:
         data = tomllib.loads(raw)
@@ -140,37 +142,12 @@ def parse_target(raw: str, *, source: str, default_name: str) -> Target:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise bad(unknown[0], f"is not a target key (allowed: {', '.join(sorted(TOP_KEYS))})")
-    strings = {k: _string(data, k, bad) for k in ("name", "description", "cpu", "arch", "cpu_match",
-                                                  "execution_provider", "quantization")}
-    if strings["cpu_match"] is not None:
-        try:
-            re.compile(strings["cpu_match"])
-        except re.error as exc:
-            raise bad("cpu_match", f"is not a regular expression ({exc})") from None
-    if strings["quantization"] is not None and strings["quantization"] not in QUANTIZATIONS:
-        raise bad("quantization", f"must be one of {', '.join(QUANTIZATIONS)}, got {strings['quantization']!r}")
+    strings = _strings(data, bad)
     for key in ("cores", "channel_multiple"):
         _bounded_int(data, key, LIMITS[key], "", bad)
     _bounded_int(data, "threads", *max_threads(data.get("cores")), bad)
-    batch_sizes = _int_list(data, "batch_sizes", bad)
-    if batch_sizes and (max(batch_sizes) > LIMITS["batch_sizes"] or len(set(batch_sizes)) != len(batch_sizes)):
-        raise bad("batch_sizes", f"must be distinct batch sizes from 1 to {LIMITS['batch_sizes']}, got {batch_sizes!r}")
-    input_shape = _int_list(data, "input_shape", bad)
-    if input_shape and (len(input_shape) > MAX_INPUT_DIMS or math.prod(input_shape) > MAX_INPUT_ELEMENTS):
-        raise bad("input_shape", f"must be one sample's shape with at most {MAX_INPUT_DIMS} dimensions and "
-                  f"{MAX_INPUT_ELEMENTS:,} values (e.g. [3, 224, 224]), got {input_shape!r}")
-    budget = data.get("budget", {})
-    if not isinstance(budget, dict):
-        raise bad("budget", "must be a table ([budget])")
-    for key, value in budget.items():
-        if key not in BUDGET_KEYS:
-            raise bad(f"budget.{key}", f"is not a budget key (allowed: {', '.join(BUDGET_KEYS)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise bad(f"budget.{key}", f"must be a number, got {value!r}")
-        if value < 0:
-            raise bad(f"budget.{key}", f"must not be negative, got {value!r}")
-        if key in PERCENT_KEYS and value > 100:
-            raise bad(f"budget.{key}", f"is a percentage and must be at most 100, got {value!r}")
+    batch_sizes, input_shape = _shapes(data, bad)
+    budget = _budget(data, bad)
     return Target(
         name=strings["name"] or default_name,
         source=source,
@@ -185,8 +162,51 @@ def parse_target(raw: str, *, source: str, default_name: str) -> Target:
         input_shape=tuple(input_shape) if input_shape else None,
         quantization=strings["quantization"] or "fp32",
         channel_multiple=data.get("channel_multiple"),
-        budget={k: float(v) for k, v in budget.items()},
+        budget=budget,
     )
+
+
+def _strings(data: dict, bad) -> dict[str, str | None]:
+    """The string keys (None where absent); `cpu_match` must compile, `quantization` be one of QUANTIZATIONS."""
+    strings = {k: _string(data, k, bad) for k in ("name", "description", "cpu", "arch", "cpu_match",
+                                                  "execution_provider", "quantization")}
+    if strings["cpu_match"] is not None:
+        try:
+            re.compile(strings["cpu_match"])
+        except re.error as exc:
+            raise bad("cpu_match", f"is not a regular expression ({exc})") from None
+    if strings["quantization"] is not None and strings["quantization"] not in QUANTIZATIONS:
+        raise bad("quantization", f"must be one of {', '.join(QUANTIZATIONS)}, got {strings['quantization']!r}")
+    return strings
+
+
+def _shapes(data: dict, bad) -> tuple[list[int] | None, list[int] | None]:
+    """`batch_sizes` (distinct, at most LIMITS) and `input_shape` (one sample, bounded), None where absent."""
+    batch_sizes = _int_list(data, "batch_sizes", bad)
+    if batch_sizes and (max(batch_sizes) > LIMITS["batch_sizes"] or len(set(batch_sizes)) != len(batch_sizes)):
+        raise bad("batch_sizes", f"must be distinct batch sizes from 1 to {LIMITS['batch_sizes']}, got {batch_sizes!r}")
+    input_shape = _int_list(data, "input_shape", bad)
+    if input_shape and (len(input_shape) > MAX_INPUT_DIMS or math.prod(input_shape) > MAX_INPUT_ELEMENTS):
+        raise bad("input_shape", f"must be one sample's shape with at most {MAX_INPUT_DIMS} dimensions and "
+                  f"{MAX_INPUT_ELEMENTS:,} values (e.g. [3, 224, 224]), got {input_shape!r}")
+    return batch_sizes, input_shape
+
+
+def _budget(data: dict, bad) -> dict[str, float]:
+    """The [budget] table: known keys, finite numbers >= 0, percentages at most 100."""
+    budget = data.get("budget", {})
+    if not isinstance(budget, dict):
+        raise bad("budget", "must be a table ([budget])")
+    for key, value in budget.items():
+        if key not in BUDGET_KEYS:
+            raise bad(f"budget.{key}", f"is not a budget key (allowed: {', '.join(BUDGET_KEYS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad(f"budget.{key}", f"must be a number, got {value!r}")
+        if value < 0:
+            raise bad(f"budget.{key}", f"must not be negative, got {value!r}")
+        if key in PERCENT_KEYS and value > 100:
+            raise bad(f"budget.{key}", f"is a percentage and must be at most 100, got {value!r}")
+    return {k: float(v) for k, v in budget.items()}
 
 
 def _is_int(value: Any) -> bool:

@@ -124,8 +124,50 @@ def check_profiled(path: Path, model: dict[str, Any]) -> None:
 
 
 def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
-    accuracy = read_json(run.accuracy(), "accuracy record")["variants"]
+    """The report of one target's profile: the variants compared, the one deployed and why, and
+    the numbers `pdd-edge gate` checks (schema in docs/report.md)."""
     target = profile["target"]
+    variants = _variants(run, profile)
+    base = variants.get("baseline")
+    device_check = provenance.check(target, profile["environment"])
+    deploy, why = deployable_variant(variants, target, foreign=device_check["foreign"])
+    prune_rec = _stage_metrics(run, "prune")
+    return {
+        "schema": SCHEMA,
+        "created_utc": now_utc(),
+        "run_dir": str(run.root),
+        "student": run.manifest["config"].get("student"),
+        "teacher": run.manifest["config"].get("teacher"),
+        "dataset": run.manifest["config"].get("data", {}).get("name"),
+        "target": target,
+        "environment": profile["environment"],
+        # recomputed from the target and the environment: profiles of older versions lack it
+        "device_check": device_check,
+        "remote": profile.get("remote"),
+        "variants": variants,
+        "deployable": deploy,
+        "deployable_reason": why,
+        "not_faster": not_faster(variants, deploy, device_check["foreign"]),
+        "gate": _gate_numbers(deploy, variants[deploy], base),
+        "training": {
+            "teacher_top1": _stage_metrics(run, "teacher").get("val_top1"),
+            "baseline_top1": _stage_metrics(run, "baseline").get("val_top1"),
+            "masked_top1": _stage_metrics(run, "distill").get("val_top1"),
+            "finetuned_top1": _stage_metrics(run, "finetune").get("val_top1"),
+        },
+        "pruning": {k: prune_rec.get(k) for k in ("macs_before", "macs_after", "params_before", "params_after",
+                                                   "macs_reduction_pct", "params_reduction_pct", "max_abs_diff",
+                                                   "reopened_channels", "notes")},
+        "layers": prune_rec.get("layers", {}),
+        "latency_budget": latency_budget(prune_rec.get("latency"), target, variants),
+        "plots": {},
+    }
+
+
+def _variants(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
+    """Every profiled variant's row: its file (checked to be the one profiled), accuracy, cost and
+    latency, and its speed-up and MACs reduction against the unpruned FP32 file."""
+    accuracy = read_json(run.accuracy(), "accuracy record")["variants"]
     variants: dict[str, Any] = {}
     for name, rec in profile["variants"].items():
         s = rec["summary"]
@@ -154,52 +196,24 @@ def build_report(run: RunDir, profile: dict[str, Any]) -> dict[str, Any]:
     for v in variants.values():
         v["speedup_p50"] = base["latency_p50_ms"] / v["latency_p50_ms"] if base and v["latency_p50_ms"] else math.nan
         v["macs_reduction_pct"] = 100 * (1 - v["macs"] / base["macs"]) if base and base["macs"] else math.nan
-    device_check = provenance.check(target, profile["environment"])
-    deploy, why = deployable_variant(variants, target, foreign=device_check["foreign"])
-    d = variants[deploy]
-    prune_rec = _stage_metrics(run, "prune")
+    return variants
+
+
+def _gate_numbers(deploy: str, d: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+    """What `pdd-edge gate` checks, of the deployed variant `d`; None when not measured (the gate then fails)."""
     return {
-        "schema": SCHEMA,
-        "created_utc": now_utc(),
-        "run_dir": str(run.root),
-        "student": run.manifest["config"].get("student"),
-        "teacher": run.manifest["config"].get("teacher"),
-        "dataset": run.manifest["config"].get("data", {}).get("name"),
-        "target": target,
-        "environment": profile["environment"],
-        # recomputed from the target and the environment: profiles of older versions lack it
-        "device_check": device_check,
-        "remote": profile.get("remote"),
-        "variants": variants,
-        "deployable": deploy,
-        "deployable_reason": why,
-        "not_faster": not_faster(variants, deploy, device_check["foreign"]),
-        "gate": {  # what `pdd-edge gate` checks; None when not measured (the gate then fails)
-            "variant": deploy,
-            # the file vouched for, as profiled: the gate fails if it is gone or changed
-            "file": d["file"],
-            "sha256": d["sha256"],
-            "file_size_bytes": d["file_size_bytes"],
-            "latency_p90_ms": d["latency_p90_ms"],
-            "model_size_mb": d["size_mb"],
-            "peak_memory_mb": d["peak_memory_mb"],
-            "top1": d["top1"],
-            "top1_drop": base["top1"] - d["top1"] if base else None,
-            "macs_reduction": d["macs_reduction_pct"],
-            "speedup": d["speedup_p50"],  # p50 of the unpruned FP32 file over the deployed file's
-        },
-        "training": {
-            "teacher_top1": _stage_metrics(run, "teacher").get("val_top1"),
-            "baseline_top1": _stage_metrics(run, "baseline").get("val_top1"),
-            "masked_top1": _stage_metrics(run, "distill").get("val_top1"),
-            "finetuned_top1": _stage_metrics(run, "finetune").get("val_top1"),
-        },
-        "pruning": {k: prune_rec.get(k) for k in ("macs_before", "macs_after", "params_before", "params_after",
-                                                   "macs_reduction_pct", "params_reduction_pct", "max_abs_diff",
-                                                   "reopened_channels", "notes")},
-        "layers": prune_rec.get("layers", {}),
-        "latency_budget": latency_budget(prune_rec.get("latency"), target, variants),
-        "plots": {},
+        "variant": deploy,
+        # the file vouched for, as profiled: the gate fails if it is gone or changed
+        "file": d["file"],
+        "sha256": d["sha256"],
+        "file_size_bytes": d["file_size_bytes"],
+        "latency_p90_ms": d["latency_p90_ms"],
+        "model_size_mb": d["size_mb"],
+        "peak_memory_mb": d["peak_memory_mb"],
+        "top1": d["top1"],
+        "top1_drop": base["top1"] - d["top1"] if base else None,
+        "macs_reduction": d["macs_reduction_pct"],
+        "speedup": d["speedup_p50"],  # p50 of the unpruned FP32 file over the deployed file's
     }
 
 
@@ -251,9 +265,23 @@ def fmt(value: Any, spec: str, suffix: str = "") -> str:
 
 
 def markdown(r: dict[str, Any]) -> str:
+    """The report as Markdown: the variant table, the deployed variant and why, then the latency
+    target and the pruning sections when the run has them."""
+    lines = [*_md_heading(r), *_md_variant_table(r), *_md_deployed(r), *_md_latency_target(r.get("latency_budget"))]
+    if any(v["noisy"] for v in r["variants"].values()):
+        lines += ["", "> Warning: latency varied by more than 10 % (coefficient of variation); the machine was busy."]
+    if r["plots"].get("accuracy_latency"):
+        lines += ["", f"![accuracy vs latency]({r['plots']['accuracy_latency']})"]
+    if r["pruning"].get("macs_before"):
+        lines += _md_pruning(r)
+    return "\n".join(lines) + "\n"
+
+
+def _md_heading(r: dict[str, Any]) -> list[str]:
+    """Title, where and how it was measured, and the loud warnings (foreign device, pruning that did not pay)."""
     env, target = r["environment"], r["target"]
     where = f"over SSH on {r['remote']['host']}" if r.get("remote") else "on this machine"
-    lines = [
+    return [
         f"# {r['student']} (teacher {r['teacher']}) on {target['name']}",
         "",
         f"Target **{target['name']}**: {target.get('description', '')}. Measured {where}: {env.get('cpu_model')} "
@@ -263,6 +291,11 @@ def markdown(r: dict[str, Any]) -> str:
         *([f"> **Warning: {r['device_check']['message']}.** `pdd-edge gate` fails its latency and memory checks "
            "unless --accept-foreign-measurements is given.", ""] if r["device_check"]["foreign"] else []),
         *([f"> **NOT FASTER: {r['not_faster']}.**", ""] if r.get("not_faster") else []),
+    ]
+
+
+def _md_variant_table(r: dict[str, Any]) -> list[str]:
+    lines = [
         "| variant | top-1 % | MACs | params | size (MiB) | p50 (ms) | p90 (ms) | speedup (p50) | peak mem (MiB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -272,8 +305,14 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {name}: {v['label']}{mark} | {fmt(v['top1'], '.2f')} | {v['macs']:,} | {v['params']:,} | "
             f"{fmt(v['size_mb'], '.3f')} | {fmt(v['latency_p50_ms'], '.3f')} | {fmt(v['latency_p90_ms'], '.3f')} | "
             f"{fmt(v['speedup_p50'], '.2f', 'x')} | {fmt(v['peak_memory_mb'], '.1f')} |")
+    return lines
+
+
+def _md_deployed(r: dict[str, Any]) -> list[str]:
+    """The deployed variant, why, and how every number of the table was measured."""
     g = r["gate"]
-    lines += [
+    first = next(iter(r["variants"].values()))
+    return [
         "",
         f"Deployed variant `{g['variant']}`: MACs -{fmt(g['macs_reduction'], '.1f')} % vs the unpruned student, "
         f"top-1 change {fmt(-g['top1_drop'] if g['top1_drop'] is not None else None, '+.2f')} points. "
@@ -281,51 +320,55 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "MACs are multiply-accumulates of conv and linear (Gemm/MatMul) layers, counted from each ONNX graph; "
         "params are the ONNX files' weights (BN folded into conv). Top-1 is measured on each file with onnxruntime "
-        f"on the {next(iter(r['variants'].values()))['val_images']} validation images. Latency: batch "
-        f"{next(iter(r['variants'].values()))['batch_size']}, warm-up, then the variants timed round-robin in one "
+        f"on the {first['val_images']} validation images. Latency: batch "
+        f"{first['batch_size']}, warm-up, then the variants timed round-robin in one "
         "process (see docs/profile.md).",
     ]
-    lb = r.get("latency_budget")
-    if lb:
-        lines += [
-            "",
-            "## Latency target",
-            "",
-            "| requested p50 (ms) | predicted (latency model) | measured (pruned FP32) | measured vs requested |",
-            "|---:|---:|---:|---:|",
-            f"| {lb['requested_ms']:.4f} | {lb['predicted_ms']:.4f} | {fmt(lb['measured_ms'], '.4f')} | "
-            f"{fmt(lb['measured_vs_requested_pct'], '+.1f', ' %')} ({'met' if lb['met'] else 'missed'}: within "
-            f"+/- {LATENCY_TOLERANCE_PCT:.0f} %) |",
-            "",
-            f"Latency model: `{lb['table']}` (batch {lb['table_batch_size']}); its prediction is "
-            f"{fmt(lb['prediction_error_pct'], '+.1f', ' %')} off the measurement.",
-        ]
-        if lb.get("limited"):
-            lim = lb["limited"]
-            lines += ["", f"> **The distilled masks missed the request**: they were predicted at "
-                          f"{lim['masks_predicted_ms']:.4f} ms, and prune closed channels only down to {lim['stopped_at_ms']:.4f} ms "
-                          f"(at most {100 * lim['max_unrecovered_share']:.0f} % of the dense latency without training to "
-                          "recover it). Distill longer, or ask for less."]
-    if any(v["noisy"] for v in r["variants"].values()):
-        lines += ["", "> Warning: latency varied by more than 10 % (coefficient of variation); the machine was busy."]
-    if r["plots"].get("accuracy_latency"):
-        lines += ["", f"![accuracy vs latency]({r['plots']['accuracy_latency']})"]
+
+
+def _md_latency_target(lb: dict[str, Any] | None) -> list[str]:
+    """Requested, predicted and measured latency (none for a run without a latency target)."""
+    if not lb:
+        return []
+    lines = [
+        "",
+        "## Latency target",
+        "",
+        "| requested p50 (ms) | predicted (latency model) | measured (pruned FP32) | measured vs requested |",
+        "|---:|---:|---:|---:|",
+        f"| {lb['requested_ms']:.4f} | {lb['predicted_ms']:.4f} | {fmt(lb['measured_ms'], '.4f')} | "
+        f"{fmt(lb['measured_vs_requested_pct'], '+.1f', ' %')} ({'met' if lb['met'] else 'missed'}: within "
+        f"+/- {LATENCY_TOLERANCE_PCT:.0f} %) |",
+        "",
+        f"Latency model: `{lb['table']}` (batch {lb['table_batch_size']}); its prediction is "
+        f"{fmt(lb['prediction_error_pct'], '+.1f', ' %')} off the measurement.",
+    ]
+    if lb.get("limited"):
+        lim = lb["limited"]
+        lines += ["", f"> **The distilled masks missed the request**: they were predicted at "
+                      f"{lim['masks_predicted_ms']:.4f} ms, and prune closed channels only down to {lim['stopped_at_ms']:.4f} ms "
+                      f"(at most {100 * lim['max_unrecovered_share']:.0f} % of the dense latency without training to "
+                      "recover it). Distill longer, or ask for less."]
+    return lines
+
+
+def _md_pruning(r: dict[str, Any]) -> list[str]:
+    """PyTorch counts before and after pruning, top-1 along the way, and the channels kept per layer."""
     p, t = r["pruning"], r["training"]
-    if p.get("macs_before"):
-        lines += [
-            "",
-            "## Pruning",
-            "",
-            f"PyTorch counts (fvcore): MACs {p['macs_before']:,} -> {p['macs_after']:,} "
-            f"(-{p['macs_reduction_pct']:.2f} %), params {p['params_before']:,} -> {p['params_after']:,} "
-            f"(-{p['params_reduction_pct']:.2f} %). Largest logit difference masked vs pruned: {p['max_abs_diff']:.2e}.",
-            "",
-            f"Validation top-1 along the way: teacher {fmt(t['teacher_top1'], '.2f')} %, unpruned KD student "
-            f"{fmt(t['baseline_top1'], '.2f')} %, masked student {fmt(t['masked_top1'], '.2f')} %, pruned + fine-tuned "
-            f"{fmt(t['finetuned_top1'], '.2f')} %.",
-        ]
-        if r["plots"].get("channels"):
-            lines += ["", f"![channels kept per layer]({r['plots']['channels']})"]
-        lines += ["", "| layer | kept | of |", "|---|---:|---:|"]
-        lines += [f"| {name} | {v['kept']} | {v['total']} |" for name, v in r["layers"].items()]
-    return "\n".join(lines) + "\n"
+    lines = [
+        "",
+        "## Pruning",
+        "",
+        f"PyTorch counts (fvcore): MACs {p['macs_before']:,} -> {p['macs_after']:,} "
+        f"(-{p['macs_reduction_pct']:.2f} %), params {p['params_before']:,} -> {p['params_after']:,} "
+        f"(-{p['params_reduction_pct']:.2f} %). Largest logit difference masked vs pruned: {p['max_abs_diff']:.2e}.",
+        "",
+        f"Validation top-1 along the way: teacher {fmt(t['teacher_top1'], '.2f')} %, unpruned KD student "
+        f"{fmt(t['baseline_top1'], '.2f')} %, masked student {fmt(t['masked_top1'], '.2f')} %, pruned + fine-tuned "
+        f"{fmt(t['finetuned_top1'], '.2f')} %.",
+    ]
+    if r["plots"].get("channels"):
+        lines += ["", f"![channels kept per layer]({r['plots']['channels']})"]
+    lines += ["", "| layer | kept | of |", "|---|---:|---:|"]
+    lines += [f"| {name} | {v['kept']} | {v['total']} |" for name, v in r["layers"].items()]
+    return lines

@@ -222,13 +222,7 @@ class Fit:
         cfg = self.cfg
         rt = self.runtime
         rank_batch = rt.rank_batch(cfg.batch_size)
-        model = rt.place(self.model)
-        self.task.to(rt.device)
-        if isinstance(getattr(self.task, "teacher", None), nn.Module):
-            rt.place(self.task.teacher)  # --channels-last: the teacher's convolutions too
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                    **rt.sgd_options())
-        scaler = rt.grad_scaler()
+        model, optimizer, scaler = self._place()
         history: list[dict[str, Any]] = []
         best: dict[str, Any] = {}
         start = 0
@@ -253,33 +247,57 @@ class Fit:
                         obj.on_epoch_start(epoch, cfg.lr * cfg.lr_factor(epoch), cfg.lr)
                 train_stats = self._train_epoch(ddp_model, optimizer, scaler, epoch, info, progress, n_batches, watch,
                                                 rank_batch, task)
-                lr = cfg.lr * cfg.lr_factor(epoch)
-                val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info,
-                               device=rt.device, workers=rt.workers)
-                record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats,
-                                          "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]}
-                if info.enabled:
-                    record |= {"world_size": info.world, "replica_spread": self._check_replicas(model, info, epoch + 1)}
-                if self.epoch_stats is not None:
-                    record.update(self.epoch_stats(model))
-                record["seconds"] = time.perf_counter() - t0
+                record = self._epoch_record(model, epoch, train_stats, info, t0)
                 record["best"] = not best or self._key(record) > self._key(best)
                 if record["best"]:
                     best = {k: v for k, v in record.items() if k != "best"}
                 history.append(record)
                 watch.epoch(history, len(self.data.val))  # raises before this epoch is written if the run is stuck at chance
                 if info.is_main:
-                    # The epoch's files appear together or not at all: a write that fails (disk full)
-                    # leaves the previous epoch's consistent set, never a best.pt without its last.pt.
-                    # Renamed best.pt first: a crash between renames re-runs this epoch, which rewrites both.
-                    with all_or_nothing():
-                        if record["best"]:
-                            ckpt_io.save(self.files.best, self.make_checkpoint(model, best))
-                        self._save_state(model, optimizer, scaler, epoch + 1, history, best)
-                        write_json(self.files.history, {"title": self.title, "config_hash": self.config_hash,
-                                                        "epochs": history})
+                    self._write_epoch(model, optimizer, scaler, epoch, history, best)
                 progress.end_epoch(record)
         return FitResult(best=best, history=history, resumed_from=start)
+
+    def _place(self) -> tuple[nn.Module, torch.optim.Optimizer, torch.amp.GradScaler]:
+        """The model (and a teacher the task holds) on the runtime's device, its optimizer and grad scaler."""
+        rt = self.runtime
+        model = rt.place(self.model)
+        self.task.to(rt.device)
+        if isinstance(getattr(self.task, "teacher", None), nn.Module):
+            rt.place(self.task.teacher)  # --channels-last: the teacher's convolutions too
+        optimizer = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
+                                    weight_decay=self.cfg.weight_decay, **rt.sgd_options())
+        return model, optimizer, rt.grad_scaler()
+
+    def _epoch_record(self, model: nn.Module, epoch: int, train_stats: dict[str, float], info: DistInfo,
+                      t0: float) -> dict[str, Any]:
+        """The history record of a trained epoch: its lr, training numbers, validation, the replica
+        check under torchrun, `epoch_stats` and the seconds it took (its "best" flag is added later)."""
+        cfg, rt = self.cfg, self.runtime
+        lr = cfg.lr * cfg.lr_factor(epoch)
+        val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info,
+                       device=rt.device, workers=rt.workers)
+        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats,
+                                  "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]}
+        if info.enabled:
+            record |= {"world_size": info.world, "replica_spread": self._check_replicas(model, info, epoch + 1)}
+        if self.epoch_stats is not None:
+            record.update(self.epoch_stats(model))
+        record["seconds"] = time.perf_counter() - t0
+        return record
+
+    def _write_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                     epoch: int, history: list[dict[str, Any]], best: dict[str, Any]) -> None:
+        """best.pt (when this epoch is the best), last.pt and the history, together or not at all.
+
+        A write that fails (disk full) leaves the previous epoch's consistent set, never a best.pt
+        without its last.pt. Renamed best.pt first: a crash between renames re-runs this epoch,
+        which rewrites both."""
+        with all_or_nothing():
+            if history[-1]["best"]:
+                ckpt_io.save(self.files.best, self.make_checkpoint(model, best))
+            self._save_state(model, optimizer, scaler, epoch + 1, history, best)
+            write_json(self.files.history, {"title": self.title, "config_hash": self.config_hash, "epochs": history})
 
     def _check_replicas(self, model: nn.Module, info: DistInfo, epoch: int) -> float:
         spread = replica_spread(model, info)
