@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--min-time", type=float, default=20.0, help="seconds of timed runs per file, at least")
     args = ap.parse_args()
     from pdd_edge import checkpoint as ckpt_io
-    from pdd_edge.zoo.masks import dense_cost
+    from pdd_edge.zoo.masked import MaskedNetwork
 
     onnx_dir = args.out / "onnx"
     onnx_dir.mkdir(exist_ok=True)
@@ -54,7 +54,7 @@ def main() -> None:
         path = onnx_dir / f"{key}.onnx"
         result = export.export_checkpoint(export.ExportConfig(data=DataConfig(name=None)), ckpt, path)
         model, info = ckpt_io.load(ckpt)
-        cost = dense_cost(model, info.preprocess.input_size)  # equal to fvcore's count (tests/traced)
+        cost = MaskedNetwork(model).dense_cost(info.preprocess.input_size)  # equal to fvcore's count (tests/traced)
         rows.append({"variant": key, "label": label, "top1": float(info.metrics["val_top1"]), "macs": cost["macs"],
                      "params": cost["params"], "parity": result.parity_max_abs_diff})
         paths[key] = path

@@ -95,13 +95,13 @@ def stream_once(threads: int, amp: str, fast: str, args: argparse.Namespace, out
     from pdd_edge.training.loop import Fit, OptimConfig, TrainFiles
     from pdd_edge.training.runtime import Runtime
     from pdd_edge.training.tasks import SupervisedTask
-    from pdd_edge.zoo.masks import attach_masks
+    from pdd_edge.zoo.masked import MaskedNetwork
 
     torch.set_num_threads(threads)
     options = FAST_MODES[fast]
     data = load_imagefolder(args.stream_dir, input_size=224, memory_limit=0)  # 0: always streamed
     model = zoo.build("torchvision:mobilenet_v2", num_classes=len(data.classes))
-    attach_masks(model)
+    MaskedNetwork.attach(model)
     compile_mode = options[options.index("--compile") + 1] if "--compile" in options else "off"
     rt = Runtime.from_options(args.device, amp, args.workers, channels_last="--channels-last" in options,
                               fused_sgd="--fused-sgd" in options, compile=compile_mode)

@@ -22,7 +22,7 @@ import torch
 from pdd_edge import zoo
 from pdd_edge.data import load_dataset
 from pdd_edge.training.tasks import DistillTask
-from pdd_edge.zoo.masks import attach_masks
+from pdd_edge.zoo.masked import MaskedNetwork
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     teacher = zoo.build(args.teacher).eval()
     students = {"KD without masks": zoo.build(args.student), "KD with PDD masks": zoo.build(args.student)}
     students["KD with PDD masks"].load_state_dict(students["KD without masks"].state_dict())
-    attach_masks(students["KD with PDD masks"])
+    MaskedNetwork.attach(students["KD with PDD masks"])
     if not zoo.is_zoo(args.student):
         # A traced model's input gates are forward pre-hooks that do nothing without masks; the bare
         # network (no wrapper, no hooks) shows what they cost.

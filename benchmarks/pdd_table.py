@@ -25,7 +25,7 @@ from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
 from pdd_edge.stages import distill, finetune, prune
 from pdd_edge.stages import teacher as teacher_stage
-from pdd_edge.zoo.masks import dense_cost
+from pdd_edge.zoo.masked import MaskedNetwork
 
 PAPER = {  # Dan et al. 2024, abstract (CIFAR-10): FLOPs reduction, params removed, top-1 change
     ("resnet20", "resnet56"): (39.53, 32.77, +0.17),
@@ -88,7 +88,7 @@ def main() -> None:
         kd = distill.distill(distill.DistillConfig(**common, masks=False, optim=distill.default_optim(
             kd_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)), pair_dir / "kd", resume=True)
         kd_model, kd_info = ckpt_io.load(pair_dir / "kd" / "best.pt")
-        kd_cost = dense_cost(kd_model, kd_info.preprocess.input_size)
+        kd_cost = MaskedNetwork(kd_model).dense_cost(kd_info.preprocess.input_size)
         rows.append(row(student, teacher, "KD (unpruned)", kd.best["val_top1"], kd_cost, kd_cost, kd.best["val_top1"]))
 
         for label, target in (("PDD", None), (f"PDD, MACs -{100 * args.budget:.0f}%", args.budget)):

@@ -15,13 +15,12 @@ def scenario():
     from pdd_edge import zoo
     from pdd_edge.data.options import DataConfig
     from pdd_edge.stages.prune import PruneConfig, prune_checkpoint
-    from pdd_edge.zoo.masks import attach_masks, get_masks
+    from pdd_edge.zoo.masked import MaskedNetwork
 
     data = DataConfig("digits").load()
     torch.manual_seed(0)
     model = zoo.build("resnet20", num_classes=data.num_classes, input_size=data.input_hw)
-    attach_masks(model)
-    for mask in get_masks(model).values():
+    for mask in MaskedNetwork.attach(model).masks.values():
         mask.logits.data = torch.rand(mask.logits.shape) - 0.4
     tmp = Path(tempfile.mkdtemp(prefix="walk-prune-"))
     from pdd_edge.data.options import NormOverride, resolve_preprocess

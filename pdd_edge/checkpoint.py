@@ -42,7 +42,7 @@ from pdd_edge.data.checkpoint_info import CheckpointInfo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.fileio import atomic_path
-from pdd_edge.zoo.masks import get_masks, load_mask_logits, mask_logits
+from pdd_edge.zoo.masked import MaskedNetwork
 from pdd_edge.zoo.protocol import prunable
 from pdd_edge.zoo.state_dict import with_metadata
 
@@ -50,11 +50,6 @@ FORMAT = "pdd-edge.checkpoint"
 FORMAT_VERSION = 1
 # Namespaced, so that a third-party file's own keys are never taken for pdd-edge's checksum.
 CHECKSUM = "pdd-edge.sha256"
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside DistributedDataParallel / DataParallel wrappers."""
-    return getattr(model, "module", model)
 
 
 def checkpoint_dict(
@@ -67,15 +62,15 @@ def checkpoint_dict(
     metrics: Mapping[str, Any] | None = None,
     record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    model = unwrap(model)
-    masks = mask_logits(model)
+    masked = MaskedNetwork(model)  # unwraps DDP / DataParallel
+    masks = masked.logits()
     mask_keys = {f"{name}.logits" for name in masks}
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in mask_keys}
+    state = {k: v.detach().clone() for k, v in masked.net.state_dict().items() if k not in mask_keys}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model_name,
-        "arch": prunable(model).arch_args(),
+        "arch": masked.arch.arch_args(),
         "preprocess": preprocess.to_dict(),
         "classes": list(classes) if classes is not None else None,
         "dataset": dataset,
@@ -335,7 +330,7 @@ def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, name_opti
     masks = raw.get("masks")
     if masks:
         try:
-            load_mask_logits(model, masks)
+            MaskedNetwork.load(model, masks)
         except PddError as exc:
             raise PddError(f"{p}: {exc}") from None
     model.eval()
@@ -348,7 +343,7 @@ def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, name_opti
         dataset=raw.get("dataset"),
         metrics=dict(raw.get("metrics") or {}),
         record=dict(raw.get("record") or {}),
-        masked=bool(get_masks(model)),
+        masked=bool(masks),  # loaded above at every mask point, or the load failed
         path=str(p),
         pruned=zoo.is_pruned(model),
         arch=_build_args(arch),

@@ -7,7 +7,7 @@ from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
-from pdd_edge.zoo.masks import attach_masks, get_masks
+from pdd_edge.zoo.masked import MaskedNetwork
 from tests.conftest import AKAMASTER, shared_file
 
 PRE = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(32, 32))
@@ -64,15 +64,16 @@ def test_load_checkpoint_of_other_architecture_names_the_mismatch(tmp_path):
 def test_save_and_load_round_trip_restores_weights_masks_and_description(tmp_path):
     torch.manual_seed(0)
     model = zoo.build("vgg11", num_classes=4)
-    attach_masks(model)
+    masks = MaskedNetwork.attach(model).masks
     ck = ckpt_io.checkpoint_dict(model, model_name="vgg11", preprocess=PRE, classes=list("abcd"), dataset="x",
                                  metrics={"val_top1": 50.0})
     assert all(not k.endswith(".logits") for k in ck["state_dict"])
     path = ckpt_io.save(tmp_path / "c.pt", ck)
     loaded, info = ckpt_io.load(path)
     assert (info.model, info.num_classes, info.preprocess, info.classes, info.masked) == ("vgg11", 4, PRE, list("abcd"), True)
-    for name, mask in get_masks(model).items():
-        assert torch.equal(get_masks(loaded)[name].logits, mask.logits)
+    loaded_masks = MaskedNetwork(loaded).masks
+    for name, mask in masks.items():
+        assert torch.equal(loaded_masks[name].logits, mask.logits)
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(loaded(x), model.eval()(x))
 

@@ -7,7 +7,7 @@ import torch
 
 from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
-from pdd_edge.zoo.masks import attach_masks, get_masks
+from pdd_edge.zoo.masked import MaskedNetwork
 from tests.helpers import cli_json, files_in, run_cli
 from tests.test_cli_core import assert_usage_error
 
@@ -17,8 +17,7 @@ def masked_ckpt(digits_teacher, tmp_path_factory):
     """The trained teacher's weights with PDD masks that close about 40 % of the channels."""
     model, info = ckpt_io.load(digits_teacher)
     torch.manual_seed(0)
-    attach_masks(model)
-    for mask in get_masks(model).values():
+    for mask in MaskedNetwork.attach(model).masks.values():
         mask.logits.data = torch.rand(mask.logits.shape) - 0.4
     path = tmp_path_factory.mktemp("masked") / "masked.pt"
     ckpt_io.save(path, ckpt_io.checkpoint_dict(model, model_name=info.model, preprocess=info.preprocess,
@@ -63,8 +62,7 @@ def test_prune_checkpoint_without_masks_is_usage_error(digits_teacher, tmp_path)
 def test_prune_checkpoint_with_masks_of_another_architecture_is_usage_error(masked_ckpt, tmp_path):
     raw = torch.load(masked_ckpt, weights_only=True)
     other = zoo.build("resnet32")
-    attach_masks(other)
-    raw["masks"] = {p: m.logits.detach() for p, m in get_masks(other).items()}
+    raw["masks"] = {p: m.logits.detach() for p, m in MaskedNetwork.attach(other).masks.items()}
     bad = tmp_path / "bad.pt"
     ckpt_io.save(bad, raw)  # a consistent file (its checksum made anew): only the masks are wrong
     result = run_cli("prune", bad, "--out", tmp_path / "p.pt")

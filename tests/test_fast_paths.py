@@ -6,7 +6,7 @@ import torch
 
 from pdd_edge import zoo
 from pdd_edge.training.runtime import Runtime
-from pdd_edge.zoo.masks import attach_masks
+from pdd_edge.zoo.masked import MaskedNetwork
 from tests.helpers import files_in, run_cli
 from tests.test_sync_free_step import GOLDEN_HISTORY
 from tests.test_training_loop import make_fit
@@ -63,5 +63,5 @@ def test_channels_last_and_fused_sgd_train_the_same_numbers_within_float_roundin
     assert record["val_loss"] == pytest.approx(GOLDEN_HISTORY[0]["val_loss"], abs=1e-5)
     # the checkpoint of an NHWC model loads into a fresh (NCHW) one
     fresh = zoo.build("vgg11", num_classes=4)
-    attach_masks(fresh)
+    MaskedNetwork.attach(fresh)
     fresh.load_state_dict(torch.load(tmp_path / "last.pt", weights_only=True)["model"])

@@ -106,11 +106,11 @@ def test_compress_teacher_weights_of_a_file_model_name_the_teacher_spec_to_pass(
 
 def test_prune_with_another_model_file_says_it_is_another_file_not_a_changed_one(tmp_path, file_model, monkeypatch):
     from pdd_edge.zoo import specs
-    from pdd_edge.zoo.masks import attach_masks
+    from pdd_edge.zoo.masked import MaskedNetwork
 
     _, source = file_model
     masked = zoo.build(f"{source}:branchy")
-    attach_masks(masked, "open")
+    MaskedNetwork.attach(masked, "open")
     ckpt = _save(tmp_path / "masked.pt", masked, f"{source}:branchy")
     monkeypatch.setattr(specs, "_TRUSTED", set())  # as in a new process: only the file named below is trusted
     other = tmp_path / "other.py"

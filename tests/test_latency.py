@@ -18,7 +18,7 @@ from pdd_edge.latency.target import LatencyTarget, check_fits
 from pdd_edge.nn.budget import LatencyBudget, deployed_counts
 from pdd_edge.nn.pruning import plan_from_masks
 from pdd_edge.profiling.targets import load_target, parse_target
-from pdd_edge.zoo.masks import attach_masks, get_masks, open_counts
+from pdd_edge.zoo.masked import MaskedNetwork
 from tests.helpers import files_in, run_cli
 from tests.test_cli_core import assert_usage_error
 
@@ -149,19 +149,19 @@ def test_latency_budget_prices_the_network_prune_deploys_and_pushes_only_where_i
     model = zoo.build("resnet20")
     table = synthetic_table(model, channel_multiple=16)
     torch.manual_seed(0)
-    attach_masks(model, "normal")  # about half of each layer open: 16-wide layers at their floor
+    masked = MaskedNetwork.attach(model, "normal")  # about half of each layer open: 16-wide layers at their floor
     budget = LatencyBudget(0.5, table)
     out = budget(model)
     dense = table.predict(model.layer_widths(model.mask_points()))
-    plan = plan_from_masks(model, round_to=16, latency=(table, dense))  # prune's rounding; nothing more to close
+    plan = plan_from_masks(masked, round_to=16, latency=(table, dense))  # prune's rounding; nothing more to close
     deployed = {p: len(plan.local[p]) for p in model.mask_points()}
     assert float(out["cost_rel"]) == pytest.approx(float(table.predict(model.layer_widths(deployed)) / dense))
     # the open counts themselves would price a network prune does not make
-    unrounded = table.predict(model.layer_widths(open_counts(model))) / dense
+    unrounded = table.predict(model.layer_widths(masked.open_counts())) / dense
     assert float(out["cost_rel"]) > float(unrounded) + 0.05
     out["loss"].backward()
-    hard = open_counts(model)
-    for point, mask in get_masks(model).items():
+    hard = masked.open_counts()
+    for point, mask in masked.masks.items():
         width = model.mask_points()[point]
         # a point priced as gone (rounded to 0) has nothing left to buy either
         pays = deployed[point] > 0 and (model.may_vanish(point) or hard[point] > min(width, 16))
@@ -197,11 +197,11 @@ def test_deployed_counts_round_to_the_nearest_multiple_with_a_floor_unless_the_p
 def test_prune_latency_target_lands_on_the_nearest_width_plan():
     model = zoo.build("resnet20")
     table = synthetic_table(model)
-    attach_masks(model, "open")
+    masked = MaskedNetwork.attach(model, "open")
     dense = table.predict(model.layer_widths(model.mask_points()))
 
     def predicted(round_to: int, target: float) -> tuple[float, float]:
-        plan = plan_from_masks(model, round_to=round_to, latency=(table, target))
+        plan = plan_from_masks(masked, round_to=round_to, latency=(table, target))
         counts = {p: len(plan.local[p]) for p in model.mask_points()}
         assert all(n % round_to == 0 for n in counts.values() if n) and plan.closed_total > 0
         # one group fewer or more closed: neither is nearer the target than the plan prune chose
@@ -223,9 +223,9 @@ def test_prune_latency_target_far_below_the_masks_closes_at_most_a_tenth_and_rec
 
     model = zoo.build("resnet20")
     table = synthetic_table(model)
-    attach_masks(model, "open")
+    masked = MaskedNetwork.attach(model, "open")
     dense = table.predict(model.layer_widths(model.mask_points()))
-    plan = plan_from_masks(model, round_to=8, latency=(table, 0.45 * dense))
+    plan = plan_from_masks(masked, round_to=8, latency=(table, 0.45 * dense))
     got = table.predict(model.layer_widths({p: len(plan.local[p]) for p in model.mask_points()}))
     stop = (1 - MAX_UNRECOVERED_LATENCY) * dense
     assert stop - 0.06 * dense <= got <= stop + 0.06 * dense and plan.closed_total > 0
@@ -241,7 +241,7 @@ def test_prune_cli_names_the_latency_target_when_it_closes_channels_for_it(tmp_p
     from pdd_edge import checkpoint as ckpt_io
 
     model = zoo.build("resnet20")
-    attach_masks(model, "open")
+    MaskedNetwork.attach(model, "open")
     ckpt = tmp_path / "d.pt"
     ckpt_io.save(ckpt, ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=load_dataset("digits").preprocess,
                                                dataset="digits"))

@@ -3,16 +3,8 @@ import torch
 
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
-from pdd_edge.zoo.masks import (
-    ChannelMask,
-    attach_masks,
-    binary_gate,
-    get_masks,
-    kept_fraction,
-    load_mask_logits,
-    mask_points,
-    open_counts,
-)
+from pdd_edge.zoo.masked import MaskedNetwork
+from pdd_edge.zoo.masks import ChannelMask, binary_gate
 
 
 def test_binary_gate_is_one_for_nonnegative_logits_and_zero_for_negative():
@@ -68,39 +60,39 @@ def test_channel_mask_open_init_opens_every_gate():
 def test_attach_masks_puts_one_mask_after_each_masked_conv(name, points):
     model = zoo.build(name)
     plain_keys = set(model.state_dict())
-    masks = attach_masks(model)
+    masks = MaskedNetwork.attach(model).masks
     assert len(masks) == points
     assert set(model.state_dict()) - plain_keys == {f"{p}.logits" for p in masks}
 
 
 def test_mask_points_of_resnet_cover_inner_and_output_of_every_block():
-    points = mask_points(zoo.build("resnet20"))
+    points = MaskedNetwork(zoo.build("resnet20")).points
     assert list(points)[:2] == ["layer1.0.gate_mid", "layer1.0.gate_out"]
     assert points["layer3.2.gate_out"] == 64 and points["layer2.0.gate_mid"] == 32
 
 
 def test_open_counts_reads_kept_channels_per_layer():
     model = zoo.build("vgg11")
-    attach_masks(model)
-    logits = {p: torch.full((c,), -1.0) for p, c in mask_points(model).items()}
+    points = MaskedNetwork.attach(model).points
+    logits = {p: torch.full((c,), -1.0) for p, c in points.items()}
     logits["gates.0"][:5] = 1.0
-    load_mask_logits(model, logits)
-    counts = open_counts(model)
+    masked = MaskedNetwork.load(model, logits)
+    counts = masked.open_counts()
     assert counts["gates.0"] == 5 and counts["gates.1"] == 0
-    assert kept_fraction(model) == pytest.approx(5 / sum(mask_points(model).values()))
+    assert masked.kept_fraction() == pytest.approx(5 / sum(points.values()))
 
 
 def test_open_counts_soft_has_gradient_to_logits():
     model = zoo.build("resnet20")
-    attach_masks(model, "open")
-    total = sum(open_counts(model, soft=True).values())
+    masked = MaskedNetwork.attach(model, "open")
+    total = sum(masked.open_counts(soft=True).values())
     total.backward()
-    assert all(m.logits.grad is not None and m.logits.grad.abs().sum() > 0 for m in get_masks(model).values())
+    assert all(m.logits.grad is not None and m.logits.grad.abs().sum() > 0 for m in masked.masks.values())
 
 
 def test_load_mask_logits_rejects_masks_of_another_architecture():
     model = zoo.build("resnet20")
     other = zoo.build("resnet32")
-    attach_masks(other)
+    theirs = MaskedNetwork.attach(other).masks
     with pytest.raises(PddError, match="do not fit"):
-        load_mask_logits(model, {p: m.logits for p, m in get_masks(other).items()})
+        MaskedNetwork.load(model, {p: m.logits for p, m in theirs.items()})

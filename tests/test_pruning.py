@@ -11,7 +11,7 @@ from pdd_edge import zoo
 from pdd_edge.errors import PddError
 from pdd_edge.nn.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
 from pdd_edge.zoo.cost import fvcore_counts
-from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
+from pdd_edge.zoo.masked import MaskedNetwork
 
 TOL = 1e-4
 
@@ -36,18 +36,19 @@ def trained_looking(name: str) -> dict:
 def masked_model(name: str, logits_fn) -> torch.nn.Module:
     model = zoo.build(name)
     model.load_state_dict(trained_looking(name))
-    attach_masks(model)
-    load_mask_logits(model, {p: logits_fn(p, c) for p, c in mask_points(model).items()})
+    points = MaskedNetwork.attach(model).points
+    MaskedNetwork.load(model, {p: logits_fn(p, c) for p, c in points.items()})
     return model.eval()
 
 
 def check_exact(model: torch.nn.Module, name: str, round_to: int = 1):
-    plan = plan_from_masks(model, round_to)
-    pruned = prune(model, name, plan)
-    reference = masked_reference(model, plan)
+    masked = MaskedNetwork(model)
+    plan = plan_from_masks(masked, round_to)
+    pruned = prune(masked, name, plan)
+    reference = masked_reference(masked, plan)
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    assert max_abs_diff(reference, pruned, x) <= TOL
-    assert fvcore_counts(pruned, (32, 32)) == reference.cost(open_counts(reference), (32, 32)).as_ints()
+    assert max_abs_diff(reference.net, pruned, x) <= TOL
+    assert fvcore_counts(pruned, (32, 32)) == reference.cost((32, 32)).as_ints()
     return plan, pruned
 
 
@@ -64,7 +65,7 @@ def test_prune_matches_masked_model_for_any_mask_pattern(name, p_open, seed, rou
     plan, pruned = check_exact(model, name, round_to)
     for point, kept in plan.local.items():
         if round_to > 1 and kept:
-            assert len(kept) % round_to == 0 or len(kept) == mask_points(model)[point]
+            assert len(kept) % round_to == 0 or len(kept) == MaskedNetwork(model).points[point]
 
 
 def test_prune_block_with_all_inner_channels_closed_keeps_only_its_identity_path():
@@ -120,47 +121,49 @@ def test_prune_round_to_reopens_strongest_closed_channels():
     model = masked_model("vgg11", logits)
     plan, _ = check_exact(model, "vgg11", round_to=8)
     assert plan.local["gates.0"] == [0, 1, 2, 3, 4, 10, 11, 12]
-    assert plan.reopened_total == 3 * len(mask_points(model))
+    assert plan.reopened_total == 3 * len(MaskedNetwork(model).points)
 
 
 def test_prune_twice_composes_channel_plans_against_full_width():
     first = masked_model("resnet20", lambda p, c: torch.where(torch.arange(c) % 2 == 0, 0.5, -0.5))
     plan1, pruned1 = check_exact(first, "resnet20")
-    attach_masks(pruned1)
-    load_mask_logits(pruned1, {p: torch.where(torch.arange(c) < c // 2, 0.5, -0.5) for p, c in mask_points(pruned1).items()})
+    points = MaskedNetwork.attach(pruned1).points
+    MaskedNetwork.load(pruned1, {p: torch.where(torch.arange(c) < c // 2, 0.5, -0.5) for p, c in points.items()})
     plan2, _ = check_exact(pruned1.eval(), "resnet20")
     assert plan2.keep["layer3.2.gate_out"] == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30]
 
 
 def test_plan_from_masks_without_masks_is_an_error():
     with pytest.raises(PddError, match="no masks"):
-        plan_from_masks(zoo.build("resnet20"))
+        plan_from_masks(MaskedNetwork(zoo.build("resnet20")))
 
 
 @pytest.mark.parametrize("name, round_to", [("resnet20", 1), ("resnet20", 4), ("vgg11", 1)])
 def test_macs_ceiling_closes_the_weakest_open_channels_and_stays_exact(name, round_to):
     g = torch.Generator().manual_seed(3)
     model = masked_model(name, lambda p, c: torch.rand(c, generator=g) + 0.01)  # every channel open, distinct values
-    dense = int(model.cost(mask_points(model), (32, 32)).macs)
+    masked = MaskedNetwork(model)
+    dense = int(model.cost(masked.points, (32, 32)).macs)
     ceiling = dense // 2
-    plan = plan_from_masks(model, round_to, max_macs=ceiling, input_hw=(32, 32))
-    counts = {p: len(idx) for p, idx in plan.local.items() if p in mask_points(model)}
+    plan = plan_from_masks(masked, round_to, max_macs=ceiling, input_hw=(32, 32))
+    counts = {p: len(idx) for p, idx in plan.local.items() if p in masked.points}
     after = int(model.cost(counts, (32, 32)).macs)
     assert after <= ceiling and plan.closed_total > 0
-    assert all(len(idx) % round_to == 0 or len(idx) == mask_points(model)[p] for p, idx in counts.items() for idx in [plan.local[p]])
+    assert all(len(idx) % round_to == 0 or len(idx) == masked.points[p] for p, idx in counts.items() for idx in [plan.local[p]])
     for point, idx in plan.local.items():  # the closed channels are the ones with the smallest mask values
         logits = model.get_submodule(point).logits.detach()
         closed = [i for i in range(logits.numel()) if i not in idx]
         if closed and idx:
             assert float(logits[closed].max()) <= float(logits[idx].min()) + 1e-9 or round_to > 1
-    check = masked_reference(model, plan)
-    pruned = prune(model, name, plan)
+    check = masked_reference(masked, plan)
+    pruned = prune(masked, name, plan)
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    assert max_abs_diff(check, pruned, x) <= TOL
+    assert max_abs_diff(check.net, pruned, x) <= TOL
 
 
 def test_macs_ceiling_already_met_closes_nothing():
     model = masked_model("resnet20", lambda p, c: torch.full((c,), 0.5))
-    dense = int(model.cost(mask_points(model), (32, 32)).macs)
-    plan = plan_from_masks(model, 1, max_macs=dense, input_hw=(32, 32))
+    masked = MaskedNetwork(model)
+    dense = int(model.cost(masked.points, (32, 32)).macs)
+    plan = plan_from_masks(masked, 1, max_macs=dense, input_hw=(32, 32))
     assert plan.closed_total == 0 and plan.notes == []

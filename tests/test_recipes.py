@@ -25,10 +25,10 @@ def test_budget_ramp_aims_at_a_growing_share_of_the_target_then_the_target():
 
 def test_budget_error_is_measured_against_the_ramped_target():
     from pdd_edge import zoo
-    from pdd_edge.zoo.masks import attach_masks
+    from pdd_edge.zoo.masked import MaskedNetwork
 
     model = zoo.build("resnet20")
-    attach_masks(model, "open")  # every channel open: relative MACs 1.0
+    MaskedNetwork.attach(model, "open")  # every channel open: relative MACs 1.0
     budget = MacsBudget(0.5, dense_macs=int(model.cost(model.mask_points(), (32, 32)).macs), input_hw=(32, 32),
                         ramp_epochs=2, gain=1.0, rate=0.0)
     budget.on_epoch_start(0, lr=0.1, base_lr=0.1)

@@ -14,12 +14,12 @@ from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.nn.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
 from pdd_edge.zoo.cost import fvcore_counts
-from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
+from pdd_edge.zoo.masked import MaskedNetwork
 
 STAGE = {"mask_placement": "stage"}
 
 
-def masked(seed: int, placement: str = "stage", share_open: float = 0.6) -> torch.nn.Module:
+def masked(seed: int, placement: str = "stage", share_open: float = 0.6) -> MaskedNetwork:
     g = torch.Generator().manual_seed(seed)
     model = zoo.build("resnet20", args={"mask_placement": placement})
     for m in model.modules():  # non-trivial BN so that closed channels matter
@@ -27,9 +27,10 @@ def masked(seed: int, placement: str = "stage", share_open: float = 0.6) -> torc
             m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-    attach_masks(model)
-    load_mask_logits(model, {p: torch.rand(n, generator=g) - (1 - share_open) for p, n in mask_points(model).items()})
-    return model.eval()
+    points = MaskedNetwork.attach(model).points
+    net = MaskedNetwork.load(model, {p: torch.rand(n, generator=g) - (1 - share_open) for p, n in points.items()})
+    model.eval()
+    return net
 
 
 def test_stage_placement_has_one_output_mask_per_stage():
@@ -41,13 +42,13 @@ def test_stage_placement_has_one_output_mask_per_stage():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_stage_placement_prunes_exactly_with_index_maps_only_where_a_stage_begins(seed):
-    model = masked(seed)
-    plan = plan_from_masks(model, 1)
-    pruned = prune(model, "resnet20", plan)
-    reference = masked_reference(model, plan)
+    net = masked(seed)
+    plan = plan_from_masks(net, 1)
+    pruned = prune(net, "resnet20", plan)
+    reference = masked_reference(net, plan)
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-    assert max_abs_diff(reference, pruned, x) <= 1e-4
-    assert fvcore_counts(pruned, (32, 32)) == reference.cost(open_counts(reference), (32, 32)).as_ints()
+    assert max_abs_diff(reference.net, pruned, x) <= 1e-4
+    assert fvcore_counts(pruned, (32, 32)) == reference.cost((32, 32)).as_ints()
     mapped = [n for n, m in pruned.named_modules() if n.endswith("shortcut") and m.index is not None]
     assert set(mapped) <= {"layer1.0.shortcut", "layer2.0.shortcut", "layer3.0.shortcut"}
     assert {"layer2.0.shortcut", "layer3.0.shortcut"} <= set(mapped)  # a width change needs its map
@@ -60,8 +61,8 @@ def test_stage_placement_exports_fewer_gathers_than_block_placement():
     from pdd_edge.onnx.convert import to_onnx
 
     def gathers(placement: str) -> int:
-        model = masked(3, placement)
-        pruned = prune(model, "resnet20", plan_from_masks(model, 1))
+        net = masked(3, placement)
+        pruned = prune(net, "resnet20", plan_from_masks(net, 1))
         return sum(n.op_type == "Gather" for n in to_onnx(pruned, (32, 32)).graph.node)
 
     stage, block = gathers("stage"), gathers("block")
@@ -69,8 +70,8 @@ def test_stage_placement_exports_fewer_gathers_than_block_placement():
 
 
 def test_stage_placement_checkpoint_rebuilds_with_its_placement(tmp_path):
-    model = masked(4)
-    pruned = prune(model, "resnet20", plan_from_masks(model, 1))
+    net = masked(4)
+    pruned = prune(net, "resnet20", plan_from_masks(net, 1))
     path = tmp_path / "p.pt"
     pre = Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(32, 32))
     ckpt_io.save(path, ckpt_io.checkpoint_dict(pruned, model_name="resnet20", preprocess=pre, dataset="digits"))

@@ -13,7 +13,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.training import progress as progress_mod
 from pdd_edge.training.loop import Fit, OptimConfig, TrainFiles, scaled_milestones
 from pdd_edge.training.tasks import SupervisedTask
-from pdd_edge.zoo.masks import attach_masks
+from pdd_edge.zoo.masked import MaskedNetwork
 
 PRE = Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(32, 32))
 
@@ -29,7 +29,7 @@ def tiny_dataset() -> Dataset:
 def make_fit(folder, resume=False, epochs=3):
     torch.manual_seed(0)
     model = zoo.build("vgg11", num_classes=4)  # dropout: resume must restore the global RNG too
-    attach_masks(model)
+    MaskedNetwork.attach(model)
     cfg = OptimConfig(epochs=epochs, lr=0.01, batch_size=8, weight_decay=5e-3, milestones=(2,), seed=5)
 
     def make_checkpoint(m, best):

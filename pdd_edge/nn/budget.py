@@ -45,8 +45,7 @@ import torch
 from torch import nn
 
 from pdd_edge.nn.pruning import deployed_width
-from pdd_edge.zoo.masks import open_counts
-from pdd_edge.zoo.protocol import prunable
+from pdd_edge.zoo.masked import MaskedNetwork
 
 # Gains chosen on digits (ResNet20 from a ResNet20 teacher, 10 epochs): targets 0.3, 0.5 and 0.7
 # end within the +/- 3 point tolerance; docs/BENCHMARKS.md has the measured trajectories.
@@ -128,7 +127,7 @@ class MacsBudget(Budget):
         self.input_hw = input_hw
 
     def relative(self, model: nn.Module) -> torch.Tensor:
-        return prunable(model).cost(open_counts(model, soft=True), self.input_hw).macs / self.dense_macs
+        return MaskedNetwork(model).cost(self.input_hw, soft=True).macs / self.dense_macs
 
 
 def deployed_counts(arch: Any, counts: dict[str, Any], multiple: int) -> dict[str, Any]:
@@ -173,20 +172,16 @@ class LatencyBudget(Budget):
         super().__init__(target_reduction, rate, gain, ramp_epochs)
         self.table = table  # latency.model.LatencyModel
 
-    def dense_ms(self, model: nn.Module) -> float:
-        arch = prunable(model)
-        return float(self.table.predict_counts(arch))
-
     def relative(self, model: nn.Module) -> torch.Tensor:
-        arch = prunable(model)
-        counts = deployed_counts(arch, open_counts(model, soft=True), self.table.channel_multiple)
-        return self.table.predict_counts(arch, counts) / self.dense_ms(model)
+        masked = MaskedNetwork(model)
+        counts = deployed_counts(masked.arch, masked.open_counts(soft=True), self.table.channel_multiple)
+        return self.table.predict_counts(masked.arch, counts) / float(self.table.predict_counts(masked.arch))
 
 
-def latency_stats(model: nn.Module, table: Any) -> dict[str, float]:
+def latency_stats(masked: MaskedNetwork, table: Any) -> dict[str, float]:
     """The latency model's prediction for the network `prune` deploys from the masks (open
     channels rounded to the table's multiple), for epoch records."""
-    arch = prunable(model)
-    predicted = float(table.predict_counts(arch, deployed_counts(arch, open_counts(model), table.channel_multiple)))
+    arch = masked.arch
+    predicted = float(table.predict_counts(arch, deployed_counts(arch, masked.open_counts(), table.channel_multiple)))
     dense = float(table.predict_counts(arch))
     return {"latency_pred_ms": predicted, "latency_reduction_pct": 100.0 * (1 - predicted / dense)}

@@ -36,8 +36,7 @@ from torch import nn
 
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
-from pdd_edge.zoo.masks import get_masks, load_mask_logits, mask_points
-from pdd_edge.zoo.protocol import prunable
+from pdd_edge.zoo.masked import MaskedNetwork
 from pdd_edge.zoo.state_dict import with_metadata
 
 # The share of the dense network's predicted latency that prune may remove beyond the distilled
@@ -75,79 +74,98 @@ def deployed_width(n_open: int, width: int, multiple: int, may_vanish: bool) -> 
     return want
 
 
-def plan_from_masks(model: nn.Module, round_to: int = 1, max_macs: int | None = None,
+def plan_from_masks(masked: MaskedNetwork, round_to: int = 1, max_macs: int | None = None,
                     input_hw: tuple[int, int] | None = None, latency: tuple | None = None) -> PrunePlan:
     """The channels to keep; `round_to` and `max_macs` (at `input_hw`) are validated by `PruneConfig`.
     `latency` = (latency model, ceiling in ms): also close channels until the prediction fits."""
-    arch = prunable(model)
-    masks = get_masks(model)
-    points = mask_points(model)
-    if not masks:
+    if not masked.masks:
         raise PddError("the checkpoint has no masks: prune a checkpoint written by `pdd-edge distill` (with masks)")
+    arch = masked.arch
     current_keep = arch.keep
-    local: dict[str, list[int]] = {p: [] for p in current_keep}  # points absent from `points` stay empty
+    local: dict[str, list[int]] = {p: [] for p in current_keep}  # points without a mask point stay empty
     reopened: dict[str, int] = {}
     notes: list[str] = []
     rounded_down: dict[str, int] = {}
-    for point, width in points.items():
-        logits = masks[point].logits.detach()
-        is_open = logits >= 0
-        n_open = int(is_open.sum())
-        want = n_open
-        if latency is not None:
-            # what the latency budget priced (nn/budget.deployed_counts): the nearest multiple
-            want = deployed_width(n_open, width, round_to, arch.may_vanish(point))
-            if want < n_open:  # the weakest open channels go
-                weakest = [i for i in torch.argsort(logits, stable=True).tolist() if is_open[i]][: n_open - want]
-                is_open = is_open.clone()
-                is_open[weakest] = False
-                rounded_down[point] = len(weakest)
-        if n_open == 0 and not arch.may_vanish(point) and want <= 1:
-            want = 1
-            notes.append(f"{point}: every channel was closed; kept the one with the largest mask value")
-        if round_to > 1 and want > 0:
-            want = min(width, math.ceil(want / round_to) * round_to)
-        if want > n_open:
-            # Closed channels ranked by mask value, strongest first (stable order for ties).
-            closed = [i for i in torch.argsort(logits, descending=True, stable=True).tolist() if not is_open[i]]
-            extra = closed[: want - n_open]
-            is_open = is_open.clone()
-            is_open[extra] = True
-            reopened[point] = len(extra)
-        local[point] = torch.nonzero(is_open).flatten().tolist()
+    for point, width in masked.points.items():
+        local[point], down, up = _kept_positions(point, width, masked.masks[point].logits.detach(),
+                                                 arch.may_vanish(point), round_to, latency is not None, notes)
+        if down:
+            rounded_down[point] = down
+        if up:
+            reopened[point] = up
     closed: dict[str, int] = dict(rounded_down)
     if rounded_down:
         notes.append(f"closed {sum(rounded_down.values())} open channels with the smallest mask values to round "
                      f"{len(rounded_down)} layers down to the nearest multiple of {round_to}, as the latency budget priced them")
     if max_macs is not None:
         assert input_hw is not None
-        closed = _fit(arch, masks, local, round_to, max_macs, lambda counts: int(arch.cost(counts, input_hw).macs),
+        closed = _fit(masked, local, round_to, max_macs, lambda counts: int(arch.cost(counts, input_hw).macs),
                       "MACs", f"{max_macs:,}", notes)
     latency_limit = None
     if latency is not None:
-        table, ceiling = latency
-
-        def predicted(counts) -> float:
-            return float(table.predict_counts(arch, counts))
-
-        masks_ms = predicted({p: len(local[p]) for p in masks})
-        stop_ms = max(ceiling, masks_ms - MAX_UNRECOVERED_LATENCY * predicted(None))
-        if stop_ms > ceiling:
-            latency_limit = {"requested_ms": ceiling, "masks_predicted_ms": masks_ms, "stopped_at_ms": stop_ms,
-                             "max_unrecovered_share": MAX_UNRECOVERED_LATENCY}
-            notes.append(f"the distilled masks are predicted at {masks_ms:.4g} ms, {masks_ms - ceiling:.3g} ms above the "
-                         f"{ceiling:.4g} ms target: closed channels only down to {stop_ms:.4g} ms (at most "
-                         f"{100 * MAX_UNRECOVERED_LATENCY:.0f} % of the dense latency without training to recover), "
-                         "so the target is missed; distill longer or ask for less")
-        more = _fit(arch, masks, local, round_to, stop_ms, predicted, "predicted latency", f"{stop_ms:.4g} ms", notes,
-                    nearest=True)
+        more, latency_limit = _fit_latency(masked, local, round_to, latency, notes)
         closed = {p: closed.get(p, 0) + more.get(p, 0) for p in set(closed) | set(more)}
     keep = {p: [current_keep[p][i] for i in idx] for p, idx in local.items()}
     return PrunePlan(local=local, keep=keep, reopened=reopened, closed=closed, notes=notes, latency_limit=latency_limit)
 
 
-def _fit(arch, masks, local: dict[str, list[int]], round_to: int, ceiling: float, cost, what: str, shown: str,
-         notes: list[str], nearest: bool = False) -> dict[str, int]:
+def _kept_positions(point: str, width: int, logits: torch.Tensor, may_vanish: bool, round_to: int,
+                    nearest: bool, notes: list[str]) -> tuple[list[int], int, int]:
+    """One mask point's kept positions, and how many open channels it closed (rounding down to
+    the nearest multiple under a latency target: `nearest`) and closed ones it re-opened."""
+    is_open = logits >= 0
+    n_open = int(is_open.sum())
+    want, down, up = n_open, 0, 0
+    if nearest:
+        # what the latency budget priced (nn/budget.deployed_counts): the nearest multiple
+        want = deployed_width(n_open, width, round_to, may_vanish)
+        if want < n_open:  # the weakest open channels go
+            weakest = [i for i in torch.argsort(logits, stable=True).tolist() if is_open[i]][: n_open - want]
+            is_open = is_open.clone()
+            is_open[weakest] = False
+            down = len(weakest)
+    if n_open == 0 and not may_vanish and want <= 1:
+        want = 1
+        notes.append(f"{point}: every channel was closed; kept the one with the largest mask value")
+    if round_to > 1 and want > 0:
+        want = min(width, math.ceil(want / round_to) * round_to)
+    if want > n_open:
+        # Closed channels ranked by mask value, strongest first (stable order for ties).
+        closed = [i for i in torch.argsort(logits, descending=True, stable=True).tolist() if not is_open[i]]
+        extra = closed[: want - n_open]
+        is_open = is_open.clone()
+        is_open[extra] = True
+        up = len(extra)
+    return torch.nonzero(is_open).flatten().tolist(), down, up
+
+
+def _fit_latency(masked: MaskedNetwork, local: dict[str, list[int]], round_to: int, latency: tuple,
+                 notes: list[str]) -> tuple[dict[str, int], dict | None]:
+    """Close channels until the latency model's prediction is nearest the ceiling, but no further
+    than `MAX_UNRECOVERED_LATENCY` below what the masks keep; returns the count closed per point
+    and, when that bound stopped it, what it stopped at (`PrunePlan.latency_limit`)."""
+    table, ceiling = latency
+
+    def predicted(counts) -> float:
+        return float(table.predict_counts(masked.arch, counts))
+
+    masks_ms = predicted({p: len(local[p]) for p in masked.masks})
+    stop_ms = max(ceiling, masks_ms - MAX_UNRECOVERED_LATENCY * predicted(None))
+    latency_limit = None
+    if stop_ms > ceiling:
+        latency_limit = {"requested_ms": ceiling, "masks_predicted_ms": masks_ms, "stopped_at_ms": stop_ms,
+                         "max_unrecovered_share": MAX_UNRECOVERED_LATENCY}
+        notes.append(f"the distilled masks are predicted at {masks_ms:.4g} ms, {masks_ms - ceiling:.3g} ms above the "
+                     f"{ceiling:.4g} ms target: closed channels only down to {stop_ms:.4g} ms (at most "
+                     f"{100 * MAX_UNRECOVERED_LATENCY:.0f} % of the dense latency without training to recover), "
+                     "so the target is missed; distill longer or ask for less")
+    more = _fit(masked, local, round_to, stop_ms, predicted, "predicted latency", f"{stop_ms:.4g} ms", notes,
+                nearest=True)
+    return more, latency_limit
+
+
+def _fit(masked: MaskedNetwork, local: dict[str, list[int]], round_to: int, ceiling: float, cost, what: str,
+         shown: str, notes: list[str], nearest: bool = False) -> dict[str, int]:
     """Close the weakest open channels (smallest mask value), `round_to` at a time, until
     `cost(counts)` (MACs, or a predicted latency) is at most `ceiling`; edits `local` in place,
     returns the count per point.
@@ -157,6 +175,7 @@ def _fit(arch, masks, local: dict[str, list[int]], round_to: int, ceiling: float
     (a latency target is met within a tolerance either side, and with widths in multiples of 16 one
     group can be a tenth of a small network's latency)."""
     closed: dict[str, int] = {}
+    masks = masked.masks
 
     def current() -> float:
         return cost({p: len(local[p]) for p in masks})
@@ -165,7 +184,7 @@ def _fit(arch, masks, local: dict[str, list[int]], round_to: int, ceiling: float
         best = None  # (largest mask value among the group to close, point, positions)
         for point, mask in masks.items():
             kept = local[point]
-            floor = 0 if arch.may_vanish(point) else round_to
+            floor = 0 if masked.arch.may_vanish(point) else round_to
             if len(kept) - round_to < floor:
                 continue
             values = mask.logits.detach()[kept]
@@ -191,10 +210,10 @@ def _fit(arch, masks, local: dict[str, list[int]], round_to: int, ceiling: float
     return closed
 
 
-def adjusted_logits(model: nn.Module, plan: PrunePlan) -> dict[str, torch.Tensor]:
+def adjusted_logits(masked: MaskedNetwork, plan: PrunePlan) -> dict[str, torch.Tensor]:
     """Mask logits that open exactly the planned channels (re-opened ones get |m|)."""
     out = {}
-    for point, mask in get_masks(model).items():
+    for point, mask in masked.masks.items():
         logits = mask.logits.detach().clone()
         opened = torch.zeros_like(logits, dtype=torch.bool)
         opened[plan.local[point]] = True
@@ -204,21 +223,22 @@ def adjusted_logits(model: nn.Module, plan: PrunePlan) -> dict[str, torch.Tensor
     return out
 
 
-def prune(model: nn.Module, model_name: str, plan: PrunePlan) -> nn.Module:
-    """The dense smaller model that computes what `model` computes under the plan's masks."""
-    arch = prunable(model)
+def prune(masked: MaskedNetwork, model_name: str, plan: PrunePlan) -> nn.Module:
+    """The dense smaller model that computes what the masked network computes under the plan's masks."""
+    arch = masked.arch
     pruned = zoo.build(model_name, **{**arch.arch_args(), "keep": plan.keep})
     pruned.load_state_dict(with_metadata(arch.pruned_state(plan.local), pruned), strict=True)
     return pruned.eval()
 
 
-def masked_reference(model: nn.Module, plan: PrunePlan) -> nn.Module:
-    """A copy of the masked model whose masks are the plan's adjusted masks (the exactness reference)."""
+def masked_reference(masked: MaskedNetwork, plan: PrunePlan) -> MaskedNetwork:
+    """A copy of the masked network whose masks are the plan's adjusted masks (the exactness
+    reference), in eval mode."""
     import copy
 
-    ref = copy.deepcopy(model)
-    load_mask_logits(ref, adjusted_logits(model, plan))
-    return ref.eval()
+    ref = MaskedNetwork.load(copy.deepcopy(masked.net), adjusted_logits(masked, plan))
+    ref.net.eval()
+    return ref
 
 
 @torch.no_grad()

@@ -34,8 +34,8 @@ from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFil
 from pdd_edge.training.runtime import Runtime
 from pdd_edge.training.tasks import DistillTask
 from pdd_edge.zoo import specs
-from pdd_edge.zoo.masks import attach_masks, check_init, dense_cost, mask_stats
-from pdd_edge.zoo.protocol import prunable
+from pdd_edge.zoo.masked import MaskedNetwork
+from pdd_edge.zoo.masks import check_init
 
 # PDD reference recipe for CIFAR-10 (PDD_METHOD.md): 50 epochs, lr 0.01 (x0.1 at 20 and 40).
 RECIPE = Recipe(epochs=50, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(0.4, 0.8))
@@ -104,11 +104,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
     table = load_checked(cfg.latency_table, model=spec.text) if cfg.latency_table else None
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
     teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
-    s_info = None
-    if cfg.student_weights:
-        student, s_info = ckpt_io.load(cfg.student_weights, model_name=cfg.student, name_option="--student")
-        if s_info.masked:
-            raise PddError(f"{cfg.student_weights} already has masks; prune it first (`pdd-edge prune`) or start from its dense weights")
+    student, s_info = _student_weights(cfg)
     size = cfg.data.input_size or (s_info.preprocess.input_size if s_info is not None and s_info.preprocess else None)
     data = replace(cfg.data, input_size=size).load()  # the student's size; the teacher's images are resized
     check_classes(t_info, data, "teacher")
@@ -120,16 +116,16 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
     else:
         student = zoo.build(spec.text, num_classes=data.num_classes, args=spec.args, input_size=data.input_hw)
     s_pre = resolve_preprocess(data, s_info, cfg.norm)
-    if cfg.masks:
-        init = cfg.mask_init or ("open" if cfg.student_weights else "normal")
-        attach_masks(student, init)
+    init = cfg.mask_init or ("open" if cfg.student_weights else "normal")
+    masked = MaskedNetwork.attach(student, init) if cfg.masks else MaskedNetwork(student)
     input_hw = data.input_hw
-    dense = dense_cost(student, input_hw)
+    dense = masked.dense_cost(input_hw)
 
     def stats(m) -> dict[str, Any]:
         if not cfg.masks:
             return {}
-        return mask_stats(m, input_hw, dense["macs"]) | (latency_stats(m, table) if table is not None else {})
+        now = MaskedNetwork(m)  # the network the loop trains (the student, on its device)
+        return now.stats(input_hw, dense["macs"]) | (latency_stats(now, table) if table is not None else {})
 
     def make_checkpoint(m, best) -> dict[str, Any]:
         return ckpt_io.checkpoint_dict(
@@ -142,24 +138,11 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
                     "latency_budget": request},
         )
 
-    budget, request = None, None
-    if cfg.target_macs_reduction is not None:
-        budget = MacsBudget(cfg.target_macs_reduction, dense["macs"], input_hw, cfg.budget_rate,
-                            ramp_epochs=cfg.budget_ramp_epochs)
-    elif cfg.latency_target is not None:
-        check_fits(table, cfg.latency_table, input_hw=input_hw)
-        request = latency_request(cfg, table, student)
-        budget = LatencyBudget(request["target_reduction"], table, cfg.budget_rate, ramp_epochs=cfg.budget_ramp_epochs)
-    task = DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=budget)
-    title = f"distill {spec.text}" + ("" if cfg.masks else " (no masks)")
-    if isinstance(budget, LatencyBudget):
-        title += f" (latency -{100 * budget.target_reduction:.0f}% on {table.key['target']})"
-    elif budget is not None:
-        title += f" (MACs -{100 * cfg.target_macs_reduction:.0f}%)"
+    budget, request = _budget(cfg, table, masked, dense["macs"], input_hw)
     return Fit(
-        title=title,
+        title=_title(spec.text, cfg, budget, table),
         model=student,
-        task=task,
+        task=DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=budget),
         data=data,
         cfg=cfg.optim,
         files=TrainFiles.in_dir(out_dir),
@@ -170,10 +153,44 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         selection_key=budget.selection_key if budget else None,
         extra_state={"budget": budget} if budget else {},
         resume=resume,
-        notes=[f"left unmasked (cannot be pruned exactly): {why}" for why in prunable(student).refused] if cfg.masks else [],
+        notes=[f"left unmasked (cannot be pruned exactly): {why}" for why in masked.arch.refused] if cfg.masks else [],
         runtime=runtime or Runtime(),
         diagnose=lambda: teacher_at_chance(teacher, t_pre, data, cfg.teacher_weights),
     ).run()
+
+
+def _student_weights(cfg: DistillConfig) -> tuple[Any, Any]:
+    """The student's starting weights and their checkpoint's description, or (None, None) for a
+    student built fresh; a checkpoint that already has masks is refused."""
+    if not cfg.student_weights:
+        return None, None
+    student, s_info = ckpt_io.load(cfg.student_weights, model_name=cfg.student, name_option="--student")
+    if s_info.masked:
+        raise PddError(f"{cfg.student_weights} already has masks; prune it first (`pdd-edge prune`) or start from its dense weights")
+    return student, s_info
+
+
+def _budget(cfg: DistillConfig, table, masked: MaskedNetwork, dense_macs: int,
+            input_hw: tuple[int, int]) -> tuple[MacsBudget | LatencyBudget | None, dict[str, Any] | None]:
+    """The cost budget the run asks for (none for pure PDD) and, for a latency budget, its request."""
+    if cfg.target_macs_reduction is not None:
+        return MacsBudget(cfg.target_macs_reduction, dense_macs, input_hw, cfg.budget_rate,
+                          ramp_epochs=cfg.budget_ramp_epochs), None
+    if cfg.latency_target is not None:
+        check_fits(table, cfg.latency_table, input_hw=input_hw)
+        request = latency_request(cfg, table, masked)
+        return LatencyBudget(request["target_reduction"], table, cfg.budget_rate,
+                             ramp_epochs=cfg.budget_ramp_epochs), request
+    return None, None
+
+
+def _title(student: str, cfg: DistillConfig, budget, table) -> str:
+    title = f"distill {student}" + ("" if cfg.masks else " (no masks)")
+    if isinstance(budget, LatencyBudget):
+        title += f" (latency -{100 * budget.target_reduction:.0f}% on {table.key['target']})"
+    elif budget is not None:
+        title += f" (MACs -{100 * cfg.target_macs_reduction:.0f}%)"
+    return title
 
 
 def teacher_at_chance(teacher, t_pre, data, path) -> str | None:
@@ -189,10 +206,10 @@ def teacher_at_chance(teacher, t_pre, data, path) -> str | None:
             "train it longer (more epochs, a lower --lr) before distilling from it")
 
 
-def latency_request(cfg: DistillConfig, table, model) -> dict[str, Any]:
+def latency_request(cfg: DistillConfig, table, masked: MaskedNetwork) -> dict[str, Any]:
     """The requested latency, and as a reduction of the dense network's predicted latency; a
     request below what the thinnest network can reach is refused before training."""
-    got = cfg.latency_target.reach(table, prunable(model))
+    got = cfg.latency_target.reach(table, masked.arch)
     return {"table": str(cfg.latency_table), "key": table.key, "requested_ms": got["requested_ms"],
             "target_speedup": cfg.target_speedup, "dense_predicted_ms": got["dense_predicted_ms"],
             "dense_measured_ms": table.dense_ms, "floor_predicted_ms": got["floor_predicted_ms"],

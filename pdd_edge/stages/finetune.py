@@ -23,7 +23,7 @@ from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
 from pdd_edge.training.runtime import Runtime
 from pdd_edge.training.tasks import DistillTask, SupervisedTask
-from pdd_edge.zoo.masks import dense_cost
+from pdd_edge.zoo.masked import MaskedNetwork
 
 # PDD reference fine-tuning: 150 epochs, lr 0.01 (x0.1 at 50 and 100).
 RECIPE = Recipe(epochs=150, lr=0.01, batch_size=256, weight_decay=5e-3, milestone_fractions=(1 / 3, 2 / 3))
@@ -63,7 +63,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = F
         task = SupervisedTask(s_pre)
     torch.manual_seed(cfg.optim.seed)
     student.train()
-    cost = dense_cost(student, data.input_hw)
+    cost = MaskedNetwork(student).dense_cost(data.input_hw)  # unmasked: the pruned network's own cost
 
     def make_checkpoint(m, best) -> dict[str, Any]:
         return ckpt_io.checkpoint_dict(

@@ -22,13 +22,12 @@ from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.latency.target import LatencyTarget, load_checked
 from pdd_edge.fileio import write_json
-from pdd_edge.nn.pruning import logit_gap, masked_reference, plan_from_masks, prune
+from pdd_edge.nn.pruning import PrunePlan, logit_gap, masked_reference, plan_from_masks, prune
 from pdd_edge.stages import StageResult
 from pdd_edge.tolerance import LogitTolerance
 from pdd_edge.training.tasks import Normalize
 from pdd_edge.zoo.cost import fvcore_counts
-from pdd_edge.zoo.masks import dense_cost, mask_points, open_counts
-from pdd_edge.zoo.protocol import prunable
+from pdd_edge.zoo.masked import MaskedNetwork
 
 if TYPE_CHECKING:
     from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
@@ -65,43 +64,27 @@ class PruneConfig:
 
 
 def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
-    masked, info = ckpt_io.load(cfg.checkpoint)
+    """Prune `cfg.checkpoint` to `out` and return the report; the checks run first, so nothing is
+    written when one fails."""
+    model, info = ckpt_io.load(cfg.checkpoint)
     if not info.masked:
         raise PddError(
             f"{cfg.checkpoint} has no masks: prune a checkpoint written by `pdd-edge distill` (without --no-masks)"
         )
     assert info.preprocess is not None  # a checkpoint with masks is always one of ours, which records it
+    masked = MaskedNetwork(model)  # the one prunable view of the distilled network
     input_hw = info.preprocess.input_size
-    before = dense_cost(masked, input_hw)
+    before = masked.dense_cost(input_hw)
     max_macs = None if cfg.min_macs_reduction is None else int((1 - cfg.min_macs_reduction) * before["macs"])
     table = load_checked(cfg.latency_table, model=info.model, input_hw=input_hw) if cfg.latency_table else None
-    latency = None
-    dense_ms = float(table.predict_counts(prunable(masked))) if table is not None else None
-    if cfg.latency_target is not None:
-        latency = (table, cfg.latency_target.requested_ms(dense_ms))
+    dense_ms = float(table.predict_counts(masked.arch)) if table is not None else None
+    latency = None if cfg.latency_target is None else (table, cfg.latency_target.requested_ms(dense_ms))
     round_to = cfg.round_to if cfg.round_to is not None else (table.channel_multiple if table is not None else 1)
     plan = plan_from_masks(masked, round_to, max_macs, input_hw, latency)
     pruned = prune(masked, info.model, plan)
     reference = masked_reference(masked, plan)
-
-    data, _ = dataset_for(info, cfg.data, NormOverride())
-    x = _validation_batch(data, cfg.check_images)
-    diff, scale = logit_gap(reference, pruned, Normalize(info.preprocess)(x))
-    if not diff <= EXACTNESS_TOLERANCE.limit(scale):
-        raise PddError(f"the pruned model deviates from the masked model by {diff:.3g} in the logits (limit "
-                       f"{EXACTNESS_TOLERANCE.describe(scale)}); nothing written; this is a pdd-edge bug, please "
-                       "report it", exit_code=FAILURE)
-
-    masked_counts = prunable(reference).cost(open_counts(reference), input_hw).as_ints()
-    after = fvcore_counts(pruned, input_hw)
-    if after != masked_counts:
-        raise PddError(f"fvcore counts {after} differ from the masked-network counts {masked_counts}; "
-                       "nothing written; this is a pdd-edge bug, please report it", exit_code=FAILURE)
-
-    arch = prunable(masked)
-    layers = {p: {"kept": len(plan.local[p]), "total": n, "reopened": plan.reopened.get(p, 0),
-                  "closed": plan.closed.get(p, 0), "label": arch.point_label(p)}
-              for p, n in mask_points(masked).items()}
+    exactness = _check_exact(reference, pruned, info, cfg)
+    after = _check_counts(reference, pruned, input_hw)
     report = {
         "source": str(cfg.checkpoint),
         "output": str(out),
@@ -113,23 +96,14 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         "params_after": after["params"],
         "macs_reduction_pct": 100.0 * (1 - after["macs"] / before["macs"]),
         "params_reduction_pct": 100.0 * (1 - after["params"] / before["params"]),
-        "max_abs_diff": diff,
-        "tolerance": EXACTNESS_TOLERANCE.limit(scale),
-        "tolerance_rule": EXACTNESS_TOLERANCE.describe(scale),
-        "check_images": int(x.shape[0]),
+        **exactness,
         "round_to": round_to,
         "reopened_channels": plan.reopened_total,
         "min_macs_reduction": cfg.min_macs_reduction,
         "closed_channels": plan.closed_total,
         "notes": plan.notes,
-        "layers": layers,
-        "latency": None if table is None else {
-            "table": str(cfg.latency_table), "target": table.key["target"], "batch_size": table.key["batch_size"],
-            "threads": table.key["threads"], "target_ms": latency[1] if latency else None,
-            "predicted_ms": float(table.predict_counts(prunable(reference), open_counts(reference))),
-            "dense_predicted_ms": dense_ms,
-            "dense_measured_ms": table.dense_ms, "model_error_pct": table.record["error"]["check_max_abs_pct"],
-            "limited": plan.latency_limit},
+        "layers": _layers(masked, plan),
+        "latency": None if table is None else _latency_report(cfg, table, latency, dense_ms, reference, plan),
     }
     ckpt = ckpt_io.checkpoint_dict(
         pruned, model_name=info.model, preprocess=info.preprocess, classes=info.classes, dataset=info.dataset,
@@ -139,6 +113,49 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     )
     ckpt_io.save(out, ckpt)
     return report
+
+
+def _check_exact(reference: MaskedNetwork, pruned: torch.nn.Module, info, cfg: PruneConfig) -> dict[str, Any]:
+    """The pruned model's logits against the masked model's (adjusted masks) on real validation
+    images; the report's exactness entries, or a failure."""
+    data, _ = dataset_for(info, cfg.data, NormOverride())
+    x = _validation_batch(data, cfg.check_images)
+    diff, scale = logit_gap(reference.net, pruned, Normalize(info.preprocess)(x))
+    if not diff <= EXACTNESS_TOLERANCE.limit(scale):
+        raise PddError(f"the pruned model deviates from the masked model by {diff:.3g} in the logits (limit "
+                       f"{EXACTNESS_TOLERANCE.describe(scale)}); nothing written; this is a pdd-edge bug, please "
+                       "report it", exit_code=FAILURE)
+    return {"max_abs_diff": diff, "tolerance": EXACTNESS_TOLERANCE.limit(scale),
+            "tolerance_rule": EXACTNESS_TOLERANCE.describe(scale), "check_images": int(x.shape[0])}
+
+
+def _check_counts(reference: MaskedNetwork, pruned: torch.nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
+    """fvcore's MACs/params of the pruned model, which must equal the masked-network formula's."""
+    masked_counts = reference.cost(input_hw).as_ints()
+    after = fvcore_counts(pruned, input_hw)
+    if after != masked_counts:
+        raise PddError(f"fvcore counts {after} differ from the masked-network counts {masked_counts}; "
+                       "nothing written; this is a pdd-edge bug, please report it", exit_code=FAILURE)
+    return after
+
+
+def _layers(masked: MaskedNetwork, plan: PrunePlan) -> dict[str, dict[str, Any]]:
+    """Per mask point: channels kept of the total, re-opened and closed by the plan, and its label."""
+    return {p: {"kept": len(plan.local[p]), "total": n, "reopened": plan.reopened.get(p, 0),
+                "closed": plan.closed.get(p, 0), "label": masked.arch.point_label(p)}
+            for p, n in masked.points.items()}
+
+
+def _latency_report(cfg: PruneConfig, table, latency: tuple | None, dense_ms: float | None,
+                    reference: MaskedNetwork, plan: PrunePlan) -> dict[str, Any]:
+    """The latency table's key, the target and the predictions for the pruned and the dense network."""
+    return {
+        "table": str(cfg.latency_table), "target": table.key["target"], "batch_size": table.key["batch_size"],
+        "threads": table.key["threads"], "target_ms": latency[1] if latency else None,
+        "predicted_ms": float(table.predict_counts(reference.arch, reference.open_counts())),
+        "dense_predicted_ms": dense_ms,
+        "dense_measured_ms": table.dense_ms, "model_error_pct": table.record["error"]["check_max_abs_pct"],
+        "limited": plan.latency_limit}
 
 
 def _validation_batch(data, n: int) -> torch.Tensor:

@@ -157,7 +157,7 @@ class TrainFiles:
 
 
 # The numbers of an epoch record that describe the chosen checkpoint: the epoch, its accuracy and,
-# for masked students, the masked network's size (see zoo.masks.mask_stats).
+# for masked students, the masked network's size (see zoo.masked.MaskedNetwork.stats).
 SUMMARY_KEYS = ("epoch", "val_top1", "val_top5", "kept_pct", "masked_macs", "masked_params", "macs_reduction_pct",
                 "latency_pred_ms", "latency_reduction_pct")
 

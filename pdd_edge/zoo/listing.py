@@ -12,12 +12,11 @@ DEFAULT_INPUT = (32, 32)
 
 def zoo_table(num_classes: int = 10) -> list[dict[str, Any]]:
     require_torch("pdd-edge models")
-    from pdd_edge.zoo.masks import dense_cost
+    from pdd_edge.zoo.masked import MaskedNetwork
 
     rows = []
     for name, spec in zoo.MODELS.items():
-        model = zoo.build(name, num_classes=num_classes)
-        cost = dense_cost(model, DEFAULT_INPUT)
+        cost = MaskedNetwork(zoo.build(name, num_classes=num_classes)).dense_cost(DEFAULT_INPUT)
         rows.append({"name": name, "family": spec.family, "params": cost["params"], "macs": cost["macs"],
                      "input_size": list(DEFAULT_INPUT), "num_classes": num_classes, "description": spec.description})
     return rows
@@ -28,12 +27,10 @@ def describe(spec: str, *, args: dict[str, Any] | None = None, num_classes: int 
     """What PDD can do with one model: its mask points (channel groups), the groups left unmasked
     and why, and its MACs/params at `input_hw`."""
     require_torch("pdd-edge models")
-    from pdd_edge.zoo.masks import dense_cost
-    from pdd_edge.zoo.protocol import prunable
+    from pdd_edge.zoo.masked import MaskedNetwork
 
-    model = zoo.build(spec, num_classes=num_classes, args=args, input_size=input_hw)
-    arch = prunable(model)
-    cost = dense_cost(model, input_hw)
+    masked = MaskedNetwork(zoo.build(spec, num_classes=num_classes, args=args, input_size=input_hw))
+    cost = masked.dense_cost(input_hw)
     return {"name": spec, "args": dict(args or {}), "num_classes": num_classes, "input_size": list(input_hw),
-            "params": cost["params"], "macs": cost["macs"], "mask_points": arch.mask_points(),
-            "unmasked": list(arch.refused)}
+            "params": cost["params"], "macs": cost["macs"], "mask_points": masked.points,
+            "unmasked": list(masked.arch.refused)}

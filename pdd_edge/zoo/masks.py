@@ -10,7 +10,8 @@ which has no meaning after pruning (a channel is kept or removed). We use `g = 1
 pruning can reproduce exactly. With N(0, 0.001^2) initialisation `m == 0` has probability zero.
 
 Models expose mask points as `nn.Identity` placeholders (no parameters, so plain state dicts
-load with `strict=True`); `attach_masks` swaps them for `ChannelMask` modules.
+load with `strict=True`); `MaskedNetwork.attach` (zoo/masked.py) swaps them for `ChannelMask`
+modules and answers every question about them.
 
 Part of the zoo, not of `nn`: a traced model (`zoo.traced`) gates its channel groups with these
 masks, and pruning (`nn.pruning`) sits above the models it rebuilds.
@@ -18,13 +19,10 @@ masks, and pruning (`nn.pruning`) sits above the models it rebuilds.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 from torch import nn
 
-from pdd_edge.errors import PddError, shortlist
-from pdd_edge.zoo.protocol import prunable
+from pdd_edge.errors import PddError
 
 INIT_CHOICES = ("normal", "open")
 INIT_STD = 1e-3  # N(0, 0.001^2): roughly half the gates start closed (PDD reference).
@@ -82,98 +80,3 @@ class ChannelMask(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.logits.numel()}"
-
-
-def mask_points(model: nn.Module) -> dict[str, int]:
-    """Ordered mask points of a zoo model: module path -> number of channels it gates."""
-    return dict(prunable(model).mask_points())
-
-
-def attach_masks(model: nn.Module, init: str = "normal") -> dict[str, ChannelMask]:
-    """Replace every mask point of `model` by a fresh `ChannelMask`; returns them by point name."""
-    masks = {}
-    for name, channels in mask_points(model).items():
-        mask = ChannelMask(channels, init)
-        _set_submodule(model, name, mask)
-        masks[name] = mask
-    return masks
-
-
-def get_masks(model: nn.Module) -> dict[str, ChannelMask]:
-    """The attached masks of `model` by point name (empty when the model is unmasked)."""
-    model = getattr(model, "module", model)  # DDP / DataParallel wrapper
-    found = {}
-    for name in mask_points(model):
-        module = model.get_submodule(name)
-        if isinstance(module, ChannelMask):
-            found[name] = module
-    return found
-
-
-def mask_logits(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: m.logits.detach().clone() for name, m in get_masks(model).items()}
-
-
-def load_mask_logits(model: nn.Module, logits: Mapping[str, torch.Tensor]) -> None:
-    """Attach masks to `model` and set them to `logits` (which must cover every mask point)."""
-    points = mask_points(model)
-    missing = [p for p in points if p not in logits]
-    unknown = [p for p in logits if p not in points]
-    if missing or unknown:
-        raise PddError(
-            f"masks do not fit this architecture (missing {shortlist(missing)}; unexpected {shortlist(unknown)})"
-        )
-    for name, channels in points.items():
-        values = logits[name]
-        if values.shape != (channels,):
-            raise PddError(f"mask {name} has {tuple(values.shape)} values, the layer has {channels} channels")
-    for name, mask in attach_masks(model).items():
-        with torch.no_grad():
-            mask.logits.copy_(logits[name])
-
-
-def open_counts(model: nn.Module, soft: bool = False) -> dict[str, torch.Tensor | int]:
-    """Channels each mask point lets through.
-
-    Hard counts are ints (unmasked points count all their channels). With `soft=True` masked
-    points give the sum of their straight-through gates: a tensor with the same value as the
-    hard count whose gradient reaches the mask logits (used by the MACs budget term).
-    """
-    counts: dict[str, torch.Tensor | int] = {}
-    masks = get_masks(model)
-    for name, channels in mask_points(model).items():
-        mask = masks.get(name)
-        if mask is None:
-            counts[name] = channels
-        elif soft:
-            counts[name] = mask.gate().sum()
-        else:
-            counts[name] = int((mask.logits.detach() >= 0).sum())
-    return counts
-
-
-def kept_fraction(model: nn.Module) -> float:
-    """Share of masked channels that are open, over all mask points."""
-    total = sum(mask_points(model).values())
-    return sum(int(v) for v in open_counts(model).values()) / total if total else 1.0
-
-
-def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, leaf = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    setattr(parent, leaf, module)
-
-
-def mask_stats(model: nn.Module, input_hw: tuple[int, int], dense_macs: int) -> dict[str, Any]:
-    """Kept channels and MACs/params of the masked network (only open channels counted)."""
-    cost = prunable(model).cost(open_counts(model), input_hw).as_ints()
-    return {
-        "kept_pct": 100.0 * kept_fraction(model),
-        "masked_macs": cost["macs"],
-        "masked_params": cost["params"],
-        "macs_reduction_pct": 100.0 * (1 - cost["macs"] / dense_macs),
-    }
-
-
-def dense_cost(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
-    return prunable(model).cost(mask_points(model), input_hw).as_ints()

@@ -72,10 +72,10 @@ def zoo_checkpoint(name: str, pruned: bool, path: Path, seed: int = 0) -> tuple[
 
 def masked_checkpoint(path: Path) -> Path:
     """A distill-prune checkpoint: PDD masks still attached, nothing pruned yet."""
-    from pdd_edge.zoo.masks import attach_masks
+    from pdd_edge.zoo.masked import MaskedNetwork
 
     model = zoo.build("resnet20", 10)
-    attach_masks(model)
+    MaskedNetwork.attach(model)
     return save_checkpoint(model, "resnet20", path)
 
 

@@ -15,7 +15,7 @@ from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.nn.pruning import plan_from_masks, prune
 from pdd_edge.zoo import specs
-from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points
+from pdd_edge.zoo.masked import MaskedNetwork
 from pdd_edge.zoo.specs import parse, parse_model_args
 
 USER_FILE = Path(__file__).with_name("user_models.py")
@@ -90,9 +90,10 @@ def test_published_torchvision_state_dict_loads_as_is(tmp_path):
 
 def pruned_checkpoint(spec: str, path: Path, args=None) -> torch.nn.Module:
     model = zoo.build(spec, num_classes=10, args=args)
-    attach_masks(model)
-    load_mask_logits(model, {p: torch.where(torch.arange(c) % 3 == 0, -1.0, 1.0) for p, c in mask_points(model).items()})
-    pruned = prune(model.eval(), spec, plan_from_masks(model))
+    points = MaskedNetwork.attach(model).points
+    masked = MaskedNetwork.load(model, {p: torch.where(torch.arange(c) % 3 == 0, -1.0, 1.0) for p, c in points.items()})
+    model.eval()
+    pruned = prune(masked, spec, plan_from_masks(masked))
     ckpt_io.save(path, ckpt_io.checkpoint_dict(pruned, model_name=spec, preprocess=PRE))
     return pruned
 

@@ -13,7 +13,7 @@ from pdd_edge import zoo
 from pdd_edge.errors import PddError
 from pdd_edge.nn.pruning import logit_gap, masked_reference, plan_from_masks, prune
 from pdd_edge.zoo.cost import fvcore_counts
-from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
+from pdd_edge.zoo.masked import MaskedNetwork
 from pdd_edge.zoo.traced.verify import randomise
 
 HW = (32, 32)
@@ -39,21 +39,21 @@ def masked(spec: str, logits_fn) -> torch.nn.Module:
         pytest.importorskip("timm")
     model = zoo.build(spec, num_classes=10, input_size=HW)
     model.load_state_dict(weights(spec))
-    attach_masks(model)
-    load_mask_logits(model, {p: logits_fn(p, c) for p, c in mask_points(model).items()})
+    points = MaskedNetwork.attach(model).points
+    MaskedNetwork.load(model, {p: logits_fn(p, c) for p, c in points.items()})
     return model.eval()
 
 
 def check_exact(model, spec: str, round_to: int = 1):
-    plan = plan_from_masks(model, round_to)
-    pruned = prune(model, spec, plan)
-    reference = masked_reference(model, plan)
+    net = MaskedNetwork(model)
+    plan = plan_from_masks(net, round_to)
+    pruned = prune(net, spec, plan)
+    reference = masked_reference(net, plan)
     x = torch.randn(3, 3, *HW, generator=torch.Generator().manual_seed(1))
-    gap, scale = logit_gap(reference, pruned, x)
+    gap, scale = logit_gap(reference.net, pruned, x)
     assert scale > 1e-2, "logits too small for the comparison to mean anything"
     assert gap <= 1e-4
-    counts = open_counts(reference)
-    assert fvcore_counts(pruned, HW) == reference.cost(counts, HW).as_ints()
+    assert fvcore_counts(pruned, HW) == reference.cost(HW).as_ints()
     return plan, pruned
 
 
@@ -68,7 +68,7 @@ def test_pruned_traced_model_equals_masked_model_for_any_mask_pattern(spec, p_op
 
     model = masked(spec, logits)
     plan, pruned = check_exact(model, spec, round_to)
-    full = mask_points(model)
+    full = MaskedNetwork(model).points
     for point, kept in plan.local.items():
         assert 1 <= len(kept) <= full[point]
         if round_to > 1:
@@ -126,7 +126,7 @@ def test_group_that_cannot_be_pruned_exactly_is_left_unmasked_and_listed():
 
 def test_traced_cost_is_differentiable_in_the_soft_open_counts():
     model = masked("torchvision:mobilenet_v2", lambda p, c: torch.linspace(-1, 1, c))
-    macs = model.cost(open_counts(model, soft=True), HW).macs
+    macs = model.cost(MaskedNetwork(model).open_counts(soft=True), HW).macs
     macs.backward()
     grads = [m.logits.grad for m in model.pdd_masks.values()]
     assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
@@ -134,8 +134,9 @@ def test_traced_cost_is_differentiable_in_the_soft_open_counts():
 
 def test_macs_ceiling_lands_under_the_target_for_a_traced_model():
     model = masked("torchvision:resnet18", lambda p, c: torch.rand(c, generator=torch.Generator().manual_seed(3)) + 0.1)
-    dense = model.cost(mask_points(model), HW).as_ints()["macs"]
-    plan = plan_from_masks(model, max_macs=int(0.5 * dense), input_hw=HW)
+    net = MaskedNetwork(model)
+    dense = net.dense_cost(HW)["macs"]
+    plan = plan_from_masks(net, max_macs=int(0.5 * dense), input_hw=HW)
     macs = model.cost({p: len(v) for p, v in plan.local.items()}, HW).as_ints()["macs"]
     assert 0.47 * dense <= macs <= 0.5 * dense
 
