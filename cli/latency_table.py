@@ -36,7 +36,8 @@ def latency_table_command(
     """Measure every layer over a grid of channel counts on the device, fit the network's latency
     model, and check it against whole thinned networks measured there."""
     require_torch("pdd-edge latency-table")
-    from pdd_edge.latency import table as lt
+    from pdd_edge.latency.request import TableRequest
+    from pdd_edge.latency.table import make_table
     from pdd_edge.profiling.remote import RemoteHost
     from pdd_edge.profiling.targets import check_threads, load_target
     from pdd_edge.zoo import specs
@@ -48,12 +49,12 @@ def latency_table_command(
         raise PddError(f"--batch-size must be positive, got {batch_size}")
     device = load_target(target)
     check_threads(threads, device)
-    req = lt.TableRequest(model=spec.text, target=device, input_hw=input_size or (32, 32),
-                          num_classes=num_classes, model_args=dict(spec.args), batch_size=batch_size, threads=threads,
-                          min_runs=min_runs, min_time_s=min_time)
+    req = TableRequest(model=spec.text, target=device, input_hw=input_size or (32, 32), num_classes=num_classes,
+                       model_args=dict(spec.args), batch_size=batch_size, threads=threads, min_runs=min_runs,
+                       min_time_s=min_time)
     host = RemoteHost.parse(remote, port=ssh_port, identity=ssh_key, options=ssh_option or (),
                             python=remote_python) if remote else None
-    result = lt.make_table(req, out_path, host, refresh=refresh, progress=lambda s: err.print(s, markup=False))
+    result = make_table(req, out_path, host, refresh=refresh, progress=lambda s: err.print(s, markup=False))
     table, path, reused = result
     if json_out:
         print_json({"path": str(path), "reused": reused, **table.to_dict()})

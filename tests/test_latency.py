@@ -13,7 +13,7 @@ from pdd_edge import zoo
 from pdd_edge.errors import PddError
 from pdd_edge.latency import layers, multiple
 from pdd_edge.latency.model import Grid, LatencyModel, load
-from pdd_edge.latency.table import grid_counts, layer_plan, random_plan
+from pdd_edge.latency.plan import grid_counts, layer_plan, random_plan
 from pdd_edge.latency.target import LatencyTarget, check_fits
 from pdd_edge.nn.budget import LatencyBudget, deployed_counts
 from pdd_edge.nn.pruning import plan_from_masks
@@ -255,7 +255,7 @@ def test_prune_cli_names_the_latency_target_when_it_closes_channels_for_it(tmp_p
 
 
 def test_thinnest_plan_removes_every_vanishing_layer_and_keeps_the_multiple_elsewhere():
-    from pdd_edge.latency.table import thinnest_plan
+    from pdd_edge.latency.plan import thinnest_plan
 
     model = zoo.build("resnet20")
     plan = thinnest_plan(model, 16)

@@ -28,7 +28,7 @@ def enabled(cfg: CompressConfig) -> bool:
 
 
 def request(cfg: CompressConfig, num_classes: int = 10):
-    from pdd_edge.latency.table import TableRequest
+    from pdd_edge.latency.request import TableRequest
     from pdd_edge.profiling.targets import load_target
 
     return TableRequest(model=cfg.student, target=load_target(cfg.targets[0]), input_hw=cfg.data.input_size or (32, 32),
@@ -53,11 +53,10 @@ def validate(cfg: CompressConfig) -> None:
     if cfg.latency_table is not None:
         check_given(cfg)
         return
-    from pdd_edge.profiling import provenance, runner
+    from pdd_edge.latency.request import foreign_here
 
     req = request(cfg)
-    env = runner.environment(req.target.execution_provider, runner.resolve_threads(req.thread_count()))
-    reasons = provenance.foreign_reasons(req.target.to_dict(), env)
+    _, reasons = foreign_here(req)
     if reasons:
         raise PddError(f"a latency target for {req.target.name} needs its latency table, and this machine is not "
                        f"{req.target.name} ({'; '.join(reasons)}): make the table on the device with "
