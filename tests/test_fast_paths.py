@@ -8,8 +8,8 @@ from pdd_edge import zoo
 from pdd_edge.training.runtime import Runtime
 from pdd_edge.zoo.masks import attach_masks
 from tests.helpers import files_in, run_cli
-from tests.test_sync_free_step import GOLDEN_HISTORY
-from tests.test_training_loop import make_fit
+from tests.training.test_sync_free_step import GOLDEN_HISTORY
+from tests.training.test_training_loop import make_fit
 
 
 def distill(out, *options):

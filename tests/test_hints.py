@@ -20,7 +20,7 @@ from pdd_edge.training.divergence import Diverged
 from tests.helpers import files_in, run_cli
 from tests.test_cli_core import assert_usage_error
 
-USER = Path(__file__).parent / "traced" / "user_models.py"
+USER = Path(__file__).parent / "zoo" / "user_models.py"
 
 
 def _digits_preprocess():

@@ -13,7 +13,7 @@ import pytest
 from pdd_edge.fileio import file_sha256
 from tests.helpers import run_cli
 from tests.run_fixtures import make_run
-from tests.test_gate import budget, write_report  # noqa: F401 (fixture)
+from tests.cli.test_gate import write_report
 
 
 @pytest.mark.parametrize("change, problem", [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from deploy_helpers import digits_preprocess, masked_checkpoint, tiny_classifier
+from tests.deploy_helpers import digits_preprocess, masked_checkpoint, tiny_classifier
 from pdd_edge.cli.app import app
 from typer.testing import CliRunner
 

@@ -13,7 +13,7 @@ import torch
 from pdd_edge.zoo import specs
 from tests.helpers import cli_json, run_cli
 
-USER = Path(__file__).with_name("user_models.py")
+USER = Path(__file__).parents[1] / "zoo" / "user_models.py"
 
 
 def test_models_spec_lists_the_channel_groups_pdd_finds():
@@ -72,7 +72,7 @@ def test_compress_runs_the_whole_chain_for_a_user_file_model(tmp_path, digits_te
     pruned = json.loads((out / "prune" / "pruned.json").read_text())
     assert pruned["max_abs_diff"] <= pruned["tolerance"] and pruned["macs_after"] <= 0.5 * pruned["macs_before"]
     labels = {entry["label"] for entry in pruned["layers"].values()}  # groups named after layers of the network
-    from tests.traced.user_models import Branchy
+    from tests.zoo.user_models import Branchy
 
     names = {n for n, _ in Branchy(10, 8).named_modules() if n}
     assert len(labels) == 5 and all(label.split(" (+")[0] in names for label in labels), labels

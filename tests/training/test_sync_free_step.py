@@ -11,7 +11,7 @@ import torch
 
 from pdd_edge.training import loop
 from pdd_edge.training.divergence import Diverged
-from tests.test_training_loop import make_fit
+from tests.training.test_training_loop import make_fit
 
 # Produced by the loop before issue 25 (commit d34938c: float(loss) and float sums every step)
 # from tests/test_training_loop.make_fit(epochs=2) with 2 torch threads (what conftest pins).

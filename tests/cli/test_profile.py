@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 from pathlib import Path
 
 import pytest
 from onnx import helper
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "profiling"))
-from onnx_builders import conv_model, make_model, save, tensor_input, weight  # noqa: E402
-from pdd_edge.cli.app import app  # noqa: E402
+from pdd_edge.cli.app import app
+from tests.onnx_builders import conv_model, make_model, save, tensor_input, weight
 
 runner = CliRunner()
 LEAN = ["--warmup", "0", "--min-runs", "3", "--min-time", "0", "--threads", "1"]
@@ -35,7 +33,6 @@ def test_profile_writes_json_record_and_prints_summary(small_model, tmp_path):
     assert [b["batch_size"] for b in record["batches"]] == [1, 4]
     assert record["cost"]["macs"] == 4 * 8 * 8 * 27
     assert "multiply-accumulates" in result.stdout and "MACs 6,912" in result.stdout
-
 
 
 def test_profile_json_to_a_symlink_writes_its_target_and_keeps_the_link(small_model, tmp_path):

@@ -13,7 +13,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.training.runtime import Runtime, resolve_amp, resolve_device
 from pdd_edge.zoo.masks import ChannelMask
 from tests.helpers import files_in, run_cli
-from tests.test_training_loop import make_fit
+from tests.training.test_training_loop import make_fit
 
 NO_CUDA = not torch.cuda.is_available()
 

@@ -6,7 +6,7 @@ import torch
 
 from pdd_edge.nn.kd import distillation_loss, kd_term
 
-GOLDEN = json.loads((Path(__file__).parent / "data" / "kd_golden.json").read_text())["cases"]
+GOLDEN = json.loads((Path(__file__).with_name("kd_golden.json")).read_text())["cases"]
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=lambda c: f"T{c['temperature']}-a{c['alpha']}")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from deploy_helpers import DIGITS_CLASSES, digits_preprocess, perturb_last_bias, tiny_classifier, zoo_checkpoint
+from tests.deploy_helpers import DIGITS_CLASSES, digits_preprocess, perturb_last_bias, tiny_classifier, zoo_checkpoint
 
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.onnx import runtime
 from pdd_edge.onnx.meta import OnnxMeta, read_meta
 from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.stages import export, simplify
+
+pytestmark = pytest.mark.one_thread  # a deployment test: one torch thread (tests/conftest.py says why)
 
 META = OnnxMeta(model="tiny", num_classes=10, classes=DIGITS_CLASSES, preprocess=digits_preprocess(), dataset="digits")
 

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from deploy_helpers import (
+from tests.deploy_helpers import (
     DIGITS_CLASSES,
     digits_preprocess,
     masked_checkpoint,
@@ -23,6 +23,8 @@ from pdd_edge.onnx import runtime
 from pdd_edge.onnx.meta import read_meta
 from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.stages import export
+
+pytestmark = pytest.mark.one_thread  # a deployment test: one torch thread (tests/conftest.py says why)
 
 CASES = [("resnet20", False), ("resnet20", True), ("vgg11", False), ("vgg11", True)]
 

@@ -3,7 +3,6 @@ ImageFolder listing, PIL decoding): the same pixels, labels and classes, so the 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,7 @@ from pdd_edge.data.image_files import FileSource, load_image_files
 from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import PddError
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "profiling"))
-from onnx_builders import linear_classifier, save  # noqa: E402
+from tests.onnx_builders import linear_classifier, save
 
 CLASSES = ("zebra", "ant", "Cat", "bee", "dog", "eel")  # sorted by ImageFolder: 'Cat' first (upper case)
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
-from deploy_helpers import DIGITS_CLASSES, digits_preprocess, tiny_classifier
+from tests.deploy_helpers import DIGITS_CLASSES, digits_preprocess, tiny_classifier
 
 from pdd_edge.data import load_dataset
 from pdd_edge.data.preprocess import Preprocess
@@ -18,6 +18,8 @@ from pdd_edge.errors import PddError
 from pdd_edge.onnx import accuracy as onnx_accuracy
 from pdd_edge.onnx import parity, runtime
 from pdd_edge.onnx.meta import OnnxMeta, read_meta
+
+pytestmark = pytest.mark.one_thread  # a deployment test: one torch thread (tests/conftest.py says why)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
-        from tests.test_training_loop import make_fit
+        from tests.training.test_training_loop import make_fit
 
         fit = make_fit(out)
         result = fit.run()

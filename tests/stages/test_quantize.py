@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import onnx
 import pytest
-from deploy_helpers import tiny_classifier
+from tests.deploy_helpers import tiny_classifier
 
 from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import PddError
 from pdd_edge.onnx import runtime
 from pdd_edge.onnx.meta import read_meta
 from pdd_edge.stages import quantize
+
+pytestmark = pytest.mark.one_thread  # a deployment test: one torch thread (tests/conftest.py says why)
 
 
 @pytest.fixture(scope="module")

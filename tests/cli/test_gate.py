@@ -11,15 +11,6 @@ from tests.helpers import run_cli
 
 GOOD = {"variant": "int8", "latency_p90_ms": 4.0, "model_size_mb": 0.3, "peak_memory_mb": 12.0, "top1": 97.0,
         "top1_drop": 0.4, "macs_reduction": 48.0, "speedup": 1.9}
-BUDGET = """[budget]
-latency_p90_ms = 5.0
-model_size_mb = 1.0
-peak_memory_mb = 64
-min_top1 = 95
-max_top1_drop = 1.0
-min_macs_reduction = 40
-min_speedup = 1.8
-"""
 
 
 # what the runner records on a Raspberry Pi 4 (its own kind of device for the rpi4 target)
@@ -40,13 +31,6 @@ def write_report(path, gate=None, target="rpi4", budget=None, environment=None):
               "gate": vouched_file(path.with_suffix(".onnx")) | dict(GOOD if gate is None else gate), "variants": {}}
     path.write_text(json.dumps(report, allow_nan=True))
     return path
-
-
-@pytest.fixture
-def budget(tmp_path):
-    p = tmp_path / "budget.toml"
-    p.write_text(BUDGET)
-    return p
 
 
 def test_gate_passes_when_every_check_is_within_budget(tmp_path, budget):
