@@ -134,3 +134,6 @@ def perturb_last_bias(model, delta: float):
         if t.name == bias_name:
             broken.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) + delta, t.name))
     return broken
+
+
+DIGITS_META = OnnxMeta(dataset="digits", preprocess=digits_preprocess())

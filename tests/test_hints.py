@@ -17,8 +17,7 @@ from pdd_edge import zoo
 from pdd_edge.cli.shared import command
 from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.training.divergence import Diverged
-from tests.helpers import files_in, run_cli
-from tests.test_cli_core import assert_usage_error
+from tests.helpers import assert_usage_error, files_in, run_cli
 
 USER = Path(__file__).parent / "zoo" / "user_models.py"
 

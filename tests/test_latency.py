@@ -19,8 +19,7 @@ from pdd_edge.nn.budget import LatencyBudget, deployed_counts
 from pdd_edge.nn.pruning import plan_from_masks
 from pdd_edge.profiling.targets import load_target, parse_target
 from pdd_edge.zoo.masks import attach_masks, get_masks, open_counts
-from tests.helpers import files_in, run_cli
-from tests.test_cli_core import assert_usage_error
+from tests.helpers import assert_usage_error, files_in, run_cli
 
 
 def synthetic_table(model, input_hw=(32, 32), channel_multiple=8, ns_per_mac=1e-6, offset_ms=0.05) -> LatencyModel:

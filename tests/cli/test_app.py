@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
+from pdd_edge import zoo
 from pdd_edge.cli.app import app
 from tests.helpers import run_cli
 
@@ -56,3 +58,41 @@ def test_completion_completes_command_names_and_options():
 
     assert complete("pdd-edge pr") == ["profile", "prune"]
     assert complete("pdd-edge profile --war") == ["--warmup"]
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"pdd-edge {version('pdd-edge')}"
+
+
+@pytest.mark.parametrize("command, text", [("gate", "[budget]"), ("report", "USER@HOST[:PORT]")])
+def test_help_keeps_square_brackets_that_rich_markup_would_eat(command, text):
+    result = run_cli(command, "--help")
+    assert result.exit_code == 0 and text in result.stdout
+
+
+def test_short_t_means_target_wherever_it_exists(tmp_path):
+    result = run_cli("compress", "-t", "pi9000", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "unknown target 'pi9000'" in result.stderr and not (tmp_path / "run").exists()
+    for command in ("distill", "finetune"):
+        assert run_cli(command, "-t", "resnet56").exit_code == 2  # no -t there: --teacher has no short form
+
+
+def test_distill_and_finetune_name_the_teacher_option_for_a_teachers_file(teacher, tmp_path):
+    from pdd_edge import checkpoint as ckpt_io
+
+    bare = tmp_path / "bare.pt"
+    torch.save(zoo.build("resnet20").state_dict(), bare)
+    result = run_cli("distill", "--student", "resnet20", "--teacher-weights", bare, "--out", tmp_path / "d")
+    assert result.exit_code == 2 and "pass --teacher NAME" in result.stderr and "--model" not in result.stderr
+    result = run_cli("distill", "--student", "resnet20", "--teacher", "resnet56", "--teacher-weights", teacher,
+                     "--out", tmp_path / "d")
+    assert result.exit_code == 2 and "pass --teacher resnet20" in result.stderr
+    pruned = tmp_path / "p.pt"
+    model, info = ckpt_io.load(teacher)
+    ckpt_io.save(pruned, ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=info.preprocess))
+    result = run_cli("finetune", pruned, "--teacher-weights", bare, "--out", tmp_path / "f")
+    assert result.exit_code == 2 and "pass --teacher NAME" in result.stderr
+    assert not (tmp_path / "d").exists() and not (tmp_path / "f").exists()
