@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from pdd_edge import zoo
 from tests.helpers import assert_usage_error, cli_json, files_in, run_cli
+from tests.latency.synthetic import synthetic_table
 
 
 def test_distill_lowers_loss_and_keeps_best_masked_checkpoint(teacher, tmp_path):
@@ -72,3 +75,22 @@ def test_distill_budget_out_of_range_is_usage_error(digits_teacher, tmp_path):
     result = run_cli("distill", "--student", "resnet20", "--teacher-weights", digits_teacher,
                      "--target-macs-reduction", "50", "--out", tmp_path / "d")
     assert_usage_error(result, "between 0 and 1")
+
+
+def test_distill_latency_budget_usage_errors(digits_teacher, tmp_path):
+    base = ("distill", "--student", "resnet20", "--teacher-weights", digits_teacher, "--out", tmp_path / "d", "--epochs", "1")
+    assert_usage_error(run_cli(*base, "--target-latency-ms", "0.2"), "needs the device's latency table")
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps(synthetic_table(zoo.build("resnet20")).to_dict()))
+    assert_usage_error(run_cli(*base, "--latency-table", table, "--target-speedup", "2", "--target-macs-reduction", "0.5"),
+                       "give one budget")
+    assert_usage_error(run_cli(*base, "--latency-table", table, "--target-speedup", "0.5"), "must be above 1")
+    assert_usage_error(run_cli(*base, "--latency-table", table, "--target-latency-ms", "0.0001"), "out of reach")
+    assert files_in(tmp_path / "d") == []
+
+
+def test_distill_with_a_missing_latency_table_is_a_usage_error(digits_teacher, tmp_path):
+    result = run_cli("distill", "--student", "resnet20", "--teacher-weights", digits_teacher, "--out", tmp_path / "d",
+                     "--latency-table", tmp_path / "none.json", "--target-speedup", "2")
+    assert_usage_error(result, "latency table not found")
+    assert files_in(tmp_path) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from pdd_edge import checkpoint as ckpt_io
 from pdd_edge import zoo
 from pdd_edge.zoo.masks import attach_masks, get_masks
 from tests.helpers import assert_usage_error, cli_json, files_in, run_cli
+from tests.latency.synthetic import synthetic_table
 
 
 def test_prune_then_evaluate_gives_same_top1_as_masked_checkpoint(masked_ckpt, tmp_path):
@@ -55,3 +58,31 @@ def test_prune_checkpoint_with_masks_of_another_architecture_is_usage_error(mask
     result = run_cli("prune", bad, "--out", tmp_path / "p.pt")
     assert_usage_error(result, "masks do not fit this architecture")
     assert not (tmp_path / "p.pt").exists()
+
+
+def test_prune_cli_names_the_latency_target_when_it_closes_channels_for_it(tmp_path):
+    # Issue 22 item 11: closing channels for a latency target printed `--min-macs-reduction None`
+    # and crashed with a TypeError after the pruned file was written.
+    from pdd_edge.data import load_dataset
+    from pdd_edge import checkpoint as ckpt_io
+
+    model = zoo.build("resnet20")
+    attach_masks(model, "open")
+    ckpt = tmp_path / "d.pt"
+    ckpt_io.save(ckpt, ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=load_dataset("digits").preprocess,
+                                               dataset="digits"))
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps(synthetic_table(zoo.build("resnet20")).to_dict()))
+    result = run_cli("prune", ckpt, "--latency-table", table, "--target-speedup", "2", "--out", tmp_path / "p.pt")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    closed = [line for line in result.stdout.splitlines() if "closed" in line]
+    assert len(closed) == 1 and closed[0].startswith("latency target ") and "min-macs" not in result.stdout
+    assert (tmp_path / "p.pt").is_file()
+
+
+def test_prune_latency_target_without_table_and_missing_table_are_usage_errors(tmp_path):
+    ckpt = tmp_path / "masked.pt"
+    ckpt.write_bytes(b"not read: the options fail first")
+    assert_usage_error(run_cli("prune", ckpt, "--out", tmp_path / "p.pt", "--target-latency-ms", "0.2"),
+                       "needs the device's latency table")
+    assert ckpt.read_bytes() == b"not read: the options fail first" and not (tmp_path / "p.pt").exists()

@@ -69,3 +69,10 @@ def test_quantize_rejects_calibration_size_when_method_is_dynamic(tmp_path):
     assert_usage_error(run_cli("quantize", model, "--out", out, "--method", "dynamic", "--calibration-size", 10),
                        "--calibration-size applies to --method static")
     assert not out.exists()
+
+
+def test_quantize_unknown_format_is_a_usage_error(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    assert_usage_error(run_cli("quantize", model, "--out", tmp_path / "q.onnx", "--format", "qint"), "unknown INT8 format")
+    assert model.read_bytes() == b"x" and not (tmp_path / "q.onnx").exists()

@@ -1,12 +1,16 @@
 """The budget controller (nn/budget.py) on a toy cost: its ramp and its anti-windup, as golden
-trajectories computed from the controller's definition."""
+trajectories computed from the controller's definition; the latency budget's price and gradient."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pdd_edge.nn.budget import DEFAULT_GAIN, DEFAULT_INTEGRAL_LIMIT, DEFAULT_RATE, Budget
+from pdd_edge import zoo
+from pdd_edge.nn.budget import DEFAULT_GAIN, DEFAULT_INTEGRAL_LIMIT, DEFAULT_RATE, Budget, LatencyBudget, deployed_counts
+from pdd_edge.nn.pruning import plan_from_masks
+from pdd_edge.zoo.masks import attach_masks, get_masks, open_counts
+from tests.latency.synthetic import synthetic_table
 
 
 class ScriptedCost(Budget):
@@ -64,3 +68,52 @@ def test_budget_loss_is_lambda_times_lr_compensation_times_cost_and_its_state_re
     resumed = ScriptedCost([0.8], target_reduction=0.5, integral_limit=0.5)
     resumed.load_state_dict(b.state_dict())
     assert float(resumed(None)["lambda"]) == pytest.approx(float(b(None)["lambda"]))
+
+
+def test_latency_budget_prices_the_network_prune_deploys_and_pushes_only_where_it_pays():
+    model = zoo.build("resnet20")
+    table = synthetic_table(model, channel_multiple=16)
+    torch.manual_seed(0)
+    attach_masks(model, "normal")  # about half of each layer open: 16-wide layers at their floor
+    budget = LatencyBudget(0.5, table)
+    out = budget(model)
+    dense = table.predict(model.layer_widths(model.mask_points()))
+    plan = plan_from_masks(model, round_to=16, latency=(table, dense))  # prune's rounding; nothing more to close
+    deployed = {p: len(plan.local[p]) for p in model.mask_points()}
+    assert float(out["cost_rel"]) == pytest.approx(float(table.predict(model.layer_widths(deployed)) / dense))
+    # the open counts themselves would price a network prune does not make
+    unrounded = table.predict(model.layer_widths(open_counts(model))) / dense
+    assert float(out["cost_rel"]) > float(unrounded) + 0.05
+    out["loss"].backward()
+    hard = open_counts(model)
+    for point, mask in get_masks(model).items():
+        width = model.mask_points()[point]
+        # a point priced as gone (rounded to 0) has nothing left to buy either
+        pays = deployed[point] > 0 and (model.may_vanish(point) or hard[point] > min(width, 16))
+        pushed = mask.logits.grad is not None and bool(mask.logits.grad.abs().sum() > 0)
+        assert pushed == pays, point
+    assert any(model.may_vanish(p) or hard[p] > 16 for p in hard)  # both kinds occur
+    assert any(not model.may_vanish(p) and hard[p] <= 16 for p in hard)
+
+
+def test_deployed_counts_round_to_the_nearest_multiple_with_a_floor_unless_the_point_may_vanish():
+    model = zoo.build("resnet20")
+    points = model.mask_points()
+    vanish = next(p for p in points if model.may_vanish(p))
+    fixed16 = next(p for p in points if not model.may_vanish(p) and points[p] == 16)
+    fixed64 = next(p for p in points if not model.may_vanish(p) and points[p] == 64)
+    counts = dict(points)
+    # the nearest multiple (ties up), a floor of 16 unless the point may vanish
+    cases = [(vanish, 0, 0), (vanish, 7, 0), (vanish, 8, 16), (vanish, 23, 16), (fixed16, 0, 16), (fixed16, 3, 16),
+             (fixed64, 17, 16), (fixed64, 24, 32), (fixed64, 64, 64), (fixed64, 0, 16), (fixed64, 57, 64)]
+    for point, n, want in cases:
+        got = deployed_counts(model, {**counts, point: n}, 16)[point]
+        assert got == want, (point, n)
+        soft = torch.tensor(float(n), requires_grad=True)
+        value = deployed_counts(model, {**counts, point: soft}, 16)[point]
+        assert float(value.detach()) == want
+        below_floor = n <= (0 if model.may_vanish(point) else min(points[point], 16))  # incl. at the floor
+        assert value.requires_grad != below_floor, (point, n)  # a constant below the floor
+        if value.requires_grad:
+            value.backward()
+            assert float(soft.grad) == 1.0, (point, n)

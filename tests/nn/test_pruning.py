@@ -12,6 +12,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.nn.pruning import masked_reference, max_abs_diff, plan_from_masks, prune
 from pdd_edge.zoo.cost import fvcore_counts
 from pdd_edge.zoo.masks import attach_masks, load_mask_logits, mask_points, open_counts
+from tests.latency.synthetic import synthetic_table
 
 TOL = 1e-4
 
@@ -164,3 +165,43 @@ def test_macs_ceiling_already_met_closes_nothing():
     dense = int(model.cost(mask_points(model), (32, 32)).macs)
     plan = plan_from_masks(model, 1, max_macs=dense, input_hw=(32, 32))
     assert plan.closed_total == 0 and plan.notes == []
+
+
+def test_prune_latency_target_lands_on_the_nearest_width_plan():
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    attach_masks(model, "open")
+    dense = table.predict(model.layer_widths(model.mask_points()))
+
+    def predicted(round_to: int, target: float) -> tuple[float, float]:
+        plan = plan_from_masks(model, round_to=round_to, latency=(table, target))
+        counts = {p: len(plan.local[p]) for p in model.mask_points()}
+        assert all(n % round_to == 0 for n in counts.values() if n) and plan.closed_total > 0
+        # one group fewer or more closed: neither is nearer the target than the plan prune chose
+        return table.predict(model.layer_widths(counts)), plan
+
+    # targets within prune's reach of the (all open) masks: at most 10 % of the dense latency below
+    for target in (0.91 * dense, 0.94 * dense, 0.97 * dense):
+        got, plan = predicted(8, target)
+        assert abs(got - target) <= 0.06 * dense  # within one 8-channel step of this network
+        assert "predicted latency target" in plan.notes[-1] and plan.latency_limit is None
+        if got > target:  # it stopped above the target because the next group would land further below
+            assert any(n.startswith("stopped") for n in plan.notes)
+
+
+def test_prune_latency_target_far_below_the_masks_closes_at_most_a_tenth_and_records_the_miss():
+    # No cliff after training: masks that missed the request by half the latency are not made up
+    # for by closing half the network in one step with nothing but a fine-tune to recover.
+    from pdd_edge.nn.pruning import MAX_UNRECOVERED_LATENCY
+
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    attach_masks(model, "open")
+    dense = table.predict(model.layer_widths(model.mask_points()))
+    plan = plan_from_masks(model, round_to=8, latency=(table, 0.45 * dense))
+    got = table.predict(model.layer_widths({p: len(plan.local[p]) for p in model.mask_points()}))
+    stop = (1 - MAX_UNRECOVERED_LATENCY) * dense
+    assert stop - 0.06 * dense <= got <= stop + 0.06 * dense and plan.closed_total > 0
+    assert plan.latency_limit == {"requested_ms": pytest.approx(0.45 * dense), "masks_predicted_ms": pytest.approx(dense),
+                                  "stopped_at_ms": pytest.approx(stop), "max_unrecovered_share": MAX_UNRECOVERED_LATENCY}
+    assert any("so the target is missed; distill longer or ask for less" in n for n in plan.notes)
