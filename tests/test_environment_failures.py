@@ -64,7 +64,7 @@ def test_command_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
 
 
-def test_gate_junit_on_a_full_disk_exits_3_and_leaves_no_file(tmp_path, budget, monkeypatch):  # noqa: F811
+def test_gate_junit_on_a_full_disk_exits_3_and_leaves_no_file(tmp_path, budget, monkeypatch):
     report = write_report(tmp_path / "r.json")
     out = tmp_path / "ci" / "gate.xml"
     out.parent.mkdir()

@@ -3,11 +3,13 @@
 import json
 import math
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from pdd_edge.fileio import file_sha256
 from tests.helpers import run_cli
+from tests.run_fixtures import damage
 
 GOOD = {"variant": "int8", "latency_p90_ms": 4.0, "model_size_mb": 0.3, "peak_memory_mb": 12.0, "top1": 97.0,
         "top1_drop": 0.4, "macs_reduction": 48.0, "speedup": 1.9}
@@ -231,3 +233,110 @@ def test_gate_min_speedup_fails_closed_on_a_foreign_or_missing_measurement(tmp_p
     result = run_cli("gate", missing, "--budget", budget)
     assert result.exit_code == 1 and "gate failed: min_speedup" in result.stderr
     assert run_cli("gate", write_report(tmp_path / "ok.json"), "--budget", budget).exit_code == 0
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"target": None}, '"target" must be an object with a "name", got null'),
+    ({"target": "rpi4"}, '"target" must be an object with a "name", got "rpi4"'),
+    ({"environment": "x86"}, '"environment" must be an object, got "x86"'),
+    ({"target": {"name": "rpi4", "budget": {"model_size_mb": "1"}}}, '"target.budget.model_size_mb" must be a number, got "1"'),
+])
+def test_gate_on_a_malformed_report_is_one_line_exit_2(tmp_path, change, problem):
+    path = write_report(tmp_path / "r.json")
+    path.write_text(json.dumps(json.loads(path.read_text()) | change))
+    result = run_cli("gate", path)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (f"error: {path} is malformed: {problem}; regenerate it with `pdd-edge report` "
+                                     "(or `pdd-edge profile --json-out`)")
+
+
+@pytest.mark.parametrize("change", [{"summary": None}, {"model": None}, {"target": None}])
+def test_gate_on_a_malformed_profile_record_is_one_line_exit_2(tmp_path, change):
+    record = {"schema": "pdd-edge.profile/1", "target": {"name": "local", "budget": {}}, "model": {"path": "m.onnx"},
+              "summary": {"latency_p90_ms": 3.0, "model_size_mb": 0.5, "peak_memory_mb": 10.0}} | change
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(record))
+    result = run_cli("gate", path)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "malformed" in result.stderr
+
+
+@pytest.mark.parametrize("verdict, code", [("pass", 0), ("fail", 1)])
+def test_gate_step_summary_that_is_a_folder_warns_and_keeps_the_verdict(tmp_path, budget, monkeypatch, verdict,
+                                                                        code):
+    gate = None if verdict == "pass" else {"variant": "int8", "latency_p90_ms": 99.0, "model_size_mb": 0.3,
+                                           "peak_memory_mb": 12.0, "top1": 97.0, "top1_drop": 0.4, "macs_reduction": 48.0}
+    folder = tmp_path / "summary"
+    folder.mkdir()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(folder))
+    result = run_cli("gate", write_report(tmp_path / "r.json", gate), "--budget", budget)
+    assert result.exit_code == code, result.output
+    assert f"warning: GITHUB_STEP_SUMMARY {folder} cannot be appended to (Is a directory); the gate's verdict " \
+           "and exit code are unaffected" in result.stderr
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("how, problem", [("delete", "is missing"), ("truncate", "truncated or replaced"),
+                                          ("flip", "has changed since it was profiled")])
+def test_gate_fails_closed_when_the_vouched_file_is_gone_or_changed(run_copy, tmp_path, how, problem):
+    size = tmp_path / "size.toml"
+    size.write_text("[budget]\nmodel_size_mb = 100\n")
+    assert run_cli("gate", run_copy, "--budget", size).exit_code == 0
+    vouched = json.loads((run_copy / "report" / "report-local.json").read_text())["gate"]["file"]
+    damage(run_copy / vouched, how)
+    result = run_cli("gate", run_copy, "--budget", size)
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip()
+    assert line.startswith(f"gate failed: deployable_file ({run_copy / vouched} ") and "\n" not in line
+    assert problem in line and line.endswith("(fails closed))")
+
+
+def test_gate_of_a_report_that_names_no_file_fails_closed(tmp_path, budget):
+    path = write_report(tmp_path / "r.json")
+    report = json.loads(path.read_text())
+    del report["gate"]["sha256"]
+    path.write_text(json.dumps(report))
+    result = run_cli("gate", path, "--budget", budget)
+    assert result.exit_code == 1
+    assert "gate failed: deployable_file (the report does not record the sha256 of the file it vouches for" in result.stderr
+
+
+def test_gate_json_prints_the_verdict_and_every_check(tmp_path, budget):
+    result = run_cli("gate", write_report(tmp_path / "r.json", {"variant": "int8", "latency_p90_ms": 9.0,
+                                                                "model_size_mb": 0.3, "peak_memory_mb": 12.0,
+                                                                "top1": 97.0, "top1_drop": 0.4, "macs_reduction": 48.0,
+                                                                "speedup": 1.9}),
+                     "--budget", budget, "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["passed"] is False and data["variant"] == "int8" and data["budget_source"] == str(budget)
+    assert [(c["key"], c["passed"]) for c in data["checks"]][:2] == [("deployable_file", True), ("latency_p90_ms", False)]
+    assert result.stderr.strip() == "gate failed: latency_p90_ms"
+
+
+def test_gate_finds_a_profile_records_relative_file_beside_the_record_and_fails_closed_without_it(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"an onnx model")
+    record = {"schema": "pdd-edge.profile/1", "target": {"name": "local", "budget": {}},
+              "model": {"path": "m.onnx", "sha256": file_sha256(model), "file_size_bytes": model.stat().st_size},
+              "summary": {"latency_p90_ms": 3.0, "model_size_mb": 0.5, "peak_memory_mb": 10.0}}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(record))
+    size = tmp_path / "size.toml"
+    size.write_text("[budget]\nmodel_size_mb = 1\n")
+    assert run_cli("gate", path, "--budget", size).exit_code == 0
+    model.unlink()
+    result = run_cli("gate", path, "--budget", size)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (f"gate failed: deployable_file (m.onnx (looked for {Path.cwd() / 'm.onnx'} and "
+                                     f"{model}) is missing (fails closed))")
+
+
+def test_gate_step_summary_on_a_read_only_file_system_warns_and_keeps_the_verdict(read_only_run, tmp_path, budget,
+                                                                                   monkeypatch):
+    summary = read_only_run / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = run_cli("gate", write_report(tmp_path / "r.json"), "--budget", budget)
+    assert result.exit_code == 0, result.output
+    assert f"warning: GITHUB_STEP_SUMMARY {summary} cannot be appended to (Read-only file system)" in result.stderr
+    assert not summary.exists()

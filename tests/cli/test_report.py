@@ -1,4 +1,6 @@
-"""`pdd-edge report` on a run directory: files, schema, Markdown and plots."""
+"""`pdd-edge report` through the CLI: what it writes, and the runs it refuses."""
+
+from __future__ import annotations
 
 import json
 import math
@@ -6,11 +8,9 @@ import platform
 
 import pytest
 
-from pdd_edge.artifact import RunDir
+from pdd_edge.fileio import file_sha256
 from tests.helpers import run_cli
-from tests.run_fixtures import TOP1, make_run
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from tests.run_fixtures import TOP1, damage, make_run
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +89,6 @@ def test_report_of_folder_without_manifest_is_usage_error(tmp_path):
     assert result.exit_code == 2 and "not a pdd-edge run directory" in result.stderr
 
 
-def test_run_dir_create_refuses_existing_run_without_resume(tmp_path):
-    make_run(tmp_path / "run", profile=False)
-    from pdd_edge.errors import PddError
-
-    with pytest.raises(PddError, match="already holds a run; add --resume"):
-        RunDir.create(tmp_path / "run", {}, resume=False)
-
-
 def test_report_records_the_files_it_adds_in_the_manifest(tmp_path):
     run = make_run(tmp_path / "run", profile=False)
     result = run_cli("report", run.root, "--target", "rpi4", "--min-runs", "3", "--min-time", "0")
@@ -105,62 +97,6 @@ def test_report_records_the_files_it_adds_in_the_manifest(tmp_path):
     added = {f for c in manifest["commands"] for f in c["files"]}
     assert {"profile/profile-rpi4.json", "report/report-rpi4.json", "report/report-rpi4.md"} <= added
     assert all((run.root / f).is_file() for f in added)
-
-
-def _variants(**spec):
-    return {n: {"top1": top1, "latency_p50_ms": ms} for n, (top1, ms) in spec.items()}
-
-
-def test_deployable_is_the_fastest_variant_within_the_accuracy_budget():
-    from pdd_edge.report.build import deployable_variant
-
-    v = _variants(baseline=(97.0, 1.0), pruned=(96.8, 0.6), int8=(96.5, 0.4))
-    assert deployable_variant(v, {"quantization": "fp32"})[0] == "int8"  # faster, 0.5 points within 1
-    slow_int8 = _variants(baseline=(97.0, 1.0), pruned=(96.8, 0.6), int8=(96.5, 0.7))
-    name, why = deployable_variant(slow_int8, {"quantization": "int8-qdq"})
-    assert name == "pruned" and "int8: p50 0.7 ms" in why  # INT8 that does not pay is not chosen
-    lossy = _variants(baseline=(97.0, 1.0), pruned=(96.8, 0.6), int8=(94.0, 0.3))
-    assert deployable_variant(lossy, {"budget": {"max_top1_drop": 2.0}})[0] == "pruned"
-    assert deployable_variant(lossy, {"budget": {"max_top1_drop": 3.5}})[0] == "int8"
-    both_bad = _variants(baseline=(97.0, 1.0), pruned=(90.0, 0.6), int8=(89.0, 0.3))
-    assert deployable_variant(both_bad, {})[0] == "baseline"  # no pruned file within: the unpruned one ships
-    unmeasured = _variants(baseline=(math.nan, 1.0), pruned=(90.0, 0.6), int8=(89.0, 0.3))
-    assert deployable_variant(unmeasured, {})[0] == "pruned"  # nothing within (no reference): the more accurate
-
-
-def test_deployable_is_never_slower_than_the_unpruned_files():
-    from pdd_edge.report.build import deployable_variant, not_faster
-
-    slower = _variants(baseline=(97.0, 1.0), **{"baseline-int8": (96.9, 0.7)}, pruned=(96.8, 1.1), int8=(96.7, 0.8))
-    name, why = deployable_variant(slower, {"quantization": "int8-qdq"})
-    assert name == "baseline-int8" and why.startswith("baseline-int8 is the fastest")
-    line = not_faster(slower, name, foreign=False)
-    assert line.startswith("pruning did not pay on this target") and "fastest pruned: int8, p50 0.8 ms" in line
-    assert not_faster(slower, name, foreign=True) is None  # measured elsewhere: nothing can be said
-    faster = _variants(baseline=(97.0, 1.0), **{"baseline-int8": (96.9, 0.7)}, pruned=(96.8, 0.5), int8=(96.7, 0.4))
-    name, _ = deployable_variant(faster, {})
-    assert name == "int8" and not_faster(faster, name, foreign=False) is None
-
-
-def test_deployable_measured_on_another_device_is_the_declared_format():
-    from pdd_edge.report.build import deployable_variant
-
-    v = _variants(baseline=(97.0, 1.0), pruned=(96.8, 0.4), int8=(96.5, 0.6))
-    name, why = deployable_variant(v, {"quantization": "int8-qdq"}, foreign=True)
-    assert name == "int8" and "not measured on this device" in why
-
-
-def test_latency_target_section_compares_request_prediction_and_measurement():
-    from pdd_edge.report.build import latency_budget
-
-    lat = {"target": "local", "target_ms": 0.30, "predicted_ms": 0.29, "batch_size": 1, "table": "t.json"}
-    variants = {"pruned": {"latency_p50_ms": 0.32, "batch_size": 1}}
-    lb = latency_budget(lat, {"name": "local"}, variants)
-    assert lb["measured_vs_requested_pct"] == pytest.approx(100 * 0.02 / 0.30) and lb["met"]
-    assert lb["prediction_error_pct"] == pytest.approx(100 * (0.29 - 0.32) / 0.32)
-    assert not latency_budget(lat, {"name": "local"}, {"pruned": {"latency_p50_ms": 0.40, "batch_size": 1}})["met"]
-    assert latency_budget(lat, {"name": "rpi4"}, variants) is None  # the table describes another device
-    assert latency_budget(None, {"name": "local"}, variants) is None
 
 
 def test_report_says_loudly_when_no_pruned_file_is_faster_within_the_accuracy_budget(tmp_path):
@@ -178,3 +114,51 @@ def test_report_says_loudly_when_no_pruned_file_is_faster_within_the_accuracy_bu
     md = (run.root / "report" / "report-strict.md").read_text()
     assert "> **NOT FASTER: pruning did not pay on this target" in md
     assert "baseline-int8: unpruned KD student, INT8" in md
+
+
+def test_report_with_a_new_target_on_a_read_only_run_is_refused_before_profiling(read_only_run):
+    result = run_cli("report", read_only_run, "--target", "local", "--min-runs", "1", "--min-time", "0")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (f"error: cannot write RUN_DIR file {read_only_run / 'manifest.json'}: "
+                                     f"{read_only_run} is not writable (Read-only file system)")
+    assert "profiling" not in result.stderr
+
+
+@pytest.mark.parametrize("rel, how, problem", [
+    ("quantize/pruned.int8.onnx", "delete", "is missing"),
+    ("simplify/pruned.onnx", "delete", "is missing"),
+    ("simplify/pruned.onnx", "truncate", "is {half:,} bytes, not the {full:,} that were profiled (truncated or replaced)"),
+    ("simplify/baseline.onnx", "flip", "has changed since it was profiled (sha256"),
+])
+def test_report_refuses_a_run_whose_profiled_file_is_gone_or_changed(run_copy, rel, how, problem):
+    full = (run_copy / rel).stat().st_size
+    problem = problem.format(half=full // 2, full=full)
+    damage(run_copy / rel, how)
+    result = run_cli("report", run_copy)
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert line.startswith(f"error: deployable file {run_copy / rel} {problem}") and "\n" not in line
+    assert "restore that file, or make the run again" in line
+
+
+def test_report_records_the_sha256_and_size_of_the_vouched_file(reported_run):
+    gate = json.loads((reported_run / "report" / "report-local.json").read_text())["gate"]
+    path = reported_run / gate["file"]
+    assert gate["sha256"] == file_sha256(path) and gate["file_size_bytes"] == path.stat().st_size
+
+
+def test_report_without_matplotlib_says_so_and_removes_stale_plots(run_copy, monkeypatch):
+    from pdd_edge.report import plots
+
+    stale = sorted(p.name for p in (run_copy / "report").glob("*.png"))
+    assert stale == ["accuracy-latency-local.png", "channels.png"]  # drawn by the first report
+    monkeypatch.setattr(plots, "available", lambda: False)
+    result = run_cli("report", run_copy)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == ("warning: no PNG plots: matplotlib is not installed (pip install 'pdd-edge[plots]'); "
+                                     "plots of earlier reports were removed")
+    assert list((run_copy / "report").glob("*.png")) == []
+    assert "![" not in (run_copy / "report" / "report-local.md").read_text()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
