@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from pdd_edge import zoo
 from pdd_edge.latency.model import load
+from pdd_edge.zoo import specs
 from tests.helpers import assert_usage_error, files_in, run_cli
 from tests.latency.synthetic import synthetic_table
+
+USER = Path(__file__).parents[1] / "zoo" / "user_models.py"
 
 
 def test_compress_latency_target_for_a_foreign_device_fails_before_training(tmp_path):
@@ -73,3 +81,42 @@ def test_compress_refuses_an_unreachable_speedup_before_training_with_the_best_r
                            "reach is ") and "(4.00x the unpruned" in last and "ask for at most a 4.00x speed-up" in last
     assert ">> teacher" not in result.stderr  # nothing trained
     assert not run.exists()  # a fresh run refused before any stage finished leaves nothing
+
+
+@pytest.mark.slow
+def test_compress_runs_the_whole_chain_for_a_user_file_model(tmp_path, digits_teacher, monkeypatch):
+    user = tmp_path / "net.py"
+    user.write_text(USER.read_text())
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PDD_EDGE_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "pdd_edge", "compress", "--student", f"{user}:branchy", "--model-arg", "width=8",
+            "--teacher", "resnet20", "--teacher-weights", str(digits_teacher), "--distill-epochs", "3",
+            "--finetune-epochs", "1", "--batch-size", "64", "--round-to", "2", "--profile-min-runs", "5",
+            "--profile-min-time", "0", "--out", str(out)]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(cwd.iterdir()) == []  # onnxruntime's shape-inference scratch files stay in a temp folder
+    ckpt = torch.load(out / "prune" / "pruned.pt", weights_only=True)
+    assert ckpt["model"] == f"{user}:branchy" and ckpt["arch"]["args"] == {"width": 8}
+    assert ckpt["arch"]["source"]["sha256"] == specs.file_sha256(user)
+    pruned = json.loads((out / "prune" / "pruned.json").read_text())
+    assert pruned["max_abs_diff"] <= pruned["tolerance"] and pruned["macs_after"] <= 0.5 * pruned["macs_before"]
+    labels = {entry["label"] for entry in pruned["layers"].values()}  # groups named after layers of the network
+    from tests.zoo.user_models import Branchy
+
+    names = {n for n, _ in Branchy(10, 8).named_modules() if n}
+    assert len(labels) == 5 and all(label.split(" (+")[0] in names for label in labels), labels
+    report = json.loads((out / "report" / "report-local.json").read_text())
+    variants = report["variants"]
+    assert variants["pruned"]["macs"] == pruned["macs_after"] and variants["baseline"]["macs"] == pruned["macs_before"]
+    assert {"baseline", "pruned", "int8"} <= set(variants)
+    # a new process must be told to run the file: without --model the checkpoint is refused
+    monkeypatch.setattr(specs, "_TRUSTED", set())
+    refused = run_cli("evaluate", str(out / "finetune" / "best.pt"))
+    assert refused.exit_code == 2 and "pass --model" in refused.stderr
+    ok = run_cli("evaluate", str(out / "finetune" / "best.pt"), "--model", f"{user}:branchy", "--json")
+    assert ok.exit_code == 0, ok.stderr

@@ -94,3 +94,15 @@ def test_distill_with_a_missing_latency_table_is_a_usage_error(digits_teacher, t
                      "--latency-table", tmp_path / "none.json", "--target-speedup", "2")
     assert_usage_error(result, "latency table not found")
     assert files_in(tmp_path) == []
+
+
+def test_teacher_input_size_sets_the_size_third_party_teacher_weights_get(tmp_path):
+    from pdd_edge.data import load_dataset
+    from pdd_edge.data.options import NormOverride, resolve_preprocess
+
+    data = load_dataset("digits", input_size=(48, 40))
+    pre = resolve_preprocess(data, None, NormOverride(input_size=(32, 32)), any_size=True)
+    assert pre.input_size == (32, 32) and resolve_preprocess(data, None, NormOverride(), any_size=True).input_size == (48, 40)
+    bad = run_cli("distill", "--student", "resnet20", "--teacher-weights", str(tmp_path / "t.pt"), "--out",
+                  str(tmp_path / "o"), "--teacher-input-size", "0,32")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --teacher-input-size must be H (square) or H,W")
