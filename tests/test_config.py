@@ -9,7 +9,6 @@ from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import PddError
 from pdd_edge.nn.budget import MacsBudget
 from pdd_edge.stages import distill, finetune
-from tests.helpers import run_cli
 
 
 def cfg_for(recipe=None, dataset="digits", **overrides):
@@ -135,12 +134,3 @@ def test_recipe_options_out_of_range_are_usage_errors_that_write_nothing(tmp_pat
     result = run_cli(*args, "--out", tmp_path / "out")
     assert result.exit_code == 2 and message in result.stderr
     assert list(tmp_path.iterdir()) == []
-
-
-def test_compress_help_says_each_recipe_default_of_options_without_a_fixed_default():
-    result = run_cli("compress", "--help")
-    text = " ".join(result.stdout.replace("│", " ").split())
-    assert "default by --recipe: quick 15, standard 50, paper 50" in text  # --distill-epochs
-    assert "default by --recipe: quick 0.05, standard 0.01, paper 0.01" in text  # --lr, --finetune-lr
-    assert "warm start by --recipe: quick yes, standard yes, paper no" in text
-    assert "KD: no in every recipe" in text

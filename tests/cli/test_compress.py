@@ -120,3 +120,12 @@ def test_compress_runs_the_whole_chain_for_a_user_file_model(tmp_path, digits_te
     assert refused.exit_code == 2 and "pass --model" in refused.stderr
     ok = run_cli("evaluate", str(out / "finetune" / "best.pt"), "--model", f"{user}:branchy", "--json")
     assert ok.exit_code == 0, ok.stderr
+
+
+def test_compress_help_says_each_recipe_default_of_options_without_a_fixed_default():
+    result = run_cli("compress", "--help")
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "default by --recipe: quick 15, standard 50, paper 50" in text  # --distill-epochs
+    assert "default by --recipe: quick 0.05, standard 0.01, paper 0.01" in text  # --lr, --finetune-lr
+    assert "warm start by --recipe: quick yes, standard yes, paper no" in text
+    assert "KD: no in every recipe" in text

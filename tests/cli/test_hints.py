@@ -19,7 +19,7 @@ from pdd_edge.errors import FAILURE, PddError
 from pdd_edge.training.divergence import Diverged
 from tests.helpers import assert_usage_error, files_in, run_cli
 
-USER = Path(__file__).parent / "zoo" / "user_models.py"
+USER = Path(__file__).parents[1] / "zoo" / "user_models.py"
 
 
 def _digits_preprocess():
