@@ -22,3 +22,11 @@ def cli_json(*args: str):
 
 def files_in(folder: Path) -> list[str]:
     return sorted(p.name for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else []
+
+
+def assert_usage_error(result, message: str):
+    """Bad input: one line on stderr naming the problem, exit code 2, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -66,3 +66,14 @@ def make_run(root: Path, *, profile: bool = True, variants=("baseline", "pruned"
         record = profile_variants({k: run.path(v) for k, v in files.items()}, request("local", min_runs=5, min_time_s=0.0))
         write_json(run.profile("local"), record)
     return run
+
+
+def damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "delete":
+        path.unlink()
+    elif how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    else:  # flip bytes in the middle: same size, other content
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 16]) + data[middle + 16:])

@@ -1,6 +1,10 @@
-"""RunDir: what an unfinished stage leaves behind is resumed only by the same stage."""
+"""RunDir: what an unfinished stage leaves behind is resumed only by the same stage; an existing run is
+replaced only when asked to resume."""
+
+import pytest
 
 from pdd_edge.artifact import RunDir, StageRecord
+from tests.run_fixtures import make_run
 
 
 def _leave_training_state(run: RunDir, stage: str) -> None:
@@ -37,3 +41,11 @@ def test_a_finished_stage_drops_its_attempt_record(tmp_path):
     run.commit(StageRecord(name="prune", config_hash="hash", seconds=1.0, files=[], metrics={}))
     assert RunDir.load(tmp_path / "run").manifest["started"] == {}
     assert run.is_done("prune", "hash")
+
+
+def test_run_dir_create_refuses_existing_run_without_resume(tmp_path):
+    make_run(tmp_path / "run", profile=False)
+    from pdd_edge.errors import PddError
+
+    with pytest.raises(PddError, match="already holds a run; add --resume"):
+        RunDir.create(tmp_path / "run", {}, resume=False)

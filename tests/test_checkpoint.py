@@ -158,7 +158,7 @@ def test_load_checkpoint_with_flipped_weight_bytes_says_corrupted(tmp_path):
 
 
 def test_evaluate_corrupted_checkpoint_is_one_line_usage_error(tmp_path):
-    from tests.test_cli_core import assert_usage_error
+    from tests.helpers import assert_usage_error
     from tests.helpers import run_cli
 
     path = ckpt_io.save(tmp_path / "T.pt", ckpt_io.checkpoint_dict(zoo.build("resnet20"), model_name="resnet20", preprocess=PRE))

@@ -13,7 +13,7 @@ import pytest
 
 from pdd_edge.errors import ENVIRONMENT, PddError, environment_error
 from tests.helpers import files_in, run_cli
-from tests.test_gate import budget, write_report  # noqa: F401 (fixture)
+from tests.cli.test_gate import write_report
 
 # What torch.save raises when the disk fills up under it (torch 2.x, checked on /dev/full).
 TORCH_DISK_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
@@ -64,7 +64,7 @@ def test_command_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
 
 
-def test_gate_junit_on_a_full_disk_exits_3_and_leaves_no_file(tmp_path, budget, monkeypatch):  # noqa: F811
+def test_gate_junit_on_a_full_disk_exits_3_and_leaves_no_file(tmp_path, budget, monkeypatch):
     report = write_report(tmp_path / "r.json")
     out = tmp_path / "ci" / "gate.xml"
     out.parent.mkdir()
@@ -75,7 +75,7 @@ def test_gate_junit_on_a_full_disk_exits_3_and_leaves_no_file(tmp_path, budget, 
     assert "Traceback" not in result.output and files_in(out.parent) == []
 
 
-USER_MODELS = Path(__file__).parent / "traced" / "user_models.py"
+USER_MODELS = Path(__file__).parent / "zoo" / "user_models.py"
 
 
 def _train_args(out: Path) -> list:
@@ -175,19 +175,19 @@ def test_train_on_a_really_full_disk_exits_3_and_leaves_nothing(nearly_full_disk
 
 
 def _export_args(tmp_path, out):
-    from tests.deploy.deploy_helpers import zoo_checkpoint
+    from tests.deploy_helpers import zoo_checkpoint
 
     return ["export", zoo_checkpoint("resnet20", False, tmp_path / "in.pt")[0], "--out", out / "m.onnx"], out / "m.onnx"
 
 
 def _prune_args(tmp_path, out):
-    from tests.deploy.deploy_helpers import masked_checkpoint
+    from tests.deploy_helpers import masked_checkpoint
 
     return ["prune", masked_checkpoint(tmp_path / "in.pt"), "--out", out / "p.pt"], out / "p.pt"
 
 
 def _profile_args(tmp_path, out):
-    from tests.deploy.deploy_helpers import tiny_classifier
+    from tests.deploy_helpers import tiny_classifier
 
     return ["profile", tiny_classifier(tmp_path / "in.onnx"), "--json-out", out / "p.json", "--warmup", "0",
             "--min-runs", "3", "--min-time", "0", "--no-memory"], out / "p.json"

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
 import pytest
 
-from tests.install import ROOT, copy_sources, report_and_gate
-
-sys.path.insert(0, str(ROOT / "tests" / "profiling"))
-from onnx_builders import conv_model, linear_classifier, save  # noqa: E402
+from tests.install import copy_sources, report_and_gate
+from tests.onnx_builders import conv_model, linear_classifier, save
 
 # Every command runs with the venv as working directory (see tests/install.py).
 pytestmark = pytest.mark.slow  # builds a venv and installs onnx/onnxruntime into it: ~30-60 s
@@ -91,7 +88,7 @@ def test_edge_install_reports_and_gates_a_run_without_torch_or_matplotlib(edge_v
 def test_edge_install_evaluates_an_onnx_model_on_an_image_folder_as_torch_does(edge_venv, tmp_path):
     from pdd_edge.data.options import DataConfig
     from pdd_edge.stages.evaluate import evaluate_onnx
-    from tests.test_image_files import CLASSES, write_mixed_folder
+    from tests.data.test_image_files import CLASSES, write_mixed_folder
 
     data = write_mixed_folder(tmp_path / "data")
     model = save(linear_classifier((32, 32), len(CLASSES)), tmp_path / "model.onnx")

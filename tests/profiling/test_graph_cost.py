@@ -6,7 +6,7 @@ from __future__ import annotations
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from onnx_builders import conv_model, make_model, tensor_input, weight
+from tests.onnx_builders import conv_model, make_model, tensor_input, weight
 
 from pdd_edge.profiling.graph_cost import count_cost
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from onnx import TensorProto, helper
-from onnx_builders import conv_model, make_model, tensor_input, weight
+from tests.onnx_builders import conv_model, make_model, tensor_input, weight
 
 from pdd_edge.errors import PddError
 from pdd_edge.profiling.inputs import model_inputs, resolve_shapes, shape_hint

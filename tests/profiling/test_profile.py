@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from onnx_builders import conv_model, save
+from tests.onnx_builders import conv_model, save
 
 from pdd_edge.profiling.inputs import model_inputs
 from pdd_edge.profiling.measure import MeasureSettings, measure_models, prepare_model

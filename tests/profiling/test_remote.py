@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from onnx_builders import conv_model, save
+from tests.onnx_builders import conv_model, save
 from pdd_edge.cli.app import app
 from typer.testing import CliRunner
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from onnx_builders import conv_model, save
+from tests.onnx_builders import conv_model, save
 
 from pdd_edge.profiling import runner
 

@@ -6,6 +6,7 @@ import pytest
 
 from pdd_edge.errors import PddError
 from pdd_edge.profiling.targets import BUDGET_KEYS, builtin_names, load_target
+from pdd_edge.profiling.targets import parse_target
 
 REQUIRED_BUILTINS = {"local", "x86-server", "rpi4", "rpi5", "jetson-orin-nano-cpu", "aarch64-generic"}
 
@@ -126,3 +127,11 @@ def test_load_target_rejects_malformed_device_keys(tmp_path, text, key):
     path.write_text(text + "\n")
     with pytest.raises(PddError, match=f"key '{key}'"):
         load_target(path)
+
+
+def test_target_channel_multiple_is_parsed_and_checked():
+    assert load_target("x86-server").channel_multiple == 16
+    assert load_target("rpi4").channel_multiple is None  # not measured on the board: no rounding
+    assert parse_target("channel_multiple = 8", source="t.toml", default_name="t").channel_multiple == 8
+    with pytest.raises(PddError, match="'channel_multiple' must be an integer from 1 to 1024, got 0"):
+        parse_target("channel_multiple = 0", source="t.toml", default_name="t")

@@ -1,0 +1,136 @@
+"""The compress recipes and the mechanisms they choose between: warm start from the baseline,
+a ramped MACs target, KD fine-tuning; and `--recipe paper` staying the authors' recipe."""
+
+import pytest
+
+from pdd_edge import config, pipeline
+from pdd_edge.artifact import RunDir
+from pdd_edge.data.options import DataConfig
+from pdd_edge.errors import PddError
+from pdd_edge.nn.budget import MacsBudget
+from pdd_edge.stages import distill, finetune
+
+
+def cfg_for(recipe=None, dataset="digits", **overrides):
+    base = config.from_recipe(recipe, student="resnet20", teacher="resnet56", data=DataConfig(name=dataset))
+    return config.resolve(base, **overrides)
+
+
+def test_budget_ramp_aims_at_a_growing_share_of_the_target_then_the_target():
+    budget = MacsBudget(0.6, dense_macs=100, input_hw=(32, 32), ramp_epochs=3)
+    assert [round(budget.target_at(e), 6) for e in range(5)] == [0.2, 0.4, 0.6, 0.6, 0.6]
+    assert MacsBudget(0.6, 100, (32, 32)).target_at(0) == 0.6  # no ramp: the target from the first step
+
+
+def test_budget_error_is_measured_against_the_ramped_target():
+    from pdd_edge import zoo
+    from pdd_edge.zoo.masked import MaskedNetwork
+
+    model = zoo.build("resnet20")
+    MaskedNetwork.attach(model, "open")  # every channel open: relative MACs 1.0
+    budget = MacsBudget(0.5, dense_macs=int(model.cost(model.mask_points(), (32, 32)).macs), input_hw=(32, 32),
+                        ramp_epochs=2, gain=1.0, rate=0.0)
+    budget.on_epoch_start(0, lr=0.1, base_lr=0.1)
+    assert float(budget(model)["lambda"]) == pytest.approx(1.0 - (1 - 0.25))  # epoch 1 aims at -25 %
+    budget.on_epoch_start(1, lr=0.1, base_lr=0.1)
+    assert float(budget(model)["lambda"]) == pytest.approx(1.0 - (1 - 0.5))
+
+
+def test_paper_recipe_is_the_authors_recipe():
+    cfg = cfg_for("paper")
+    assert (cfg.warm_start, cfg.target_macs_reduction, cfg.finetune_kd) == (False, None, False)
+    assert (cfg.distill_epochs, cfg.finetune_epochs, cfg.lr, cfg.finetune_lr, cfg.batch_size) == (50, 150, 0.01, 0.01, 256)
+    d = distill.config(RunDir("run"), cfg)
+    assert d.student_weights is None and d.mask_init is None and d.target_macs_reduction is None  # scratch, N(0, 1e-3)
+    assert finetune.config(RunDir("run"), cfg).teacher_weights is None  # plain CE
+
+
+def test_warm_start_distills_from_the_baseline_with_open_masks():
+    run = RunDir("run")
+    d = distill.config(run, cfg_for("paper", warm_start=True))
+    assert d.student_weights == str(run.best("baseline")) and d.mask_init == "open"
+    assert distill.config(run, cfg_for("paper", warm_start=True), masks=False).student_weights is None  # the baseline itself
+
+
+def test_budget_ramp_is_a_share_of_the_distill_epochs():
+    d = distill.config(RunDir("run"), cfg_for("paper", target_macs_reduction=0.5, budget_ramp=0.5, distill_epochs=6))
+    assert d.budget_ramp_epochs == 3 and d.target_macs_reduction == 0.5
+
+
+def test_finetune_kd_uses_the_runs_teacher():
+    run = RunDir("run")
+    f = finetune.config(run, cfg_for("paper", finetune_kd=True))
+    assert f.teacher_weights == str(run.teacher()) and f.teacher == "resnet56"
+
+
+def test_warm_start_makes_distill_depend_on_the_baseline():
+    scratch, warm = cfg_for("paper"), cfg_for("paper", warm_start=True)
+    more = config.resolve(warm, finetune_epochs=warm.finetune_epochs + 1)  # changes the baseline
+    assert pipeline.stage_hashes(scratch)["distill"] == pipeline.stage_hashes(
+        config.resolve(scratch, finetune_epochs=scratch.finetune_epochs + 1))["distill"]
+    assert pipeline.stage_hashes(warm)["distill"] != pipeline.stage_hashes(more)["distill"]
+
+
+def test_student_builder_arguments_retrain_everything_the_student_is_in():
+    plain = cfg_for("paper")
+    staged = config.resolve(plain, student_args={"mask_placement": "stage"})
+    a, b = pipeline.stage_hashes(plain), pipeline.stage_hashes(staged)
+    assert a["teacher"] == b["teacher"]  # the teacher does not depend on the student
+    assert all(a[s] != b[s] for s in ("baseline", "distill", "prune", "finetune", "export", "report"))
+
+
+def test_latency_target_adds_the_latency_stage_before_distill_and_drops_the_macs_target():
+    cfg = config.with_budget(cfg_for("standard"), speedup=2.0)
+    assert list(pipeline.stage_hashes(cfg))[0] == "latency" and "latency" not in pipeline.stage_hashes(cfg_for("standard"))
+    d = distill.config(RunDir("run"), cfg)
+    assert d.target_macs_reduction is None and d.target_speedup == 2.0
+    assert d.latency_table == str(RunDir("run").latency_table()) and d.budget_ramp_epochs > 0
+
+
+def test_a_budget_on_the_command_line_replaces_the_recipe_objective_and_two_are_refused():
+    speed = config.with_budget(cfg_for("standard"), speedup=1.5)
+    assert (speed.target_macs_reduction, speed.target_speedup) == (None, 1.5)
+    macs = config.with_budget(speed, macs=0.3)
+    assert (macs.target_macs_reduction, macs.target_speedup) == (0.3, None)
+    assert "latency" not in pipeline.stage_hashes(macs)
+    ms = config.with_budget(cfg_for("paper"), latency_ms=0.3)
+    assert (ms.target_macs_reduction, ms.target_latency_ms, ms.target_speedup) == (None, 0.3, None)
+    assert config.with_budget(cfg_for("quick")) == cfg_for("quick")
+    with pytest.raises(PddError, match="give one budget, not --target-macs-reduction and --target-speedup"):
+        config.with_budget(cfg_for("quick"), macs=0.5, speedup=2.0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"budget_ramp": 1.5, "target_macs_reduction": 0.5}, "--budget-ramp is a share of the distill epochs"),
+    ({"target_macs_reduction": 1.2}, "--target-macs-reduction must be between 0 and 1"),
+    ({"distill_epochs": 0}, "distill stage: epochs must be at least 1"),
+])
+def test_compress_options_are_validated_before_any_work(tmp_path, overrides, message):
+    with pytest.raises(PddError, match=message):
+        pipeline.validate(cfg_for("paper", **overrides), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_distill_budget_ramp_longer_than_the_distillation_is_refused():
+    with pytest.raises(PddError, match="budget ramp must be between 0 and 6 epochs"):
+        distill.DistillConfig(student="resnet20", teacher_weights="t.pt", target_macs_reduction=0.5,
+                              budget_ramp_epochs=7, optim=distill.default_optim(6))
+    with pytest.raises(PddError, match="needs a target: add --target-macs-reduction"):
+        distill.DistillConfig(student="resnet20", teacher_weights="t.pt", budget_ramp_epochs=2,
+                              optim=distill.default_optim(6))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compress", "--budget-ramp", "2"], "--budget-ramp is a share of the distill epochs"),
+    (["compress", "--target-macs-reduction", "1.5"], "--target-macs-reduction must be between 0 and 1"),
+    (["distill", "--student", "resnet20", "--teacher-weights", "t.pt", "--epochs", "4", "--target-macs-reduction", "0.5",
+      "--budget-ramp-epochs", "9"], "budget ramp must be between 0 and 4 epochs"),
+    (["prune", "d.pt", "--min-macs-reduction", "1.5"], "--min-macs-reduction must be between 0 and 1"),
+])
+def test_recipe_options_out_of_range_are_usage_errors_that_write_nothing(tmp_path, monkeypatch, args, message):
+    from tests.helpers import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(*args, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and message in result.stderr
+    assert list(tmp_path.iterdir()) == []
