@@ -3,6 +3,7 @@ where a run keeps its files, and imports only point down the floors of FLOORS.""
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 from pdd_edge import pipeline
@@ -219,3 +220,31 @@ def test_the_import_walk_sees_function_level_type_checking_relative_and_attribut
     assert sorted(_imports("pdd_edge.probe")) == [
         ("pdd_edge.data.catalog", 3), ("pdd_edge.errors", 1), ("pdd_edge.stages.prune", 6), ("pdd_edge.zoo", 5),
         ("pdd_edge.zoo.protocol", 5)]
+
+
+# A function longer than this is read in pieces; past it, its docstring must say why it is one piece.
+MAX_FUNCTION_LINES = 60
+
+
+def _long_functions(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            reason = "long only" in (ast.get_docstring(node, clean=False) or "").lower()
+            if length > MAX_FUNCTION_LINES and not reason:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_runs_past_sixty_lines_without_saying_why():
+    sources = sorted((ROOT / "pdd_edge").rglob("*.py")) + sorted((ROOT / "cli").rglob("*.py"))
+    assert [f for path in sources for f in _long_functions(path)] == []
+
+
+def test_the_length_rule_finds_a_long_function_and_accepts_one_that_says_why(tmp_path, monkeypatch):
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    source = tmp_path / "probe.py"
+    source.write_text(f"def long():\n{body}\ndef explained():\n    \"\"\"Long only in its table.\"\"\"\n{body}")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _long_functions(source) == [f"probe.py:1 long ({MAX_FUNCTION_LINES + 1} lines)"]
