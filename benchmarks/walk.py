@@ -4,7 +4,7 @@ A *room* is a module of pdd_edge (pdd_edge/nn/pruning.py, cli/prune.py ...). Whi
 every call from one pdd_edge function into a pdd_edge function of another module is an *entry*
 into that module; each distinct (caller, callee) pair counts once, so a loop over 30 layers
 that calls the same helper counts as one entry, but asking the same question from four places
-counts four. An entry is a *climb* when the callee's room sits on a higher floor than the
+counts four. A module's top level running on its first import is not an entry. An entry is a *climb* when the callee's room sits on a higher floor than the
 caller's (tests/test_layout.py's FLOORS): a callback, or a lower layer reaching back up.
 
     python benchmarks/walk.py prune      # stages/prune.py:prune_checkpoint on a small masked checkpoint
@@ -16,6 +16,7 @@ it builds its inputs (untraced) and returns the call to trace.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from collections import Counter
@@ -35,7 +36,12 @@ def _floors() -> dict[str, int]:
 
 def _module_of(code) -> str | None:
     """Dotted pdd_edge module of a code object (./cli is installed as pdd_edge.cli)."""
-    path = Path(code.co_filename).resolve()
+    return _module_of_file(code.co_filename)
+
+
+@functools.lru_cache(maxsize=None)  # called on every Python call while tracing: resolve each file once
+def _module_of_file(filename: str) -> str | None:
+    path = Path(filename).resolve()
     for base, prefix in ((ROOT / "pdd_edge", "pdd_edge"), (ROOT / "cli", "pdd_edge.cli")):
         try:
             rel = path.relative_to(base).with_suffix("")
@@ -62,7 +68,8 @@ def trace(fn) -> dict:
         if event == "call":
             module = _module_of(frame.f_code)
             caller = next((s for s in reversed(stack) if s[0] is not None), None)
-            if module is not None and caller is not None and caller[0] != module:
+            # a module's own top level running (its first import) is loading code, not a call into it
+            if module is not None and caller is not None and caller[0] != module and frame.f_code.co_name != "<module>":
                 edges.add((caller[0], caller[1], module, frame.f_code.co_qualname))
             stack.append((module, frame.f_code.co_qualname))
         elif event == "return" and stack:
@@ -81,7 +88,10 @@ def summarise(edges) -> dict:
     entries = Counter(callee for _, _, callee, _ in edges)
     climbs = sorted(f"{a}.{af} -> {b}.{bf}" for a, af, b, bf in edges
                     if _room(a) != _room(b) and floors[_room(b)] < floors[_room(a)])
+    # the same count one level up: calls from one package (a floor's room: zoo, nn, latency ...) into another
+    package_entries = Counter(_room(callee) for caller, _, callee, _ in edges if _room(caller) != _room(callee))
     return {"entries": dict(sorted(entries.items(), key=lambda kv: (-kv[1], kv[0]))), "climbs": climbs,
+            "package_entries": dict(sorted(package_entries.items(), key=lambda kv: (-kv[1], kv[0]))),
             "edges": sorted(f"{a}.{af} -> {b}.{bf}" for a, af, b, bf in edges)}
 
 
@@ -94,6 +104,7 @@ def main(argv: list[str]) -> int:
     print(f"walk: {title}")
     print(f"rooms entered: {len(result['entries'])}, entries: {sum(result['entries'].values())}, "
           f"climbs back up: {len(result['climbs'])}")
+    print("packages entered from another package: " + ", ".join(f"{p} {n}" for p, n in result["package_entries"].items()))
     for module, n in result["entries"].items():
         print(f"  {n:3d}  {module}")
     for climb in result["climbs"]:
