@@ -89,7 +89,7 @@ def stream_once(threads: int, amp: str, fast: str, args: argparse.Namespace, out
     """One in-process training run of a masked MobileNetV2 at 224x224 on the streamed folder."""
     import torch
 
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
     from pdd_edge import zoo
     from pdd_edge.data.imagefolder import load_imagefolder
     from pdd_edge.training.loop import Fit, OptimConfig, TrainFiles
@@ -108,7 +108,7 @@ def stream_once(threads: int, amp: str, fast: str, args: argparse.Namespace, out
     cfg = OptimConfig(epochs=args.epochs, lr=0.01, batch_size=args.batch_size, weight_decay=5e-4, milestones=())
 
     def make_checkpoint(m, best):
-        return ckpt_io.checkpoint_dict(m, model_name="torchvision:mobilenet_v2", preprocess=data.preprocess)
+        return checkpoint.checkpoint_dict(m, model_name="torchvision:mobilenet_v2", preprocess=data.preprocess)
 
     out.mkdir(parents=True)
     result = Fit("stream", model, SupervisedTask(data.preprocess), data, cfg, TrainFiles.in_dir(out), make_checkpoint,

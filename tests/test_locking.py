@@ -50,9 +50,9 @@ def assert_in_use(result, what: str, pid: int) -> None:
 
 def _teacher_file(path):
     from pdd_edge import zoo
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
 
-    return ckpt_io.save(path, ckpt_io.checkpoint_dict(zoo.build("resnet20"), model_name="resnet20", preprocess=PRE,
+    return checkpoint.save(path, checkpoint.checkpoint_dict(zoo.build("resnet20"), model_name="resnet20", preprocess=PRE,
                                                       dataset="digits", classes=[str(i) for i in range(10)]))
 
 

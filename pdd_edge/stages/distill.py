@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
@@ -103,7 +103,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
     TrainFiles.check_dir(out_dir, cfg.teacher_weights, cfg.student_weights)
     table = load_checked(cfg.latency_table, model=spec.text) if cfg.latency_table else None
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
-    teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
+    teacher, t_info = checkpoint.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     student, s_info = _student_weights(cfg)
     size = cfg.data.input_size or (s_info.preprocess.input_size if s_info is not None and s_info.preprocess else None)
     data = replace(cfg.data, input_size=size).load()  # the student's size; the teacher's images are resized
@@ -128,7 +128,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         return now.stats(input_hw, dense["macs"]) | (latency_stats(now, table) if table is not None else {})
 
     def make_checkpoint(m, best) -> dict[str, Any]:
-        return ckpt_io.checkpoint_dict(
+        return checkpoint.checkpoint_dict(
             m, model_name=s_info.model if s_info is not None else spec.text, preprocess=s_pre, classes=data.classes, dataset=data.name,
             metrics=summary(best),
             record={"stage": "distill", "config_hash": config_hash(cfg), "teacher": t_info.model,
@@ -164,7 +164,7 @@ def _student_weights(cfg: DistillConfig) -> tuple[Any, Any]:
     student built fresh; a checkpoint that already has masks is refused."""
     if not cfg.student_weights:
         return None, None
-    student, s_info = ckpt_io.load(cfg.student_weights, model_name=cfg.student, name_option="--student")
+    student, s_info = checkpoint.load(cfg.student_weights, model_name=cfg.student, name_option="--student")
     if s_info.masked:
         raise PddError(f"{cfg.student_weights} already has masks; prune it first (`pdd-edge prune`) or start from its dense weights")
     return student, s_info

@@ -37,11 +37,11 @@ def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: s
                         device: Any = None) -> dict[str, Any]:
     """Top-1/top-5 of a PyTorch checkpoint, on `device` (a torch.device; default CPU), in float32."""
     # Imported here: evaluate_onnx runs on edge installs, which have no torch.
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
     from pdd_edge.training.accuracy import evaluate
 
     check_batch_size(batch_size)
-    model, info = ckpt_io.load(path, model_name=model_name)
+    model, info = checkpoint.load(path, model_name=model_name)
     data, pre = dataset_for(info, data_cfg, norm)
     metrics = evaluate(model.to(device or "cpu"), data.val, pre, batch_size=batch_size)
     return {

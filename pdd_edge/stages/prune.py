@@ -15,7 +15,7 @@ from typing import Any, TYPE_CHECKING
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
@@ -66,7 +66,7 @@ class PruneConfig:
 def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     """Prune `cfg.checkpoint` to `out` and return the report; the checks run first, so nothing is
     written when one fails."""
-    model, info = ckpt_io.load(cfg.checkpoint)
+    model, info = checkpoint.load(cfg.checkpoint)
     if not info.masked:
         raise PddError(
             f"{cfg.checkpoint} has no masks: prune a checkpoint written by `pdd-edge distill` (without --no-masks)"
@@ -105,13 +105,13 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         "layers": _layers(masked, plan),
         "latency": None if table is None else _latency_report(cfg, table, latency, dense_ms, reference, plan),
     }
-    ckpt = ckpt_io.checkpoint_dict(
+    ckpt = checkpoint.checkpoint_dict(
         pruned, model_name=info.model, preprocess=info.preprocess, classes=info.classes, dataset=info.dataset,
         metrics={"masked_val_top1": info.metrics.get("val_top1")},
         record={**info.record, "stage": "prune", "config_hash": config_hash(cfg), "prune": report,
                 "data": info.record.get("data")},
     )
-    ckpt_io.save(out, ckpt)
+    checkpoint.save(out, ckpt)
     return report
 
 

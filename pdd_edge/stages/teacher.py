@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import locking, zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
@@ -56,7 +56,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, file
     model = zoo.build(spec.text, num_classes=data.num_classes, args=spec.args, input_size=data.input_hw)
 
     def make_checkpoint(m, best) -> dict[str, Any]:
-        return ckpt_io.checkpoint_dict(
+        return checkpoint.checkpoint_dict(
             m, model_name=spec.text, preprocess=pre, classes=data.classes, dataset=data.name,
             metrics={"val_top1": best["val_top1"], "val_top5": best["val_top5"], "epoch": best["epoch"]},
             record={"stage": "train", "config_hash": config_hash(cfg), "data": to_jsonable(cfg.data)},
@@ -98,7 +98,7 @@ def config(cfg: CompressConfig) -> TrainConfig:
     """How the teacher is trained when no weights are given (validates the teacher options, and
     loads given weights once, so a bad file fails before the run directory exists)."""
     if cfg.teacher_weights is not None:
-        ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
+        checkpoint.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     return TrainConfig(model=cfg.teacher, data=cfg.data, optim=default_optim(
         cfg.teacher_epochs, batch_size=cfg.batch_size, lr=cfg.teacher_lr, warmup_epochs=cfg.teacher_warmup_epochs,
         seed=cfg.seed))
@@ -140,5 +140,5 @@ def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     if not main:
         return StageResult([out])
     _copy(cached, out)
-    metrics = ckpt_io.read(out)["metrics"]
+    metrics = checkpoint.read(out)["metrics"]
     return StageResult([out], {"source": str(cached), "cached": reused, "val_top1": metrics.get("val_top1")})

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import torch
 from torch import nn
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import locking
 from pdd_edge.data.base import Dataset
 from pdd_edge.data.preprocess import Preprocess
@@ -295,7 +295,7 @@ class Fit:
         which rewrites both."""
         with all_or_nothing():
             if history[-1]["best"]:
-                ckpt_io.save(self.files.best, self.make_checkpoint(model, best))
+                checkpoint.save(self.files.best, self.make_checkpoint(model, best))
             self._save_state(model, optimizer, scaler, epoch + 1, history, best)
             write_json(self.files.history, {"title": self.title, "config_hash": self.config_hash, "epochs": history})
 
@@ -360,10 +360,10 @@ class Fit:
             "history": history,
             "best": best,
         }
-        ckpt_io.save(self.files.last, state)
+        checkpoint.save(self.files.last, state)
 
     def _restore(self, model, optimizer, scaler) -> tuple[int, list, dict]:
-        state = ckpt_io.read(self.files.last, "training state")
+        state = checkpoint.read(self.files.last, "training state")
         if not isinstance(state, dict) or state.get("kind") != "pdd-edge.train-state":
             raise PddError(f"{self.files.last} is not a pdd-edge training state; delete it or drop --resume")
         if state.get("config_hash") != self.config_hash:

@@ -8,7 +8,7 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge.errors import PddError
 from pdd_edge.training.runtime import Runtime, resolve_amp, resolve_device
 from pdd_edge.zoo.masks import ChannelMask
@@ -118,7 +118,7 @@ def test_autocast_changes_the_computation_it_claims_to(tmp_path):
 def test_checkpoint_tensors_are_moved_to_the_cpu_keeping_the_state_dict_structure():
     state = OrderedDict(w=torch.ones(2), n=torch.tensor(3))
     state._metadata = {"": {"version": 2}}  # type: ignore[attr-defined]
-    moved = ckpt_io.on_cpu({"model": state, "opt": {"state": {0: {"momentum": torch.zeros(2)}}, "groups": [(1, 2)]}})
+    moved = checkpoint.on_cpu({"model": state, "opt": {"state": {0: {"momentum": torch.zeros(2)}}, "groups": [(1, 2)]}})
     assert isinstance(moved["model"], OrderedDict) and moved["model"]._metadata == {"": {"version": 2}}
     assert moved["opt"]["groups"] == [(1, 2)] and moved["opt"]["state"][0]["momentum"].device.type == "cpu"
     assert torch.equal(moved["model"]["w"], torch.ones(2))
@@ -126,7 +126,7 @@ def test_checkpoint_tensors_are_moved_to_the_cpu_keeping_the_state_dict_structur
 
 @pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")
 def test_checkpoint_written_from_the_gpu_loads_on_the_cpu(tmp_path):
-    ckpt_io.save(tmp_path / "c.pt", {"model": {"w": torch.ones(2, device="cuda")}})
+    checkpoint.save(tmp_path / "c.pt", {"model": {"w": torch.ones(2, device="cuda")}})
     assert torch.load(tmp_path / "c.pt", weights_only=True)["model"]["w"].device.type == "cpu"
 
 

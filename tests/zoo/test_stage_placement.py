@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import zoo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
@@ -74,8 +74,8 @@ def test_stage_placement_checkpoint_rebuilds_with_its_placement(tmp_path):
     pruned = prune(net, "resnet20", plan_from_masks(net, 1))
     path = tmp_path / "p.pt"
     pre = Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(32, 32))
-    ckpt_io.save(path, ckpt_io.checkpoint_dict(pruned, model_name="resnet20", preprocess=pre, dataset="digits"))
-    again, info = ckpt_io.load(path)
+    checkpoint.save(path, checkpoint.checkpoint_dict(pruned, model_name="resnet20", preprocess=pre, dataset="digits"))
+    again, info = checkpoint.load(path)
     assert again.placement == "stage" and again.keep == pruned.keep
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(again.eval()(x), pruned.eval()(x))
