@@ -163,7 +163,7 @@ class LatencyBudget(Budget):
     network.
 
     `target_reduction` is 1 - requested / predicted dense latency; the record's metric is the
-    predicted reduction (`latency_stats`)."""
+    predicted reduction (`predicted_latency`)."""
 
     metric = "latency_reduction_pct"
 
@@ -178,7 +178,7 @@ class LatencyBudget(Budget):
         return self.table.predict_counts(masked.arch, counts) / float(self.table.predict_counts(masked.arch))
 
 
-def latency_stats(masked: MaskedNetwork, table: Any) -> dict[str, float]:
+def predicted_latency(masked: MaskedNetwork, table: Any) -> dict[str, float]:
     """The latency model's prediction for the network `prune` deploys from the masks (open
     channels rounded to the table's multiple), for epoch records."""
     arch = masked.arch

@@ -242,7 +242,7 @@ def masked_reference(masked: MaskedNetwork, plan: PrunePlan) -> MaskedNetwork:
 
 
 @torch.no_grad()
-def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+def max_logit_gap(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
     return logit_gap(a, b, x)[0]
 
 

@@ -24,7 +24,7 @@ from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.latency.target import LatencyTarget, check_fits, load_checked
-from pdd_edge.nn.budget import DEFAULT_RATE, LatencyBudget, MacsBudget, latency_stats
+from pdd_edge.nn.budget import DEFAULT_RATE, LatencyBudget, MacsBudget, predicted_latency
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.accuracy import evaluate
@@ -125,7 +125,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         if not cfg.masks:
             return {}
         now = MaskedNetwork(m)  # the network the loop trains (the student, on its device)
-        return now.stats(input_hw, dense["macs"]) | (latency_stats(now, table) if table is not None else {})
+        return now.stats(input_hw, dense["macs"]) | (predicted_latency(now, table) if table is not None else {})
 
     def make_checkpoint(m, best) -> dict[str, Any]:
         return checkpoint.checkpoint_dict(
