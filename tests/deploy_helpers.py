@@ -34,7 +34,7 @@ def random_keep(name: str, seed: int) -> dict[str, list[int]]:
     for point, channels in zoo.full_keep(name).items():
         n = int(torch.randint(1, len(channels) + 1, (1,), generator=g))
         keep[point] = sorted(int(c) for c in torch.randperm(len(channels), generator=g)[:n])
-    if zoo.spec(name).family == "resnet":
+    if zoo.entry(name).family == "resnet":
         keep["layer1.1.gate_mid"] = []
         keep["layer3.0.gate_mid"] = []
     return keep
