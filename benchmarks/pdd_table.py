@@ -75,7 +75,7 @@ def main() -> None:
         teacher_ckpt = given.get(teacher)
         if teacher_ckpt is None:
             teacher_ckpt = str(root / f"teacher-{teacher}.pt")
-            teacher_stage.train(teacher_stage.TrainConfig(model=teacher, data=data,
+            teacher_stage.train_teacher(teacher_stage.TrainConfig(model=teacher, data=data,
                                         optim=teacher_stage.default_optim(args.teacher_epochs, batch_size=args.batch_size,
                                                                   lr=args.teacher_lr, warmup_epochs=args.teacher_warmup,
                                                                   seed=args.seed)),

@@ -55,5 +55,5 @@ def train_command(
     )
     check_output(out_path)
     with training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
-        result = teacher.train(cfg, out_path, resume=resume, runtime=rt)
+        result = teacher.train_teacher(cfg, out_path, resume=resume, runtime=rt)
         print_fit_summary(result, out_path, json_out)

@@ -1,7 +1,7 @@
 """`teacher`: the teacher of a run, and plain cross-entropy training (`pdd-edge train`).
 
 A run's teacher is either given (`--teacher-weights`, copied into the run) or trained once per
-(architecture, dataset, seed, recipe) with `train` and cached, so the next run reuses it.
+(architecture, dataset, seed, recipe) with `train_teacher` and cached, so the next run reuses it.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ class TrainConfig:
         specs.parse(self.model, self.model_args)
 
 
-def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None,
-          runtime: Runtime | None = None, fix: str = "more --epochs, or a lower --lr") -> FitResult:
+def train_teacher(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None,
+                  runtime: Runtime | None = None, fix: str = "more --epochs, or a lower --lr") -> FitResult:
     """Train `cfg.model`; a model that ends at chance is a failure (exit 1) whose checkpoint and
     resume state are removed, so that nothing hands it on (`fix` names the options to change)."""
     spec = specs.parse(cfg.model, cfg.model_args)
@@ -132,8 +132,8 @@ def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
         reused = cached.exists()  # only complete teachers are published under this name
         if not reused:
             work = cached.with_suffix(".training")  # resumable if this run is interrupted
-            train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt,
-                  fix="more --teacher-epochs, or a lower --teacher-lr")
+            train_teacher(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt,
+                          fix="more --teacher-epochs, or a lower --teacher-lr")
             if main:
                 _copy(work / "best.pt", cached)
                 shutil.rmtree(work, ignore_errors=True)
