@@ -2,7 +2,7 @@
 (`--target-latency-ms X` / `--target-speedup S` with a latency table). Our addition; pure PDD has none.
 
 Both are one controller (`Budget`) on a relative cost: MACs over the dense MACs, or the latency
-model's prediction (latency/model.py, a function of the same soft open counts) over its
+model's prediction (latency/predictor.py, a function of the same soft open counts) over its
 prediction for the dense network. Below, "MACs" stands for either.
 
 Term: `lambda * macs(masks) / dense_macs`, where `macs(masks)` is the masked network's MAC
@@ -158,7 +158,7 @@ def deployed_counts(arch: Any, counts: dict[str, Any], multiple: int) -> dict[st
 
 
 class LatencyBudget(Budget):
-    """The latency model's prediction for the network `prune` deploys from the masks (widths
+    """The latency predictor's prediction for the network `prune` deploys from the masks (widths
     rounded to the table's channel multiple: `deployed_counts`) over its prediction for the dense
     network.
 
@@ -170,7 +170,7 @@ class LatencyBudget(Budget):
     def __init__(self, target_reduction: float, table: Any, rate: float = DEFAULT_RATE, gain: float = DEFAULT_GAIN,
                  ramp_epochs: int = 0) -> None:
         super().__init__(target_reduction, rate, gain, ramp_epochs)
-        self.table = table  # latency.model.LatencyModel
+        self.table = table  # latency.predictor.LatencyPredictor
 
     def relative(self, model: nn.Module) -> torch.Tensor:
         masked = MaskedNetwork(model)
@@ -179,7 +179,7 @@ class LatencyBudget(Budget):
 
 
 def predicted_latency(masked: MaskedNetwork, table: Any) -> dict[str, float]:
-    """The latency model's prediction for the network `prune` deploys from the masks (open
+    """The latency predictor's prediction for the network `prune` deploys from the masks (open
     channels rounded to the table's multiple), for epoch records."""
     arch = masked.arch
     predicted = float(table.predict_counts(arch, deployed_counts(arch, masked.open_counts(), table.channel_multiple)))

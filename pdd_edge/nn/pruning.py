@@ -77,7 +77,7 @@ def deployed_width(n_open: int, width: int, multiple: int, may_vanish: bool) -> 
 def plan_from_masks(masked: MaskedNetwork, round_to: int = 1, max_macs: int | None = None,
                     input_hw: tuple[int, int] | None = None, latency: tuple | None = None) -> PrunePlan:
     """The channels to keep; `round_to` and `max_macs` (at `input_hw`) are validated by `PruneConfig`.
-    `latency` = (latency model, ceiling in ms): also close channels until the prediction fits."""
+    `latency` = (latency predictor, ceiling in ms): also close channels until the prediction fits."""
     if not masked.masks:
         raise PddError("the checkpoint has no masks: prune a checkpoint written by `pdd-edge distill` (with masks)")
     arch = masked.arch
@@ -141,7 +141,7 @@ def _kept_positions(point: str, width: int, logits: torch.Tensor, may_vanish: bo
 
 def _fit_latency(masked: MaskedNetwork, local: dict[str, list[int]], round_to: int, latency: tuple,
                  notes: list[str]) -> tuple[dict[str, int], dict | None]:
-    """Close channels until the latency model's prediction is nearest the ceiling, but no further
+    """Close channels until the latency predictor's prediction is nearest the ceiling, but no further
     than `MAX_UNRECOVERED_LATENCY` below what the masks keep; returns the count closed per point
     and, when that bound stopped it, what it stopped at (`PrunePlan.latency_limit`)."""
     table, ceiling = latency

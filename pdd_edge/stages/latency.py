@@ -1,7 +1,7 @@
 """`latency`: the latency table a latency target (`--target-latency-ms`, `--target-speedup`) needs.
 
 Runs only with such a target, and first of all stages: a request that the student's allowed
-structures cannot reach on the device (the latency model's prediction for its thinnest network)
+structures cannot reach on the device (the latency predictor's prediction for its thinnest network)
 is refused before the teacher and the baseline train. With `--latency-table FILE` (made on the
 device, e.g. over SSH with `pdd-edge latency-table --remote`) it checks that file is for this
 student, input size and first target and copies it into the run; otherwise it measures the table

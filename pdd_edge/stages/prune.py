@@ -45,7 +45,7 @@ class PruneConfig:
     # Close the weakest open channels until the pruned model removes at least this share of the
     # MACs (None: keep exactly what the masks keep).
     min_macs_reduction: float | None = None
-    # A latency target on the table's device: close the weakest channels until the latency model's
+    # A latency target on the table's device: close the weakest channels until the latency predictor's
     # prediction is nearest `target_latency_ms` (or the dense prediction / `target_speedup`).
     latency_table: str | None = None
     target_latency_ms: float | None = None
