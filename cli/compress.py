@@ -75,7 +75,7 @@ def compress_command(
     targets = tuple(t if str(t).endswith(".toml") else load_target(t).name for t in (target or ["local"]))
     base = config.from_recipe(recipe, student=student, teacher=teacher, data=data)
     base = config.resolve(base, student_args=options.model_args(model_args) or None)
-    base = config.with_budget(base, macs=target_macs_reduction, latency_ms=target_latency_ms, speedup=target_speedup)
+    base = config.with_objective(base, macs=target_macs_reduction, latency_ms=target_latency_ms, speedup=target_speedup)
     cfg = config.resolve(
         base, teacher_weights=str(teacher_weights) if teacher_weights else None,
         teacher_norm=options.norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size), targets=targets, quantize=quantize,

@@ -98,7 +98,7 @@ STAGES: tuple[Stage, ...] = (
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
                       "budget_ramp", "target_latency_ms", "target_speedup"),
           lambda c: ("teacher", "baseline", "latency") if c.warm_start else ("teacher", "latency"), trains=True,
-          version=2),  # 1, 2: a latency budget prices the widths prune deploys (nn/budget.deployed_counts), nearest
+          version=2),  # 1, 2: a latency constraint prices the widths prune deploys (nn/constraint.deployed_counts), nearest
     Stage("prune", prune.run, ("round_to", "target_macs_reduction", "target_latency_ms", "target_speedup", "targets"),
           ("distill", "latency")),
     Stage("finetune", finetune.run,

@@ -24,7 +24,7 @@ from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.latency.target import LatencyTarget, check_fits, load_checked
-from pdd_edge.nn.budget import DEFAULT_RATE, LatencyBudget, MacsBudget, predicted_latency
+from pdd_edge.nn.constraint import DEFAULT_RATE, LatencyConstraint, MacsConstraint, predicted_latency
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.accuracy import evaluate
@@ -57,9 +57,9 @@ class DistillConfig:
     norm: NormOverride = field(default_factory=NormOverride)
     teacher_norm: NormOverride = field(default_factory=NormOverride)
     target_macs_reduction: float | None = None  # None: pure PDD (no cost term)
-    latency_table: str | None = None  # a `pdd-edge latency-table` file: the latency budget's device model
-    target_latency_ms: float | None = None  # latency budget: this p50 on the table's device
-    target_speedup: float | None = None  # latency budget: dense latency / this
+    latency_table: str | None = None  # a `pdd-edge latency-table` file: the latency constraint's device predictor
+    target_latency_ms: float | None = None  # latency constraint: this p50 on the table's device
+    target_speedup: float | None = None  # latency constraint: dense latency / this
     budget_rate: float = DEFAULT_RATE
     budget_ramp_epochs: int = 0  # ramp the MACs target from 0 to its value over these first epochs
     student_args: dict[str, Any] = field(default_factory=dict)  # --model-arg, for the student's builder
@@ -138,11 +138,11 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
                     "latency_budget": request},
         )
 
-    budget, request = _budget(cfg, table, masked, dense["macs"], input_hw)
+    constraint, request = _constraint(cfg, table, masked, dense["macs"], input_hw)
     return Fit(
-        title=_title(spec.text, cfg, budget, table),
+        title=_title(spec.text, cfg, constraint, table),
         model=student,
-        task=DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=budget),
+        task=DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=constraint),
         data=data,
         cfg=cfg.optim,
         files=TrainFiles.in_dir(out_dir),
@@ -150,8 +150,8 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         preprocess=s_pre,
         config_hash=config_hash(cfg),
         epoch_stats=stats,
-        selection_key=budget.selection_key if budget else None,
-        extra_state={"budget": budget} if budget else {},
+        selection_key=constraint.selection_key if constraint else None,
+        extra_state={"budget": constraint} if constraint else {},  # "budget": the resume state's key, kept
         resume=resume,
         notes=[f"left unmasked (cannot be pruned exactly): {why}" for why in masked.arch.refused] if cfg.masks else [],
         runtime=runtime or Runtime(),
@@ -170,25 +170,25 @@ def _student_weights(cfg: DistillConfig) -> tuple[Any, Any]:
     return student, s_info
 
 
-def _budget(cfg: DistillConfig, table, masked: MaskedNetwork, dense_macs: int,
-            input_hw: tuple[int, int]) -> tuple[MacsBudget | LatencyBudget | None, dict[str, Any] | None]:
-    """The cost budget the run asks for (none for pure PDD) and, for a latency budget, its request."""
+def _constraint(cfg: DistillConfig, table, masked: MaskedNetwork, dense_macs: int,
+                input_hw: tuple[int, int]) -> tuple[MacsConstraint | LatencyConstraint | None, dict[str, Any] | None]:
+    """The cost constraint the run asks for (none for pure PDD) and, for a latency constraint, its request."""
     if cfg.target_macs_reduction is not None:
-        return MacsBudget(cfg.target_macs_reduction, dense_macs, input_hw, cfg.budget_rate,
-                          ramp_epochs=cfg.budget_ramp_epochs), None
+        return MacsConstraint(cfg.target_macs_reduction, dense_macs, input_hw, cfg.budget_rate,
+                              ramp_epochs=cfg.budget_ramp_epochs), None
     if cfg.latency_target is not None:
         check_fits(table, cfg.latency_table, input_hw=input_hw)
         request = latency_request(cfg, table, masked)
-        return LatencyBudget(request["target_reduction"], table, cfg.budget_rate,
-                             ramp_epochs=cfg.budget_ramp_epochs), request
+        return LatencyConstraint(request["target_reduction"], table, cfg.budget_rate,
+                                 ramp_epochs=cfg.budget_ramp_epochs), request
     return None, None
 
 
-def _title(student: str, cfg: DistillConfig, budget, table) -> str:
+def _title(student: str, cfg: DistillConfig, constraint, table) -> str:
     title = f"distill {student}" + ("" if cfg.masks else " (no masks)")
-    if isinstance(budget, LatencyBudget):
-        title += f" (latency -{100 * budget.target_reduction:.0f}% on {table.key['target']})"
-    elif budget is not None:
+    if isinstance(constraint, LatencyConstraint):
+        title += f" (latency -{100 * constraint.target_reduction:.0f}% on {table.key['target']})"
+    elif constraint is not None:
         title += f" (MACs -{100 * cfg.target_macs_reduction:.0f}%)"
     return title
 
@@ -223,7 +223,7 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
     the same KD without them for `epochs` (the `baseline` stage).
 
     With `cfg.warm_start` PDD starts from the baseline's weights with every mask open, and a
-    MACs target is ramped in over the first `cfg.budget_ramp` of the epochs (see nn.budget).
+    MACs target is ramped in over the first `cfg.budget_ramp` of the epochs (see nn.constraint).
     """
     optim = default_optim(cfg.distill_epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                           weight_decay=cfg.weight_decay, seed=cfg.seed)

@@ -8,7 +8,7 @@ last finished epoch and ends exactly where an uninterrupted run with the same se
 Data order and augmentation are drawn from (seed, epoch), and the global RNG (dropout) is
 restored on resume, which is what makes resumed runs bit-identical on CPU.
 
-`Runtime` says where it computes: the device (model, teacher, masks, budget and batches live
+`Runtime` says where it computes: the device (model, teacher, masks, constraint and batches live
 there; checkpoints are written with CPU tensors), mixed precision for the forward passes (the
 losses and the mask gates stay float32; fp16 adds a gradient scaler) and the loader workers.
 Under torchrun's process group the model is wrapped in DDP, `--batch-size` is the global batch
@@ -194,7 +194,7 @@ class Fit:
     epoch_stats: Callable[[nn.Module], dict[str, Any]] | None = None
     # Ranks epoch records for "best": the largest key wins (default: validation top-1).
     selection_key: Callable[[Mapping[str, Any]], tuple] | None = None
-    # Objects with state_dict()/load_state_dict() that must survive a resume (e.g. the budget's
+    # Objects with state_dict()/load_state_dict() that must survive a resume (e.g. the constraint's
     # integral term); those with on_epoch_start(epoch, lr, base_lr) also hear of every new epoch.
     extra_state: dict[str, Any] = field(default_factory=dict)
     # True: continue from last.pt (an error if it was written with other options); "auto": continue
