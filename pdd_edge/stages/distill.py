@@ -31,7 +31,7 @@ from pdd_edge.training.accuracy import evaluate
 from pdd_edge.training.distributed import DistInfo
 from pdd_edge.training.divergence import below_chance, can_judge
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles, summary
-from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.setup import TrainSetup
 from pdd_edge.training.tasks import DistillTask
 from pdd_edge.zoo import specs
 from pdd_edge.zoo.masked import MaskedNetwork
@@ -98,7 +98,7 @@ class DistillConfig:
 
 
 def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False,
-            runtime: Runtime | None = None) -> FitResult:
+            setup: TrainSetup | None = None) -> FitResult:
     spec = specs.parse(cfg.student, cfg.student_args)
     TrainFiles.check_dir(out_dir, cfg.teacher_weights, cfg.student_weights)
     table = load_checked(cfg.latency_table, model=spec.text) if cfg.latency_table else None
@@ -154,7 +154,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         extra_state={"budget": constraint} if constraint else {},  # "budget": the resume state's key, kept
         resume=resume,
         notes=[f"left unmasked (cannot be pruned exactly): {why}" for why in masked.arch.refused] if cfg.masks else [],
-        runtime=runtime or Runtime(),
+        setup=setup or TrainSetup(),
         diagnose=lambda: teacher_at_chance(teacher, t_pre, data, cfg.teacher_weights),
     ).run()
 
@@ -246,5 +246,5 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
         alpha=cfg.alpha, temperature=cfg.temperature, teacher_norm=cfg.teacher_norm, optim=optim, **pdd)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
-    return training_result(run, "distill", distill(config(run, cfg), run.training_dir("distill"), resume="auto", runtime=rt))
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
+    return training_result(run, "distill", distill(config(run, cfg), run.training_dir("distill"), resume="auto", setup=setup))

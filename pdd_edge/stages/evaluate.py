@@ -20,7 +20,7 @@ from pdd_edge.onnx.source import open_onnx
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 
 def is_onnx(path: str | Path) -> bool:
@@ -82,7 +82,7 @@ def evaluate_onnx(path: str | Path, data_cfg: DataConfig, *, norm: NormOverride 
 ACCURACY_SCHEMA = "pdd-edge.accuracy/1"
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     results = {name: evaluate_onnx(path, cfg.data) | {"file": run.rel(path)} for name, path in run.deployable(cfg.quantize).items()}
     write_json(run.accuracy(), {"schema": ACCURACY_SCHEMA, "dataset": cfg.data.name, "variants": results})
     return StageResult([run.accuracy()], {name: {"top1": r["top1"], "top5": r["top5"], "count": r["count"]}

@@ -28,7 +28,7 @@ from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def export_checkpoint(cfg: ExportConfig, path: str | Path, out: str | Path) -> E
 SOURCES = {"baseline": "baseline", "pruned": "finetune"}
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     files, metrics = [], {}
     for variant, stage in SOURCES.items():
         res = export_checkpoint(ExportConfig(data=cfg.data), run.best(stage), run.exported(variant))

@@ -21,7 +21,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
-from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.setup import TrainSetup
 from pdd_edge.training.tasks import DistillTask, SupervisedTask
 from pdd_edge.zoo.masked import MaskedNetwork
 
@@ -43,7 +43,7 @@ class FinetuneConfig:
 
 
 def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = False,
-             runtime: Runtime | None = None) -> FitResult:
+             setup: TrainSetup | None = None) -> FitResult:
     TrainFiles.check_dir(out_dir, cfg.checkpoint, cfg.teacher_weights)
     student, s_info = checkpoint.load(cfg.checkpoint)
     if s_info.masked:
@@ -85,7 +85,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = F
         preprocess=s_pre,
         config_hash=config_hash(cfg),
         resume=resume,
-        runtime=runtime or Runtime(),
+        setup=setup or TrainSetup(),
     ).run()
 
 
@@ -100,5 +100,5 @@ def config(run: RunDir, cfg: CompressConfig) -> FinetuneConfig:
         **kd)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
-    return training_result(run, "finetune", finetune(config(run, cfg), run.training_dir("finetune"), resume="auto", runtime=rt))
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
+    return training_result(run, "finetune", finetune(config(run, cfg), run.training_dir("finetune"), resume="auto", setup=setup))

@@ -20,7 +20,7 @@ from pdd_edge.fileio import write_bytes
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 
 def enabled(cfg: CompressConfig) -> bool:
@@ -74,7 +74,7 @@ def check_reachable(cfg: CompressConfig, table, num_classes: int) -> None:
     cfg.latency_target.reach(table, prunable(student))
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: "TrainSetup") -> StageResult:
     out = run.latency_table()
     # The student's classifier as the run trains it: the dataset's class count.
     classes = cfg.data.load().num_classes

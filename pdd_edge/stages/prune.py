@@ -30,7 +30,7 @@ from pdd_edge.zoo.cost import fvcore_counts
 from pdd_edge.zoo.masked import MaskedNetwork
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 EXACTNESS_TOLERANCE = LogitTolerance()  # pruned vs masked: float32 reordering only
 MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore/thop convention)"
@@ -202,7 +202,7 @@ def config(run: RunDir, cfg: CompressConfig, measure: bool = False) -> PruneConf
                        target_latency_ms=cfg.target_latency_ms, target_speedup=cfg.target_speedup)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     out = run.pruned()
     report = prune_checkpoint(config(run, cfg, measure=True), out)
     write_json(run.prune_report(), report)

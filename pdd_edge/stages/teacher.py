@@ -24,7 +24,7 @@ from pdd_edge.stages import StageResult
 from pdd_edge.training.distributed import barrier, dist_info
 from pdd_edge.training.divergence import chance_failure, model_at_chance
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
-from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.setup import TrainSetup
 from pdd_edge.training.tasks import SupervisedTask
 from pdd_edge.zoo import specs
 
@@ -46,7 +46,7 @@ class TrainConfig:
 
 
 def train_teacher(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None,
-                  runtime: Runtime | None = None, fix: str = "more --epochs, or a lower --lr") -> FitResult:
+                  setup: TrainSetup | None = None, fix: str = "more --epochs, or a lower --lr") -> FitResult:
     """Train `cfg.model`; a model that ends at chance is a failure (exit 1) whose checkpoint and
     resume state are removed, so that nothing hands it on (`fix` names the options to change)."""
     spec = specs.parse(cfg.model, cfg.model_args)
@@ -74,7 +74,7 @@ def train_teacher(cfg: TrainConfig, out: str | Path, *, resume: bool | str = Fal
         preprocess=pre,
         config_hash=config_hash(cfg),
         resume=resume,
-        runtime=runtime or Runtime(),
+        setup=setup or TrainSetup(),
     ).run()
     if model_at_chance(result.best, data.num_classes, len(data.val)):
         if dist_info().is_main:
@@ -115,10 +115,10 @@ def _copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     out = run.teacher()
     tcfg = config(cfg)  # also re-checks given weights: the file may have changed since validation
-    main = rt.dist.is_main  # under torchrun every rank trains; only rank 0 writes files
+    main = setup.dist.is_main  # under torchrun every rank trains; only rank 0 writes files
     if cfg.teacher_weights:
         if main:
             _copy(Path(cfg.teacher_weights), out)
@@ -128,11 +128,11 @@ def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     # (training it twice into one work folder would mix the two). Rank 0 holds the lock for all.
     with locking.hold(cached.with_suffix(".lock"), f"the cached teacher {cached}", wait=True) if main \
             else contextlib.nullcontext():
-        barrier(rt.dist)  # every rank looks at the cache once rank 0 holds it: all decide the same
+        barrier(setup.dist)  # every rank looks at the cache once rank 0 holds it: all decide the same
         reused = cached.exists()  # only complete teachers are published under this name
         if not reused:
             work = cached.with_suffix(".training")  # resumable if this run is interrupted
-            train_teacher(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt,
+            train_teacher(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), setup=setup,
                           fix="more --teacher-epochs, or a lower --teacher-lr")
             if main:
                 _copy(work / "best.pt", cached)
