@@ -2,7 +2,7 @@
 
 The layer sums of the full-width network and the first half of the thinned ones fit `scale` and
 `offset_ms` (least squares; latency/predictor.py); the other half is the check: their predicted
-against measured latency is the model's error, reported and stored with the table.
+against measured latency is the predictor's error, reported and stored with the table.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 (`--target-latency-ms X` / `--target-speedup S` with a latency table). Our addition; pure PDD has none.
 
 Both are one controller (`Constraint`) on a relative cost: MACs over the dense MACs, or the latency
-model's prediction (latency/predictor.py, a function of the same soft open counts) over its
+predictor's prediction (latency/predictor.py, a function of the same soft open counts) over its
 prediction for the dense network. Below, "MACs" stands for either.
 
 Term: `lambda * macs(masks) / dense_macs`, where `macs(masks)` is the masked network's MAC
