@@ -32,7 +32,7 @@ def main() -> None:
     root = Path(args.out)
     data = DataConfig("digits")
     teacher = root / f"teacher-{args.teacher}.pt"
-    teacher_stage.train(teacher_stage.TrainConfig(model=args.teacher, data=data, optim=teacher_stage.default_optim(
+    teacher_stage.train_teacher(teacher_stage.TrainConfig(model=args.teacher, data=data, optim=teacher_stage.default_optim(
         args.teacher_epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=1)), teacher, resume=True)
     rows = []
     for r in (float(t) for t in args.targets.split(",")):

@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--min-time", type=float, default=20.0, help="seconds of timed runs per file, at least")
     args = ap.parse_args()
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
     from pdd_edge.zoo.masked import MaskedNetwork
 
     onnx_dir = args.out / "onnx"
@@ -53,7 +53,7 @@ def main() -> None:
             continue
         path = onnx_dir / f"{key}.onnx"
         result = export.export_checkpoint(export.ExportConfig(data=DataConfig(name=None)), ckpt, path)
-        model, info = ckpt_io.load(ckpt)
+        model, info = checkpoint.load(ckpt)
         cost = MaskedNetwork(model).dense_cost(info.preprocess.input_size)  # equal to fvcore's count (tests/traced)
         rows.append({"variant": key, "label": label, "top1": float(info.metrics["val_top1"]), "macs": cost["macs"],
                      "params": cost["params"], "parity": result.parity_max_abs_diff})

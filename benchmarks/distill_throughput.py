@@ -89,11 +89,11 @@ def stream_once(threads: int, amp: str, fast: str, args: argparse.Namespace, out
     """One in-process training run of a masked MobileNetV2 at 224x224 on the streamed folder."""
     import torch
 
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
     from pdd_edge import zoo
     from pdd_edge.data.imagefolder import load_imagefolder
     from pdd_edge.training.loop import Fit, OptimConfig, TrainFiles
-    from pdd_edge.training.runtime import Runtime
+    from pdd_edge.training.setup import TrainSetup
     from pdd_edge.training.tasks import SupervisedTask
     from pdd_edge.zoo.masked import MaskedNetwork
 
@@ -103,16 +103,16 @@ def stream_once(threads: int, amp: str, fast: str, args: argparse.Namespace, out
     model = zoo.build("torchvision:mobilenet_v2", num_classes=len(data.classes))
     MaskedNetwork.attach(model)
     compile_mode = options[options.index("--compile") + 1] if "--compile" in options else "off"
-    rt = Runtime.from_options(args.device, amp, args.workers, channels_last="--channels-last" in options,
+    setup = TrainSetup.from_options(args.device, amp, args.workers, channels_last="--channels-last" in options,
                               fused_sgd="--fused-sgd" in options, compile=compile_mode)
     cfg = OptimConfig(epochs=args.epochs, lr=0.01, batch_size=args.batch_size, weight_decay=5e-4, milestones=())
 
     def make_checkpoint(m, best):
-        return ckpt_io.checkpoint_dict(m, model_name="torchvision:mobilenet_v2", preprocess=data.preprocess)
+        return checkpoint.checkpoint_dict(m, model_name="torchvision:mobilenet_v2", preprocess=data.preprocess)
 
     out.mkdir(parents=True)
     result = Fit("stream", model, SupervisedTask(data.preprocess), data, cfg, TrainFiles.in_dir(out), make_checkpoint,
-                 data.preprocess, config_hash="bench", runtime=rt).run()
+                 data.preprocess, config_hash="bench", setup=setup).run()
     return statistics.median(e["train_images_per_s"] for e in result.history[1:])
 
 

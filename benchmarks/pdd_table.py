@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge.data.options import DataConfig, NormOverride
 from pdd_edge.errors import PddError
 from pdd_edge.stages import distill, finetune, prune
@@ -75,7 +75,7 @@ def main() -> None:
         teacher_ckpt = given.get(teacher)
         if teacher_ckpt is None:
             teacher_ckpt = str(root / f"teacher-{teacher}.pt")
-            teacher_stage.train(teacher_stage.TrainConfig(model=teacher, data=data,
+            teacher_stage.train_teacher(teacher_stage.TrainConfig(model=teacher, data=data,
                                         optim=teacher_stage.default_optim(args.teacher_epochs, batch_size=args.batch_size,
                                                                   lr=args.teacher_lr, warmup_epochs=args.teacher_warmup,
                                                                   seed=args.seed)),
@@ -87,7 +87,7 @@ def main() -> None:
         kd_epochs = args.distill_epochs + args.finetune_epochs
         kd = distill.distill(distill.DistillConfig(**common, masks=False, optim=distill.default_optim(
             kd_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)), pair_dir / "kd", resume=True)
-        kd_model, kd_info = ckpt_io.load(pair_dir / "kd" / "best.pt")
+        kd_model, kd_info = checkpoint.load(pair_dir / "kd" / "best.pt")
         kd_cost = MaskedNetwork(kd_model).dense_cost(kd_info.preprocess.input_size)
         rows.append(row(student, teacher, "KD (unpruned)", kd.best["val_top1"], kd_cost, kd_cost, kd.best["val_top1"]))
 
@@ -109,7 +109,7 @@ def main() -> None:
 
 def _masked_top1(folder: Path) -> float:
     """Top-1 of the masked student before pruning (pruning is exact, so also of the pruned one)."""
-    return ckpt_io.read(folder / "best.pt")["metrics"]["val_top1"]
+    return checkpoint.read(folder / "best.pt")["metrics"]["val_top1"]
 
 
 def row(student, teacher, variant, top1, cost, base_cost, base_top1, masked_top1=None) -> dict:

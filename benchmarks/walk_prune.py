@@ -11,7 +11,7 @@ from pathlib import Path
 def scenario():
     import torch
 
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
     from pdd_edge import zoo
     from pdd_edge.data.options import DataConfig
     from pdd_edge.stages.prune import PruneConfig, prune_checkpoint
@@ -25,7 +25,7 @@ def scenario():
     tmp = Path(tempfile.mkdtemp(prefix="walk-prune-"))
     from pdd_edge.data.options import NormOverride, resolve_preprocess
 
-    ckpt_io.save(tmp / "masked.pt", ckpt_io.checkpoint_dict(
+    checkpoint.save(tmp / "masked.pt", checkpoint.checkpoint_dict(
         model, model_name="resnet20", preprocess=resolve_preprocess(data, None, NormOverride()), classes=data.classes,
         dataset=data.name, record={"stage": "distill"}))
     cfg = PruneConfig(checkpoint=str(tmp / "masked.pt"))

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from pdd_edge.cli import options
 from pdd_edge.cli.console import err, out, warn_foreign
-from pdd_edge.cli.runtime import training_runtime
+from pdd_edge.cli.setup import training_setup
 from rich.markup import escape
 from rich.table import Table
 
@@ -78,7 +78,7 @@ def compress_command(
     targets = tuple(t if str(t).endswith(".toml") else load_target(t).name for t in (target or ["local"]))
     base = config.from_recipe(recipe, student=student, teacher=teacher, data=data)
     base = config.resolve(base, student_args=options.model_args(model_args) or None)
-    base = config.with_budget(base, macs=target_macs_reduction, latency_ms=target_latency_ms, speedup=target_speedup)
+    base = config.with_objective(base, macs=target_macs_reduction, latency_ms=target_latency_ms, speedup=target_speedup)
     cfg = config.resolve(
         base, teacher_weights=str(teacher_weights) if teacher_weights else None,
         teacher_norm=options.norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size), targets=targets, quantize=quantize,
@@ -90,14 +90,14 @@ def compress_command(
         calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
     )
     run_dir = out_dir or Path("runs") / f"{slug(student)}-{slug(teacher)}-{data.name}"
-    with training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
-        _run(cfg, run_dir, resume, rt)
+    with training_setup(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as setup:
+        _run(cfg, run_dir, resume, setup)
 
 
-def _run(cfg, run_dir: Path, resume: bool, rt) -> None:
+def _run(cfg, run_dir: Path, resume: bool, setup) -> None:
     from pdd_edge import pipeline
 
-    pipeline.validate(cfg, run_dir, rt)
+    pipeline.validate(cfg, run_dir, setup)
 
     def on_event(ev) -> None:
         if ev.status == "start":
@@ -107,8 +107,8 @@ def _run(cfg, run_dir: Path, resume: bool, rt) -> None:
         else:
             err.print(f"[dim]skip {ev.name} (finished earlier with the same options)[/]")
 
-    run = pipeline.run_pipeline(cfg, run_dir, resume=resume, on_event=on_event, runtime=rt)
-    if rt.dist.is_main:
+    run = pipeline.run_pipeline(cfg, run_dir, resume=resume, on_event=on_event, setup=setup)
+    if setup.dist.is_main:
         print_summary(run, cfg)
 
 

@@ -51,7 +51,7 @@ def fail(message: str, exit_code: int, every_rank: bool | None = None) -> typer.
 
 def _rank() -> int:
     """This process's rank under torchrun (0 without it). Read from the environment, not from the
-    training runtime: errors are reported (by rank 0 alone) also before any runtime is started."""
+    training setup: errors are reported (by rank 0 alone) also before any setup is started."""
     return int(os.environ.get("RANK", "0") or 0)
 
 

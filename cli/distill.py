@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from pdd_edge.cli import options
 from pdd_edge.cli.console import err, print_fit_summary
-from pdd_edge.cli.runtime import training_runtime
+from pdd_edge.cli.setup import training_setup
 
 from pdd_edge.errors import require_torch
 
@@ -84,8 +84,8 @@ def distill_command(
         budget_rate=budget_rate,
         budget_ramp_epochs=budget_ramp_epochs,
     )
-    with training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
-        result = distill.distill(cfg, out_dir, resume=resume, runtime=rt)
+    with training_setup(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as setup:
+        result = distill.distill(cfg, out_dir, resume=resume, setup=setup)
         print_fit_summary(result, out_dir / "best.pt", json_out)
         if not json_out:
             ceiling = f" --latency-table {latency_table} {cfg.latency_target.option()}" if cfg.latency_target else ""

@@ -46,7 +46,7 @@ def evaluate_command(
                            "drop --device, or evaluate the PyTorch checkpoint on that device")
         result = evaluate_onnx(path, data, norm=norm, batch_size=batch_size)
     else:
-        from pdd_edge.training.runtime import resolve_device
+        from pdd_edge.training.setup import resolve_device
 
         result = evaluate_checkpoint(path, data, model_name=model, norm=norm, batch_size=batch_size,
                                      device=resolve_device(device))

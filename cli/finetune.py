@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from pdd_edge.cli import options
 from pdd_edge.cli.console import print_fit_summary
-from pdd_edge.cli.runtime import training_runtime
+from pdd_edge.cli.setup import training_setup
 
 from pdd_edge.errors import require_torch
 
@@ -60,6 +60,6 @@ def finetune_command(
         temperature=temperature,
         teacher_norm=options.norm_override(teacher_mean, teacher_std, "teacher-", teacher_input_size),
     )
-    with training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
-        result = finetune.finetune(cfg, out_dir, resume=resume, runtime=rt)
+    with training_setup(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as setup:
+        result = finetune.finetune(cfg, out_dir, resume=resume, setup=setup)
         print_fit_summary(result, out_dir / "best.pt", json_out)

@@ -1,4 +1,4 @@
-"""`pdd-edge latency-table`: a network's latency model, measured on the target device."""
+"""`pdd-edge latency-table`: a network's latency predictor, measured on the target device."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pdd_edge.cli import options
 from pdd_edge.cli.console import print_fit_summary
-from pdd_edge.cli.runtime import training_runtime
+from pdd_edge.cli.setup import training_setup
 
 from pdd_edge.errors import require_torch
 from pdd_edge.fileio import check_output
@@ -54,6 +54,6 @@ def train_command(
         norm=options.norm_override(mean, std),
     )
     check_output(out_path)
-    with training_runtime(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as rt:
-        result = teacher.train(cfg, out_path, resume=resume, runtime=rt)
+    with training_setup(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as setup:
+        result = teacher.train_teacher(cfg, out_path, resume=resume, setup=setup)
         print_fit_summary(result, out_path, json_out)

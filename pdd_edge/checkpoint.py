@@ -250,7 +250,7 @@ def load(
         raise PddError(f"{p} is not a pdd-edge checkpoint; pass {name_option} NAME to load it as a state dict of that model")
     state = _third_party_state(raw, p)
     if zoo.is_zoo(model_name):
-        entry = zoo.spec(model_name)
+        entry = zoo.entry(model_name)
         name, head = entry.name, state.get(entry.classifier_key)
         # The class count comes from the classifier's weight; a file without it fails in _fit_state.
         classes = int(head.shape[0]) if head is not None and head.dim() == 2 else 10

@@ -108,7 +108,7 @@ class CompressConfig:
     warm_start: bool = False  # distill from the baseline's weights with all masks open (else: scratch, N(0, 1e-3) masks)
     budget_ramp: float = 0.0  # share of the distill epochs over which the MACs target is ramped in
     finetune_kd: bool = False  # fine-tune with KD from the teacher (else: plain cross-entropy, as the paper)
-    target_latency_ms: float | None = None  # latency budget on the first target (instead of MACs)
+    target_latency_ms: float | None = None  # latency constraint on the first target (instead of MACs)
     target_speedup: float | None = None
     latency_table: str | None = None  # a table made by `pdd-edge latency-table` (else measured here)
     round_to: int | None = None  # None: the first target's channel_multiple (1 if it has none)
@@ -132,7 +132,7 @@ class CompressConfig:
 
     @property
     def latency_target(self) -> "LatencyTarget | None":
-        """The latency request on the first target (None: a MACs budget or none)."""
+        """The latency request on the first target (None: a MACs constraint or none)."""
         from pdd_edge.latency.target import LatencyTarget
 
         return LatencyTarget.of(self.target_latency_ms, self.target_speedup)
@@ -143,9 +143,9 @@ def resolve(cfg: CompressConfig, **overrides: Any) -> CompressConfig:
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def with_budget(cfg: CompressConfig, *, macs: float | None = None, latency_ms: float | None = None,
+def with_objective(cfg: CompressConfig, *, macs: float | None = None, latency_ms: float | None = None,
                 speedup: float | None = None) -> CompressConfig:
-    """`cfg` with the budget the command line gave (at most one: usage error otherwise), which
+    """`cfg` with the cost objective the command line gave (at most one: usage error otherwise), which
     replaces the recipe's; none given keeps the recipe's objective."""
     given = {name: v for name, v in (("--target-macs-reduction", macs), ("--target-latency-ms", latency_ms),
                                      ("--target-speedup", speedup)) if v is not None}

@@ -9,8 +9,8 @@ everything downstream of it, nothing else. A stage whose record in `manifest.jso
 hash (and whose files exist) is skipped: `--resume` after a crash redoes only what is missing, and
 the training stages continue from their last finished epoch. Stages exchange files, never objects.
 
-Each stage is the module `stages/<name>.py` with the entry point `run(run, cfg, rt) -> StageResult`
-(`rt`: the device, precision and process group to train with); this file holds only the table,
+Each stage is the module `stages/<name>.py` with the entry point `run(run, cfg, setup) -> StageResult`
+(`setup`: the device, precision and process group to train with); this file holds only the table,
 the hashing, resume, the up-front validation and who runs what under torchrun.
 
 Under torchrun every rank runs the training stages (`Stage.trains`) together, in DDP; the other
@@ -53,7 +53,7 @@ from pdd_edge.stages import (
     teacher,
 )
 from pdd_edge.training.distributed import barrier
-from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.setup import TrainSetup
 from pdd_edge.zoo import specs
 
 
@@ -98,7 +98,7 @@ STAGES: tuple[Stage, ...] = (
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
                       "budget_ramp", "target_latency_ms", "target_speedup"),
           lambda c: ("teacher", "baseline", "latency") if c.warm_start else ("teacher", "latency"), trains=True,
-          version=2),  # 1, 2: a latency budget prices the widths prune deploys (nn/budget.deployed_counts), nearest
+          version=2),  # 1, 2: a latency constraint prices the widths prune deploys (nn/constraint.deployed_counts), nearest
     Stage("prune", prune.run, ("round_to", "target_macs_reduction", "target_latency_ms", "target_speedup", "targets"),
           ("distill", "latency")),
     Stage("finetune", finetune.run,
@@ -140,9 +140,9 @@ class StageEvent:
 
 
 def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
-                 on_event: Callable[[StageEvent], None] | None = None, runtime: Runtime | None = None) -> RunDir:
-    rt = runtime or Runtime()
-    info = rt.dist
+                 on_event: Callable[[StageEvent], None] | None = None, setup: TrainSetup | None = None) -> RunDir:
+    setup = setup or TrainSetup()
+    info = setup.dist
     fresh = not Path(out).exists()
     barrier(info)  # every rank has validated `out` before rank 0 creates the run in it
     run: RunDir | None = None
@@ -155,7 +155,7 @@ def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
             barrier(info)
             if not info.is_main:
                 run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
-            _run_stages(run, cfg, on_event, rt)
+            _run_stages(run, cfg, on_event, setup)
         except (PddError, OSError, RuntimeError) as exc:
             # A usage error before any stage finished (a file that went bad after validation) leaves
             # nothing behind, so that the corrected command is not refused as "already holds a run".
@@ -169,8 +169,8 @@ def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
     return run
 
 
-def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent], None] | None, rt: Runtime) -> None:
-    info = rt.dist
+def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent], None] | None, setup: TrainSetup) -> None:
+    info = setup.dist
     last_training = max(i for i, s in enumerate(STAGES) if s.trains and s.enabled(cfg))
     for i, stage in enumerate(STAGES):
         together = i <= last_training  # all ranks walk the table up to the last training stage
@@ -197,7 +197,7 @@ def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent
         if together:
             barrier(info)  # stale files are gone before any rank reads or writes this stage's folder
         t0 = time.perf_counter()
-        result = stage.run(run, cfg, rt) if stage.trains or info.is_main else None
+        result = stage.run(run, cfg, setup) if stage.trains or info.is_main else None
         if together:
             barrier(info)  # rank 0's files of this stage exist before any rank reads them
         seconds = time.perf_counter() - t0
@@ -209,13 +209,13 @@ def _run_stages(run: RunDir, cfg: CompressConfig, on_event: Callable[[StageEvent
     barrier(info)  # the other ranks exit once rank 0 has finished the chain
 
 
-def validate(cfg: CompressConfig, out: str | Path, runtime: Runtime | None = None) -> None:
+def validate(cfg: CompressConfig, out: str | Path, setup: TrainSetup | None = None) -> None:
     """Fail before hours of training on anything that would fail later.
 
     Every option is checked by the stage config that uses it (its one validation); building each
     stage's config here, before any work, runs those checks up front. Nothing is written.
     """
-    (runtime or Runtime()).rank_batch(cfg.batch_size)  # the global batch splits among torchrun's ranks
+    (setup or TrainSetup()).rank_batch(cfg.batch_size)  # the global batch splits among torchrun's ranks
     cfg.data.check()  # a typo in --dataset or --data-dir must not wait for the baseline stage
     for target in cfg.targets:
         load_target(target)  # a bad target file is reported as itself, not as the first stage that reads it

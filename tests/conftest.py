@@ -37,7 +37,7 @@ def digits_teacher(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     cfg = teacher.TrainConfig(model="resnet20", data=DataConfig("digits"), optim=teacher.default_optim(4, batch_size=64))
-    teacher.train(cfg, out)
+    teacher.train_teacher(cfg, out)
     return out
 
 
@@ -55,7 +55,7 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "resnet20.pt"
     cfg = teacher.TrainConfig(model="resnet20", data=DataConfig(name="digits", input_size=16),
                             optim=teacher.default_optim(4, lr=0.05, batch_size=64))
-    teacher.train(cfg, out)
+    teacher.train_teacher(cfg, out)
     return out
 
 

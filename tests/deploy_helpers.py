@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import zoo
 from pdd_edge.data import load_dataset
 from pdd_edge.onnx.meta import OnnxMeta, write_meta
@@ -34,7 +34,7 @@ def random_keep(name: str, seed: int) -> dict[str, list[int]]:
     for point, channels in zoo.full_keep(name).items():
         n = int(torch.randint(1, len(channels) + 1, (1,), generator=g))
         keep[point] = sorted(int(c) for c in torch.randperm(len(channels), generator=g)[:n])
-    if zoo.spec(name).family == "resnet":
+    if zoo.entry(name).family == "resnet":
         keep["layer1.1.gate_mid"] = []
         keep["layer3.0.gate_mid"] = []
     return keep
@@ -58,9 +58,9 @@ def randomize_norm_layers(model: nn.Module, seed: int) -> nn.Module:
 
 
 def save_checkpoint(model: nn.Module, name: str, path: Path, dataset: str = "digits") -> Path:
-    ckpt = ckpt_io.checkpoint_dict(model, model_name=name, preprocess=digits_preprocess(), classes=DIGITS_CLASSES,
+    ckpt = checkpoint.checkpoint_dict(model, model_name=name, preprocess=digits_preprocess(), classes=DIGITS_CLASSES,
                                    dataset=dataset, record={"stage": "test"})
-    return ckpt_io.save(path, ckpt)
+    return checkpoint.save(path, ckpt)
 
 
 def zoo_checkpoint(name: str, pruned: bool, path: Path, seed: int = 0) -> tuple[Path, dict | None]:

@@ -7,7 +7,7 @@ from pdd_edge import config, pipeline
 from pdd_edge.artifact import RunDir
 from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import PddError
-from pdd_edge.nn.budget import MacsBudget
+from pdd_edge.nn.constraint import MacsConstraint
 from pdd_edge.stages import distill, finetune
 
 
@@ -16,24 +16,24 @@ def cfg_for(recipe=None, dataset="digits", **overrides):
     return config.resolve(base, **overrides)
 
 
-def test_budget_ramp_aims_at_a_growing_share_of_the_target_then_the_target():
-    budget = MacsBudget(0.6, dense_macs=100, input_hw=(32, 32), ramp_epochs=3)
-    assert [round(budget.target_at(e), 6) for e in range(5)] == [0.2, 0.4, 0.6, 0.6, 0.6]
-    assert MacsBudget(0.6, 100, (32, 32)).target_at(0) == 0.6  # no ramp: the target from the first step
+def test_constraint_ramp_aims_at_a_growing_share_of_the_target_then_the_target():
+    constraint = MacsConstraint(0.6, dense_macs=100, input_hw=(32, 32), ramp_epochs=3)
+    assert [round(constraint.target_at(e), 6) for e in range(5)] == [0.2, 0.4, 0.6, 0.6, 0.6]
+    assert MacsConstraint(0.6, 100, (32, 32)).target_at(0) == 0.6  # no ramp: the target from the first step
 
 
-def test_budget_error_is_measured_against_the_ramped_target():
+def test_constraint_error_is_measured_against_the_ramped_target():
     from pdd_edge import zoo
     from pdd_edge.zoo.masked import MaskedNetwork
 
     model = zoo.build("resnet20")
     MaskedNetwork.attach(model, "open")  # every channel open: relative MACs 1.0
-    budget = MacsBudget(0.5, dense_macs=int(model.cost(model.mask_points(), (32, 32)).macs), input_hw=(32, 32),
+    constraint = MacsConstraint(0.5, dense_macs=int(model.cost(model.mask_points(), (32, 32)).macs), input_hw=(32, 32),
                         ramp_epochs=2, gain=1.0, rate=0.0)
-    budget.on_epoch_start(0, lr=0.1, base_lr=0.1)
-    assert float(budget(model)["lambda"]) == pytest.approx(1.0 - (1 - 0.25))  # epoch 1 aims at -25 %
-    budget.on_epoch_start(1, lr=0.1, base_lr=0.1)
-    assert float(budget(model)["lambda"]) == pytest.approx(1.0 - (1 - 0.5))
+    constraint.on_epoch_start(0, lr=0.1, base_lr=0.1)
+    assert float(constraint(model)["lambda"]) == pytest.approx(1.0 - (1 - 0.25))  # epoch 1 aims at -25 %
+    constraint.on_epoch_start(1, lr=0.1, base_lr=0.1)
+    assert float(constraint(model)["lambda"]) == pytest.approx(1.0 - (1 - 0.5))
 
 
 def test_paper_recipe_is_the_authors_recipe():
@@ -80,7 +80,7 @@ def test_student_builder_arguments_retrain_everything_the_student_is_in():
 
 
 def test_latency_target_adds_the_latency_stage_before_distill_and_drops_the_macs_target():
-    cfg = config.with_budget(cfg_for("standard"), speedup=2.0)
+    cfg = config.with_objective(cfg_for("standard"), speedup=2.0)
     assert list(pipeline.stage_hashes(cfg))[0] == "latency" and "latency" not in pipeline.stage_hashes(cfg_for("standard"))
     d = distill.config(RunDir("run"), cfg)
     assert d.target_macs_reduction is None and d.target_speedup == 2.0
@@ -88,16 +88,16 @@ def test_latency_target_adds_the_latency_stage_before_distill_and_drops_the_macs
 
 
 def test_a_budget_on_the_command_line_replaces_the_recipe_objective_and_two_are_refused():
-    speed = config.with_budget(cfg_for("standard"), speedup=1.5)
+    speed = config.with_objective(cfg_for("standard"), speedup=1.5)
     assert (speed.target_macs_reduction, speed.target_speedup) == (None, 1.5)
-    macs = config.with_budget(speed, macs=0.3)
+    macs = config.with_objective(speed, macs=0.3)
     assert (macs.target_macs_reduction, macs.target_speedup) == (0.3, None)
     assert "latency" not in pipeline.stage_hashes(macs)
-    ms = config.with_budget(cfg_for("paper"), latency_ms=0.3)
+    ms = config.with_objective(cfg_for("paper"), latency_ms=0.3)
     assert (ms.target_macs_reduction, ms.target_latency_ms, ms.target_speedup) == (None, 0.3, None)
-    assert config.with_budget(cfg_for("quick")) == cfg_for("quick")
+    assert config.with_objective(cfg_for("quick")) == cfg_for("quick")
     with pytest.raises(PddError, match="give one budget, not --target-macs-reduction and --target-speedup"):
-        config.with_budget(cfg_for("quick"), macs=0.5, speedup=2.0)
+        config.with_objective(cfg_for("quick"), macs=0.5, speedup=2.0)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -109,7 +109,7 @@ def _stage(name: str, run) -> object:
     return dataclasses.replace(next(s for s in pipeline.STAGES if s.name == name), run=run)
 
 
-def _fake_teacher(run, cfg, rt):
+def _fake_teacher(run, cfg, setup):
     from pdd_edge.fileio import write_bytes
     from pdd_edge.stages import StageResult
 
@@ -120,7 +120,7 @@ def _run_with_full_disk_after_the_teacher(tmp_path, monkeypatch, resume: bool):
     from pdd_edge import config, pipeline
     from pdd_edge.data.options import DataConfig
 
-    def baseline_on_full_disk(run, cfg, rt):
+    def baseline_on_full_disk(run, cfg, setup):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     stages = [_stage("teacher", _fake_teacher), _stage("baseline", baseline_on_full_disk)]

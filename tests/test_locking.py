@@ -50,9 +50,9 @@ def assert_in_use(result, what: str, pid: int) -> None:
 
 def _teacher_file(path):
     from pdd_edge import zoo
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
 
-    return ckpt_io.save(path, ckpt_io.checkpoint_dict(zoo.build("resnet20"), model_name="resnet20", preprocess=PRE,
+    return checkpoint.save(path, checkpoint.checkpoint_dict(zoo.build("resnet20"), model_name="resnet20", preprocess=PRE,
                                                       dataset="digits", classes=[str(i) for i in range(10)]))
 
 
@@ -115,7 +115,7 @@ def test_teacher_stage_waits_for_another_run_training_the_same_teacher_then_reus
     from pdd_edge import config
     from pdd_edge.data.options import DataConfig
     from pdd_edge.stages import teacher
-    from pdd_edge.training.runtime import Runtime
+    from pdd_edge.training.setup import TrainSetup
 
     monkeypatch.setenv("PDD_EDGE_CACHE", str(tmp_path / "cache"))
     cfg = config.resolve(config.from_recipe(None, student="resnet20", teacher="resnet20", data=DataConfig("digits")),
@@ -141,7 +141,7 @@ def test_teacher_stage_waits_for_another_run_training_the_same_teacher_then_reus
     closer = threading.Thread(target=release_when_waiting)
     closer.start()
     run = RunDir.create(tmp_path / "run", {}, resume=False)
-    result = teacher.run(run, cfg, Runtime())
+    result = teacher.run(run, cfg, TrainSetup())
     closer.join()
     assert seen, "the teacher stage did not say that it waits"
     assert result.metrics["cached"] is True  # reused, not trained a second time

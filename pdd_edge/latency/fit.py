@@ -1,8 +1,8 @@
-"""From measured times to a latency model: the layer grids, the calibration and its check.
+"""From measured times to a latency predictor: the layer grids, the calibration and its check.
 
 The layer sums of the full-width network and the first half of the thinned ones fit `scale` and
-`offset_ms` (least squares; latency/model.py); the other half is the check: their predicted
-against measured latency is the model's error, reported and stored with the table.
+`offset_ms` (least squares; latency/predictor.py); the other half is the check: their predicted
+against measured latency is the predictor's error, reported and stored with the table.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pdd_edge.latency.measure import Timings
-from pdd_edge.latency.model import Grid, LatencyModel
+from pdd_edge.latency.predictor import Grid, LatencyPredictor
 
 
 def grids(plans: dict[str, dict], timings: Timings) -> dict[str, Grid]:
@@ -24,7 +24,7 @@ def grids(plans: dict[str, dict], timings: Timings) -> dict[str, Grid]:
     return found
 
 
-def calibrate(raw: LatencyModel, arch, networks: list, measured_ms: list[float]) -> tuple[float, float, list[dict]]:
+def calibrate(raw: LatencyPredictor, arch, networks: list, measured_ms: list[float]) -> tuple[float, float, list[dict]]:
     """(scale, offset_ms, one point per network: its layer sum, measured and predicted ms and the
     error), fitted on the "dense" and "fit" networks of `networks` with the grids of `raw`."""
     import numpy as np
@@ -47,12 +47,12 @@ def calibrate(raw: LatencyModel, arch, networks: list, measured_ms: list[float])
 
 
 def fitted(key: dict[str, Any], layers: dict[str, str], plans: dict[str, dict], arch, networks: list,
-           timings: Timings, multiple: int, *, sweep: list | None, measure: dict[str, Any]) -> LatencyModel:
-    """The latency model of `timings`: its grids, its calibration and the record of how it was
+           timings: Timings, multiple: int, *, sweep: list | None, measure: dict[str, Any]) -> LatencyPredictor:
+    """The latency predictor of `timings`: its grids, its calibration and the record of how it was
     made (environment, the width sweep if one ran, every network's point, the check's error and
     `measure`, the timing settings)."""
     layer_grids = grids(plans, timings)
-    raw = LatencyModel(key, layers, layer_grids, 1.0, 0.0, multiple, {})
+    raw = LatencyPredictor(key, layers, layer_grids, 1.0, 0.0, multiple, {})
     scale, offset, points = calibrate(raw, arch, networks, timings.networks)
     checks = [abs(p["error_pct"]) for p in points if p["kind"] == "check"]
     record = {
@@ -67,4 +67,4 @@ def fitted(key: dict[str, Any], layers: dict[str, str], plans: dict[str, dict], 
         "error": {"check_max_abs_pct": max(checks), "check_mean_abs_pct": sum(checks) / len(checks)},
         "measure": measure,
     }
-    return LatencyModel(key, layers, layer_grids, scale, offset, multiple, record)
+    return LatencyPredictor(key, layers, layer_grids, scale, offset, multiple, record)

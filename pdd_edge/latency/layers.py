@@ -1,7 +1,7 @@
 """The layers a latency table measures: their geometry, found by running the network once, and
 a one-layer ONNX file for any channel count.
 
-`probe` runs the full-width network on one image with forward hooks on every 2-D convolution
+`layer_geometry` runs the full-width network on one image with forward hooks on every 2-D convolution
 and linear layer and records what fixes a layer's cost apart from its channel counts: kernel,
 stride, padding, dilation, grouping and the input's spatial size (or, for a linear layer, the
 rows it is applied to). Layers with the same geometry share one `Shape`, so a ResNet's repeated
@@ -76,7 +76,7 @@ def _pads(module, in_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     return (ph, pw, ph, pw)
 
 
-def probe(model, input_hw: tuple[int, int], names: set[str]) -> dict[str, Shape]:
+def layer_geometry(model, input_hw: tuple[int, int], names: set[str]) -> dict[str, Shape]:
     """Geometry of every conv/linear layer in `names`, from one forward pass of `model`."""
     import torch
     from torch import nn

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from pdd_edge.latency.layers import probe
+from pdd_edge.latency.layers import layer_geometry
 
 GRID_SHARES = (0.125, 0.25, 0.5, 0.75, 1.0)
 FIT_SHARES = (0.8, 0.6, 0.45, 0.3)  # thinned networks the calibration is fitted on (with the full one)
@@ -39,7 +39,7 @@ def layer_plan(model, input_hw: tuple[int, int], multiple: int) -> tuple[dict[st
 
     arch = prunable(model)
     free = _free_dims(arch)
-    shapes = probe(model, input_hw, set(free))
+    shapes = layer_geometry(model, input_hw, set(free))
     layers: dict[str, str] = {}
     plans: dict[str, dict] = {}
     for name, shape in shapes.items():

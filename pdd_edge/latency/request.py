@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pdd_edge.errors import PddError
-from pdd_edge.latency.model import LatencyModel, load
+from pdd_edge.latency.predictor import LatencyPredictor, load
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def cache_path(key: dict[str, Any]) -> Path:
     return cache_root() / "latency" / name
 
 
-def cached(path: Path, key: dict[str, Any]) -> LatencyModel | None:
+def cached(path: Path, key: dict[str, Any]) -> LatencyPredictor | None:
     """The table at `path` if it was made for `key`; None if there is none, it is for another key,
     or it is damaged (then it is measured again and replaced)."""
     if not path.exists():

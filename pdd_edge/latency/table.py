@@ -1,4 +1,4 @@
-"""`pdd-edge latency-table`: measure a network's layers on the device and fit its latency model.
+"""`pdd-edge latency-table`: measure a network's layers on the device and fit its latency predictor.
 
 On the machine that measures (here, or a board over SSH through the same runner `profile`
 uses), in one onnxruntime process and interleaved so that every number sees the same machine:
@@ -28,16 +28,16 @@ from typing import Any, Callable
 from pdd_edge.errors import PddError
 from pdd_edge.latency.fit import fitted
 from pdd_edge.latency.measure import time_plan
-from pdd_edge.latency.model import LatencyModel, load
 from pdd_edge.latency.multiple import SWEEP_WIDTHS, measure_multiple
 from pdd_edge.latency.plan import layer_plan, network_plans
+from pdd_edge.latency.predictor import LatencyPredictor, load
 from pdd_edge.latency.request import TableRequest, cache_path, cached, foreign_here, table_key
 
 Progress = Callable[[str], None]
 
 
 def make_table(req: TableRequest, out: Path | None = None, remote=None, *, refresh: bool = False,
-               progress: Progress = lambda s: None) -> tuple[LatencyModel, Path, bool]:
+               progress: Progress = lambda s: None) -> tuple[LatencyPredictor, Path, bool]:
     """(table, its file, whether it was reused): the cached table for this key, or a new one
     measured here or on `remote` and written atomically to `out` (default: `cache_path`).
 
@@ -78,8 +78,8 @@ def make_table(req: TableRequest, out: Path | None = None, remote=None, *, refre
     return table, path, False
 
 
-def build_table(req: TableRequest, key: dict[str, Any], remote=None, progress: Progress = lambda s: None) -> LatencyModel:
-    """Measure and fit the latency model of `req.model` on `req.target` (here or on `remote`)."""
+def build_table(req: TableRequest, key: dict[str, Any], remote=None, progress: Progress = lambda s: None) -> LatencyPredictor:
+    """Measure and fit the latency predictor of `req.model` on `req.target` (here or on `remote`)."""
     import torch
 
     from pdd_edge import zoo

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pdd_edge.errors import PddError
-from pdd_edge.latency.model import LatencyModel, load
+from pdd_edge.latency.predictor import LatencyPredictor, load
 
 NEEDS_TABLE = ("a latency target needs the device's latency table: make one with `pdd-edge latency-table` "
                "and pass it with --latency-table")
@@ -55,7 +55,7 @@ class LatencyTarget:
         """The requested latency, given the unpruned network's (predicted) one."""
         return self.ms if self.ms is not None else dense_ms / self.speedup
 
-    def reach(self, table: LatencyModel, arch: Any) -> dict[str, Any]:
+    def reach(self, table: LatencyPredictor, arch: Any) -> dict[str, Any]:
         """The request for the prunable model `arch`, as predicted latencies: refused (usage error)
         at or above the dense network's prediction, or at or below the thinnest network the allowed
         structures give (every layer at the channel multiple, every block that may vanish gone),
@@ -83,8 +83,8 @@ class LatencyTarget:
                 "target_reduction": 1.0 - wanted / dense}
 
 
-def check_fits(table: LatencyModel, path: str | Path, *, model: str | None = None, input_hw: Any = None,
-               target: str | None = None, num_classes: int | None = None) -> LatencyModel:
+def check_fits(table: LatencyPredictor, path: str | Path, *, model: str | None = None, input_hw: Any = None,
+               target: str | None = None, num_classes: int | None = None) -> LatencyPredictor:
     """`table` (read from `path`), refused in one line naming the first mismatch unless it was made
     for each of the given model, input size, target and class count."""
     wanted = {"model": model, "input_size": None if input_hw is None else list(input_hw), "target": target,
@@ -104,6 +104,6 @@ def check_fits(table: LatencyModel, path: str | Path, *, model: str | None = Non
     return table
 
 
-def load_checked(path: str | Path, **wanted: Any) -> LatencyModel:
+def load_checked(path: str | Path, **wanted: Any) -> LatencyPredictor:
     """The latency table at `path` (a missing or damaged file is one line), checked by `check_fits`."""
     return check_fits(load(path), path, **wanted)

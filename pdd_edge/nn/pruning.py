@@ -5,7 +5,7 @@
    removal is impossible: a residual stream or a VGG layer needs at least one channel), and
    `round_to` (re-open the closed channels with the largest mask values until every layer's
    width is a multiple of N) — and records every re-opened channel. Under a latency target a
-   layer goes to the *nearest* multiple instead (`deployed_width`, the rule the latency budget
+   layer goes to the *nearest* multiple instead (`deployed_width`, the rule the latency constraint
    priced), closing its weakest open channels when that is below. With a MACs ceiling
    (`max_macs`, from a MACs target) it then closes the open channels with the smallest mask
    values, whole `round_to` groups at a time, until the network fits: a controller that
@@ -66,8 +66,8 @@ class PrunePlan:
 def deployed_width(n_open: int, width: int, multiple: int, may_vanish: bool) -> int:
     """The width a layer with `n_open` open channels is pruned to under a latency target: the
     nearest multiple of `multiple` (ties up), at most `width`, and at least `multiple` (or
-    `width`) unless the point may vanish. Nearest, not up: rounding up made the latency budget
-    push on while no layer had reached the next multiple down (nn/budget.deployed_counts)."""
+    `width`) unless the point may vanish. Nearest, not up: rounding up made the latency constraint
+    push on while no layer had reached the next multiple down (nn/constraint.deployed_counts)."""
     want = min(width, math.floor(n_open / multiple + 0.5) * multiple) if multiple > 1 else n_open
     if want == 0 and not may_vanish:
         want = min(width, max(multiple, 1))
@@ -77,7 +77,7 @@ def deployed_width(n_open: int, width: int, multiple: int, may_vanish: bool) -> 
 def plan_from_masks(masked: MaskedNetwork, round_to: int = 1, max_macs: int | None = None,
                     input_hw: tuple[int, int] | None = None, latency: tuple | None = None) -> PrunePlan:
     """The channels to keep; `round_to` and `max_macs` (at `input_hw`) are validated by `PruneConfig`.
-    `latency` = (latency model, ceiling in ms): also close channels until the prediction fits."""
+    `latency` = (latency predictor, ceiling in ms): also close channels until the prediction fits."""
     if not masked.masks:
         raise PddError("the checkpoint has no masks: prune a checkpoint written by `pdd-edge distill` (with masks)")
     arch = masked.arch
@@ -117,7 +117,7 @@ def _kept_positions(point: str, width: int, logits: torch.Tensor, may_vanish: bo
     n_open = int(is_open.sum())
     want, down, up = n_open, 0, 0
     if nearest:
-        # what the latency budget priced (nn/budget.deployed_counts): the nearest multiple
+        # what the latency constraint priced (nn/constraint.deployed_counts): the nearest multiple
         want = deployed_width(n_open, width, round_to, may_vanish)
         if want < n_open:  # the weakest open channels go
             weakest = [i for i in torch.argsort(logits, stable=True).tolist() if is_open[i]][: n_open - want]
@@ -141,7 +141,7 @@ def _kept_positions(point: str, width: int, logits: torch.Tensor, may_vanish: bo
 
 def _fit_latency(masked: MaskedNetwork, local: dict[str, list[int]], round_to: int, latency: tuple,
                  notes: list[str]) -> tuple[dict[str, int], dict | None]:
-    """Close channels until the latency model's prediction is nearest the ceiling, but no further
+    """Close channels until the latency predictor's prediction is nearest the ceiling, but no further
     than `MAX_UNRECOVERED_LATENCY` below what the masks keep; returns the count closed per point
     and, when that bound stopped it, what it stopped at (`PrunePlan.latency_limit`)."""
     table, ceiling = latency
@@ -242,7 +242,7 @@ def masked_reference(masked: MaskedNetwork, plan: PrunePlan) -> MaskedNetwork:
 
 
 @torch.no_grad()
-def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+def max_logit_gap(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
     return logit_gap(a, b, x)[0]
 
 

@@ -73,7 +73,7 @@ def normalized_batches(source: "Source", pre: Preprocess, batch_size: int, limit
         yield np.ascontiguousarray((x - mean) / std, dtype=np.float32), y.astype(np.int64)
 
 
-def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
+def numpy_topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
     k = min(k, logits.shape[1])
     top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
     return int((top == labels[:, None]).any(axis=1).sum())
@@ -93,8 +93,8 @@ def score(sess, io: GraphIO, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -
     n = 0
     for x, y in batches:
         logits = run_logits(sess, io, x)
-        top1 += topk_correct(logits, y, 1)
-        top5 += topk_correct(logits, y, 5)
+        top1 += numpy_topk_correct(logits, y, 1)
+        top5 += numpy_topk_correct(logits, y, 5)
         loss += cross_entropy_sum(logits, y)
         n += len(y)
     if n == 0:

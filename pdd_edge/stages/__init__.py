@@ -1,9 +1,9 @@
 """The stages of `pdd-edge compress`, one module each, all with the same entry point:
 
-    run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult
+    run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult
 
 `run` reads the files earlier stages wrote (paths from `RunDir`), writes its own, and returns
-them with its metrics; `rt` (training/runtime.py) says where training stages compute, and
+them with its metrics; `setup` (training/setup.py) says where training stages compute, and
 non-training stages ignore it; `pipeline.py` records both in the manifest. Stages exchange files, never
 live objects. The function a stage's `run` calls on those files (e.g. `distill.distill`,
 `prune.prune_checkpoint`) is also what the standalone command of the same name calls.

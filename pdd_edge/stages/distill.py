@@ -17,21 +17,21 @@ from typing import Any
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
 from pdd_edge.errors import PddError
 from pdd_edge.latency.target import LatencyTarget, check_fits, load_checked
-from pdd_edge.nn.budget import DEFAULT_RATE, LatencyBudget, MacsBudget, latency_stats
+from pdd_edge.nn.constraint import DEFAULT_RATE, LatencyConstraint, MacsConstraint, predicted_latency
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.accuracy import evaluate
 from pdd_edge.training.distributed import DistInfo
 from pdd_edge.training.divergence import below_chance, can_judge
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles, summary
-from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.setup import TrainSetup
 from pdd_edge.training.tasks import DistillTask
 from pdd_edge.zoo import specs
 from pdd_edge.zoo.masked import MaskedNetwork
@@ -57,9 +57,9 @@ class DistillConfig:
     norm: NormOverride = field(default_factory=NormOverride)
     teacher_norm: NormOverride = field(default_factory=NormOverride)
     target_macs_reduction: float | None = None  # None: pure PDD (no cost term)
-    latency_table: str | None = None  # a `pdd-edge latency-table` file: the latency budget's device model
-    target_latency_ms: float | None = None  # latency budget: this p50 on the table's device
-    target_speedup: float | None = None  # latency budget: dense latency / this
+    latency_table: str | None = None  # a `pdd-edge latency-table` file: the latency constraint's device predictor
+    target_latency_ms: float | None = None  # latency constraint: this p50 on the table's device
+    target_speedup: float | None = None  # latency constraint: dense latency / this
     budget_rate: float = DEFAULT_RATE
     budget_ramp_epochs: int = 0  # ramp the MACs target from 0 to its value over these first epochs
     student_args: dict[str, Any] = field(default_factory=dict)  # --model-arg, for the student's builder
@@ -98,12 +98,12 @@ class DistillConfig:
 
 
 def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False,
-            runtime: Runtime | None = None) -> FitResult:
+            setup: TrainSetup | None = None) -> FitResult:
     spec = specs.parse(cfg.student, cfg.student_args)
     TrainFiles.check_dir(out_dir, cfg.teacher_weights, cfg.student_weights)
     table = load_checked(cfg.latency_table, model=spec.text) if cfg.latency_table else None
     # Checkpoints before the data: a bad file fails in a second, not after loading a dataset.
-    teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
+    teacher, t_info = checkpoint.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     student, s_info = _student_weights(cfg)
     size = cfg.data.input_size or (s_info.preprocess.input_size if s_info is not None and s_info.preprocess else None)
     data = replace(cfg.data, input_size=size).load()  # the student's size; the teacher's images are resized
@@ -125,10 +125,10 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         if not cfg.masks:
             return {}
         now = MaskedNetwork(m)  # the network the loop trains (the student, on its device)
-        return now.stats(input_hw, dense["macs"]) | (latency_stats(now, table) if table is not None else {})
+        return now.stats(input_hw, dense["macs"]) | (predicted_latency(now, table) if table is not None else {})
 
     def make_checkpoint(m, best) -> dict[str, Any]:
-        return ckpt_io.checkpoint_dict(
+        return checkpoint.checkpoint_dict(
             m, model_name=s_info.model if s_info is not None else spec.text, preprocess=s_pre, classes=data.classes, dataset=data.name,
             metrics=summary(best),
             record={"stage": "distill", "config_hash": config_hash(cfg), "teacher": t_info.model,
@@ -138,11 +138,11 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
                     "latency_budget": request},
         )
 
-    budget, request = _budget(cfg, table, masked, dense["macs"], input_hw)
+    constraint, request = _constraint(cfg, table, masked, dense["macs"], input_hw)
     return Fit(
-        title=_title(spec.text, cfg, budget, table),
+        title=_title(spec.text, cfg, constraint, table),
         model=student,
-        task=DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=budget),
+        task=DistillTask(teacher, t_pre, s_pre, cfg.alpha, cfg.temperature, extra_loss=constraint),
         data=data,
         cfg=cfg.optim,
         files=TrainFiles.in_dir(out_dir),
@@ -150,11 +150,11 @@ def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = Fal
         preprocess=s_pre,
         config_hash=config_hash(cfg),
         epoch_stats=stats,
-        selection_key=budget.selection_key if budget else None,
-        extra_state={"budget": budget} if budget else {},
+        selection_key=constraint.selection_key if constraint else None,
+        extra_state={"budget": constraint} if constraint else {},  # "budget": the resume state's key, kept
         resume=resume,
         notes=[f"left unmasked (cannot be pruned exactly): {why}" for why in masked.arch.refused] if cfg.masks else [],
-        runtime=runtime or Runtime(),
+        setup=setup or TrainSetup(),
         diagnose=lambda: teacher_at_chance(teacher, t_pre, data, cfg.teacher_weights),
     ).run()
 
@@ -164,31 +164,31 @@ def _student_weights(cfg: DistillConfig) -> tuple[Any, Any]:
     student built fresh; a checkpoint that already has masks is refused."""
     if not cfg.student_weights:
         return None, None
-    student, s_info = ckpt_io.load(cfg.student_weights, model_name=cfg.student, name_option="--student")
+    student, s_info = checkpoint.load(cfg.student_weights, model_name=cfg.student, name_option="--student")
     if s_info.masked:
         raise PddError(f"{cfg.student_weights} already has masks; prune it first (`pdd-edge prune`) or start from its dense weights")
     return student, s_info
 
 
-def _budget(cfg: DistillConfig, table, masked: MaskedNetwork, dense_macs: int,
-            input_hw: tuple[int, int]) -> tuple[MacsBudget | LatencyBudget | None, dict[str, Any] | None]:
-    """The cost budget the run asks for (none for pure PDD) and, for a latency budget, its request."""
+def _constraint(cfg: DistillConfig, table, masked: MaskedNetwork, dense_macs: int,
+                input_hw: tuple[int, int]) -> tuple[MacsConstraint | LatencyConstraint | None, dict[str, Any] | None]:
+    """The cost constraint the run asks for (none for pure PDD) and, for a latency constraint, its request."""
     if cfg.target_macs_reduction is not None:
-        return MacsBudget(cfg.target_macs_reduction, dense_macs, input_hw, cfg.budget_rate,
-                          ramp_epochs=cfg.budget_ramp_epochs), None
+        return MacsConstraint(cfg.target_macs_reduction, dense_macs, input_hw, cfg.budget_rate,
+                              ramp_epochs=cfg.budget_ramp_epochs), None
     if cfg.latency_target is not None:
         check_fits(table, cfg.latency_table, input_hw=input_hw)
         request = latency_request(cfg, table, masked)
-        return LatencyBudget(request["target_reduction"], table, cfg.budget_rate,
-                             ramp_epochs=cfg.budget_ramp_epochs), request
+        return LatencyConstraint(request["target_reduction"], table, cfg.budget_rate,
+                                 ramp_epochs=cfg.budget_ramp_epochs), request
     return None, None
 
 
-def _title(student: str, cfg: DistillConfig, budget, table) -> str:
+def _title(student: str, cfg: DistillConfig, constraint, table) -> str:
     title = f"distill {student}" + ("" if cfg.masks else " (no masks)")
-    if isinstance(budget, LatencyBudget):
-        title += f" (latency -{100 * budget.target_reduction:.0f}% on {table.key['target']})"
-    elif budget is not None:
+    if isinstance(constraint, LatencyConstraint):
+        title += f" (latency -{100 * constraint.target_reduction:.0f}% on {table.key['target']})"
+    elif constraint is not None:
         title += f" (MACs -{100 * cfg.target_macs_reduction:.0f}%)"
     return title
 
@@ -223,7 +223,7 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
     the same KD without them for `epochs` (the `baseline` stage).
 
     With `cfg.warm_start` PDD starts from the baseline's weights with every mask open, and a
-    MACs target is ramped in over the first `cfg.budget_ramp` of the epochs (see nn.budget).
+    MACs target is ramped in over the first `cfg.budget_ramp` of the epochs (see nn.constraint).
     """
     optim = default_optim(cfg.distill_epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                           weight_decay=cfg.weight_decay, seed=cfg.seed)
@@ -246,5 +246,5 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
         alpha=cfg.alpha, temperature=cfg.temperature, teacher_norm=cfg.teacher_norm, optim=optim, **pdd)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
-    return training_result(run, "distill", distill(config(run, cfg), run.training_dir("distill"), resume="auto", runtime=rt))
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
+    return training_result(run, "distill", distill(config(run, cfg), run.training_dir("distill"), resume="auto", setup=setup))

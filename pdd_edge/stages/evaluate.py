@@ -20,7 +20,7 @@ from pdd_edge.onnx.source import open_onnx
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 
 def is_onnx(path: str | Path) -> bool:
@@ -37,11 +37,11 @@ def evaluate_checkpoint(path: str | Path, data_cfg: DataConfig, *, model_name: s
                         device: Any = None) -> dict[str, Any]:
     """Top-1/top-5 of a PyTorch checkpoint, on `device` (a torch.device; default CPU), in float32."""
     # Imported here: evaluate_onnx runs on edge installs, which have no torch.
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
     from pdd_edge.training.accuracy import evaluate
 
     check_batch_size(batch_size)
-    model, info = ckpt_io.load(path, model_name=model_name)
+    model, info = checkpoint.load(path, model_name=model_name)
     data, pre = dataset_for(info, data_cfg, norm)
     metrics = evaluate(model.to(device or "cpu"), data.val, pre, batch_size=batch_size)
     return {
@@ -82,7 +82,7 @@ def evaluate_onnx(path: str | Path, data_cfg: DataConfig, *, norm: NormOverride 
 ACCURACY_SCHEMA = "pdd-edge.accuracy/1"
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     results = {name: evaluate_onnx(path, cfg.data) | {"file": run.rel(path)} for name, path in run.deployable(cfg.quantize).items()}
     write_json(run.accuracy(), {"schema": ACCURACY_SCHEMA, "dataset": cfg.data.name, "variants": results})
     return StageResult([run.accuracy()], {name: {"top1": r["top1"], "top5": r["top5"], "count": r["count"]}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
@@ -28,7 +28,7 @@ from pdd_edge.onnx.parity import ParityConfig
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,13 @@ def opset_version(proto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def export_checkpoint(cfg: ExportConfig, checkpoint: str | Path, out: str | Path) -> ExportResult:
+def export_checkpoint(cfg: ExportConfig, path: str | Path, out: str | Path) -> ExportResult:
     import onnx
 
-    model, info = ckpt_io.load(checkpoint, model_name=cfg.model)
+    model, info = checkpoint.load(path, model_name=cfg.model)
     if info.masked:
-        raise PddError(f"{checkpoint} still has PDD masks (a distill-prune checkpoint); remove the masked channels "
-                       f"first with `pdd-edge prune {checkpoint} --out pruned.pt` and export the pruned checkpoint")
+        raise PddError(f"{path} still has PDD masks (a distill-prune checkpoint); remove the masked channels "
+                       f"first with `pdd-edge prune {path} --out pruned.pt` and export the pruned checkpoint")
     data, pre = dataset_for(info, cfg.data, cfg.norm)
 
     proto = to_onnx(model, pre.input_size)
@@ -78,7 +78,7 @@ def export_checkpoint(cfg: ExportConfig, checkpoint: str | Path, out: str | Path
         raise PddError(f"the exported graph fails onnx.checker: {runtime.first_line(exc)}",
                        exit_code=FAILURE) from None
 
-    sess = runtime.session(proto, what=f"the ONNX export of {checkpoint}")
+    sess = runtime.session(proto, what=f"the ONNX export of {path}")
     graph = runtime.graph_io(proto, out)
 
     @torch.no_grad()
@@ -105,7 +105,7 @@ def export_checkpoint(cfg: ExportConfig, checkpoint: str | Path, out: str | Path
 SOURCES = {"baseline": "baseline", "pruned": "finetune"}
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     files, metrics = [], {}
     for variant, stage in SOURCES.items():
         res = export_checkpoint(ExportConfig(data=cfg.data), run.best(stage), run.exported(variant))

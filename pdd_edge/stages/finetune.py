@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
 from pdd_edge.data.options import DataConfig, NormOverride, check_classes, resolve_preprocess
@@ -21,7 +21,7 @@ from pdd_edge.errors import PddError
 from pdd_edge.nn.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 from pdd_edge.stages import StageResult, training_result
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
-from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.setup import TrainSetup
 from pdd_edge.training.tasks import DistillTask, SupervisedTask
 from pdd_edge.zoo.masked import MaskedNetwork
 
@@ -43,14 +43,14 @@ class FinetuneConfig:
 
 
 def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = False,
-             runtime: Runtime | None = None) -> FitResult:
+             setup: TrainSetup | None = None) -> FitResult:
     TrainFiles.check_dir(out_dir, cfg.checkpoint, cfg.teacher_weights)
-    student, s_info = ckpt_io.load(cfg.checkpoint)
+    student, s_info = checkpoint.load(cfg.checkpoint)
     if s_info.masked:
         raise PddError(f"{cfg.checkpoint} still has masks; run `pdd-edge prune` on it first")
     teacher = t_info = None
     if cfg.teacher_weights:
-        teacher, t_info = ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
+        teacher, t_info = checkpoint.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     # the student's own input size unless --input-size says otherwise
     data = replace(cfg.data, input_size=cfg.data.input_size or (s_info.preprocess.input_size if s_info.preprocess else None)).load()
     check_classes(s_info, data, "pruned student")
@@ -66,7 +66,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = F
     cost = MaskedNetwork(student).dense_cost(data.input_hw)  # unmasked: the pruned network's own cost
 
     def make_checkpoint(m, best) -> dict[str, Any]:
-        return ckpt_io.checkpoint_dict(
+        return checkpoint.checkpoint_dict(
             m, model_name=s_info.model, preprocess=s_pre, classes=data.classes, dataset=data.name,
             metrics={"val_top1": best["val_top1"], "val_top5": best["val_top5"], "epoch": best["epoch"],
                      "macs": cost["macs"], "params": cost["params"]},
@@ -85,7 +85,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = F
         preprocess=s_pre,
         config_hash=config_hash(cfg),
         resume=resume,
-        runtime=runtime or Runtime(),
+        setup=setup or TrainSetup(),
     ).run()
 
 
@@ -100,5 +100,5 @@ def config(run: RunDir, cfg: CompressConfig) -> FinetuneConfig:
         **kd)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
-    return training_result(run, "finetune", finetune(config(run, cfg), run.training_dir("finetune"), resume="auto", runtime=rt))
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
+    return training_result(run, "finetune", finetune(config(run, cfg), run.training_dir("finetune"), resume="auto", setup=setup))

@@ -1,7 +1,7 @@
 """`latency`: the latency table a latency target (`--target-latency-ms`, `--target-speedup`) needs.
 
 Runs only with such a target, and first of all stages: a request that the student's allowed
-structures cannot reach on the device (the latency model's prediction for its thinnest network)
+structures cannot reach on the device (the latency predictor's prediction for its thinnest network)
 is refused before the teacher and the baseline train. With `--latency-table FILE` (made on the
 device, e.g. over SSH with `pdd-edge latency-table --remote`) it checks that file is for this
 student, input size and first target and copies it into the run; otherwise it measures the table
@@ -20,7 +20,7 @@ from pdd_edge.fileio import write_bytes
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 
 def enabled(cfg: CompressConfig) -> bool:
@@ -74,7 +74,7 @@ def check_reachable(cfg: CompressConfig, table, num_classes: int) -> None:
     cfg.latency_target.reach(table, prunable(student))
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: "Runtime") -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: "TrainSetup") -> StageResult:
     out = run.latency_table()
     # The student's classifier as the run trains it: the dataset's class count.
     classes = cfg.data.load().num_classes

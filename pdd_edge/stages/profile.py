@@ -17,7 +17,7 @@ from pdd_edge.profiling.targets import load_target
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 SCHEMA = "pdd-edge.variants-profile/1"
 
@@ -39,7 +39,7 @@ def profile_variants(files: Mapping[str, Path], req: ProfileRequest, remote=None
             "device_check": first["device_check"], "remote": first["settings"]["remote"], "variants": records}
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     files, metrics = [], {}
     for target in cfg.targets:
         req = request(target, min_runs=cfg.profile_min_runs, min_time_s=cfg.profile_min_time_s)

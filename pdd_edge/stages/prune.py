@@ -15,7 +15,7 @@ from typing import Any, TYPE_CHECKING
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash
 from pdd_edge.data.options import DataConfig, NormOverride, dataset_for
@@ -30,7 +30,7 @@ from pdd_edge.zoo.cost import fvcore_counts
 from pdd_edge.zoo.masked import MaskedNetwork
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 EXACTNESS_TOLERANCE = LogitTolerance()  # pruned vs masked: float32 reordering only
 MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore/thop convention)"
@@ -45,7 +45,7 @@ class PruneConfig:
     # Close the weakest open channels until the pruned model removes at least this share of the
     # MACs (None: keep exactly what the masks keep).
     min_macs_reduction: float | None = None
-    # A latency target on the table's device: close the weakest channels until the latency model's
+    # A latency target on the table's device: close the weakest channels until the latency predictor's
     # prediction is nearest `target_latency_ms` (or the dense prediction / `target_speedup`).
     latency_table: str | None = None
     target_latency_ms: float | None = None
@@ -66,7 +66,7 @@ class PruneConfig:
 def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     """Prune `cfg.checkpoint` to `out` and return the report; the checks run first, so nothing is
     written when one fails."""
-    model, info = ckpt_io.load(cfg.checkpoint)
+    model, info = checkpoint.load(cfg.checkpoint)
     if not info.masked:
         raise PddError(
             f"{cfg.checkpoint} has no masks: prune a checkpoint written by `pdd-edge distill` (without --no-masks)"
@@ -105,13 +105,13 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         "layers": _layers(masked, plan),
         "latency": None if table is None else _latency_report(cfg, table, latency, dense_ms, reference, plan),
     }
-    ckpt = ckpt_io.checkpoint_dict(
+    ckpt = checkpoint.checkpoint_dict(
         pruned, model_name=info.model, preprocess=info.preprocess, classes=info.classes, dataset=info.dataset,
         metrics={"masked_val_top1": info.metrics.get("val_top1")},
         record={**info.record, "stage": "prune", "config_hash": config_hash(cfg), "prune": report,
                 "data": info.record.get("data")},
     )
-    ckpt_io.save(out, ckpt)
+    checkpoint.save(out, ckpt)
     return report
 
 
@@ -202,7 +202,7 @@ def config(run: RunDir, cfg: CompressConfig, measure: bool = False) -> PruneConf
                        target_latency_ms=cfg.target_latency_ms, target_speedup=cfg.target_speedup)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     out = run.pruned()
     report = prune_checkpoint(config(run, cfg, measure=True), out)
     write_json(run.prune_report(), report)

@@ -39,7 +39,7 @@ from pdd_edge.onnx.source import OnnxInput, open_onnx
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 METHODS = ("static", "dynamic")
 FORMATS = ("qdq", "qoperator")  # static: QuantizeLinear/DequantizeLinear pairs, or QLinearConv-style ops
@@ -226,7 +226,7 @@ def config(cfg: CompressConfig) -> QuantizeConfig:
     return QuantizeConfig(data=cfg.data, calibration_size=cfg.calibration_size, format=fmt)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     """INT8 of the pruned model and of the unpruned one: both are deployment candidates (a pruned
     model must beat the unpruned model in the same format to be worth shipping)."""
     qcfg = config(cfg)

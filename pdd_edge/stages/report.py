@@ -11,9 +11,9 @@ from pdd_edge.report.build import write_reports
 from pdd_edge.stages import StageResult
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     files = write_reports(run, [load_target(t).name for t in cfg.targets])
     return StageResult(files, {"reports": [run.rel(f) for f in files if f.suffix == ".md"]})

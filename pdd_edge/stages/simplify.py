@@ -26,7 +26,7 @@ from pdd_edge.stages import StageResult
 from pdd_edge.stages.export import SOURCES
 
 if TYPE_CHECKING:
-    from pdd_edge.training.runtime import Runtime  # noqa: F401 (the stage signature)
+    from pdd_edge.training.setup import TrainSetup  # noqa: F401 (the stage signature)
 
 BATCHNORM = "BatchNormalization"
 
@@ -83,7 +83,7 @@ def simplify_model(cfg: SimplifyConfig, model_path: str | Path, out: str | Path)
 
 # --- the pipeline stage ------------------------------------------------------------------------
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     files, metrics = [], {}
     for variant in SOURCES:
         res = simplify_model(SimplifyConfig(data=cfg.data), run.exported(variant), run.simplified(variant))

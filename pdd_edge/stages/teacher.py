@@ -1,7 +1,7 @@
 """`teacher`: the teacher of a run, and plain cross-entropy training (`pdd-edge train`).
 
 A run's teacher is either given (`--teacher-weights`, copied into the run) or trained once per
-(architecture, dataset, seed, recipe) with `train` and cached, so the next run reuses it.
+(architecture, dataset, seed, recipe) with `train_teacher` and cached, so the next run reuses it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import locking, zoo
 from pdd_edge.artifact import RunDir
 from pdd_edge.config import CompressConfig, config_hash, to_jsonable
@@ -24,7 +24,7 @@ from pdd_edge.stages import StageResult
 from pdd_edge.training.distributed import barrier, dist_info
 from pdd_edge.training.divergence import chance_failure, model_at_chance
 from pdd_edge.training.loop import Fit, FitResult, OptimConfig, Recipe, TrainFiles
-from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.setup import TrainSetup
 from pdd_edge.training.tasks import SupervisedTask
 from pdd_edge.zoo import specs
 
@@ -45,8 +45,8 @@ class TrainConfig:
         specs.parse(self.model, self.model_args)
 
 
-def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None,
-          runtime: Runtime | None = None, fix: str = "more --epochs, or a lower --lr") -> FitResult:
+def train_teacher(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, files: TrainFiles | None = None,
+                  setup: TrainSetup | None = None, fix: str = "more --epochs, or a lower --lr") -> FitResult:
     """Train `cfg.model`; a model that ends at chance is a failure (exit 1) whose checkpoint and
     resume state are removed, so that nothing hands it on (`fix` names the options to change)."""
     spec = specs.parse(cfg.model, cfg.model_args)
@@ -56,7 +56,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, file
     model = zoo.build(spec.text, num_classes=data.num_classes, args=spec.args, input_size=data.input_hw)
 
     def make_checkpoint(m, best) -> dict[str, Any]:
-        return ckpt_io.checkpoint_dict(
+        return checkpoint.checkpoint_dict(
             m, model_name=spec.text, preprocess=pre, classes=data.classes, dataset=data.name,
             metrics={"val_top1": best["val_top1"], "val_top5": best["val_top5"], "epoch": best["epoch"]},
             record={"stage": "train", "config_hash": config_hash(cfg), "data": to_jsonable(cfg.data)},
@@ -74,7 +74,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool | str = False, file
         preprocess=pre,
         config_hash=config_hash(cfg),
         resume=resume,
-        runtime=runtime or Runtime(),
+        setup=setup or TrainSetup(),
     ).run()
     if model_at_chance(result.best, data.num_classes, len(data.val)):
         if dist_info().is_main:
@@ -98,7 +98,7 @@ def config(cfg: CompressConfig) -> TrainConfig:
     """How the teacher is trained when no weights are given (validates the teacher options, and
     loads given weights once, so a bad file fails before the run directory exists)."""
     if cfg.teacher_weights is not None:
-        ckpt_io.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
+        checkpoint.load(cfg.teacher_weights, model_name=cfg.teacher, name_option="--teacher")
     return TrainConfig(model=cfg.teacher, data=cfg.data, optim=default_optim(
         cfg.teacher_epochs, batch_size=cfg.batch_size, lr=cfg.teacher_lr, warmup_epochs=cfg.teacher_warmup_epochs,
         seed=cfg.seed))
@@ -115,10 +115,10 @@ def _copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
+def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     out = run.teacher()
     tcfg = config(cfg)  # also re-checks given weights: the file may have changed since validation
-    main = rt.dist.is_main  # under torchrun every rank trains; only rank 0 writes files
+    main = setup.dist.is_main  # under torchrun every rank trains; only rank 0 writes files
     if cfg.teacher_weights:
         if main:
             _copy(Path(cfg.teacher_weights), out)
@@ -128,17 +128,17 @@ def run(run: RunDir, cfg: CompressConfig, rt: Runtime) -> StageResult:
     # (training it twice into one work folder would mix the two). Rank 0 holds the lock for all.
     with locking.hold(cached.with_suffix(".lock"), f"the cached teacher {cached}", wait=True) if main \
             else contextlib.nullcontext():
-        barrier(rt.dist)  # every rank looks at the cache once rank 0 holds it: all decide the same
+        barrier(setup.dist)  # every rank looks at the cache once rank 0 holds it: all decide the same
         reused = cached.exists()  # only complete teachers are published under this name
         if not reused:
             work = cached.with_suffix(".training")  # resumable if this run is interrupted
-            train(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), runtime=rt,
-                  fix="more --teacher-epochs, or a lower --teacher-lr")
+            train_teacher(tcfg, work / "best.pt", resume="auto", files=TrainFiles.in_dir(work), setup=setup,
+                          fix="more --teacher-epochs, or a lower --teacher-lr")
             if main:
                 _copy(work / "best.pt", cached)
                 shutil.rmtree(work, ignore_errors=True)
     if not main:
         return StageResult([out])
     _copy(cached, out)
-    metrics = ckpt_io.read(out)["metrics"]
+    metrics = checkpoint.read(out)["metrics"]
     return StageResult([out], {"source": str(cached), "cached": reused, "val_top1": metrics.get("val_top1")})

@@ -1,6 +1,6 @@
 """What the training loop needs to know about torchrun / DistributedDataParallel.
 
-The loop reads rank and world size from an initialised process group (`runtime.Runtime.started`
+The loop reads rank and world size from an initialised process group (`setup.TrainSetup.started`
 joins the one torchrun describes), shards every epoch by rank, sums metrics across ranks, checks
 that the replicas stay identical, and lets only rank 0 write files. With no process group
 everything degenerates to a single process.

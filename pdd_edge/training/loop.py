@@ -8,7 +8,7 @@ last finished epoch and ends exactly where an uninterrupted run with the same se
 Data order and augmentation are drawn from (seed, epoch), and the global RNG (dropout) is
 restored on resume, which is what makes resumed runs bit-identical on CPU.
 
-`Runtime` says where it computes: the device (model, teacher, masks, budget and batches live
+`TrainSetup` says where it computes: the device (model, teacher, masks, constraint and batches live
 there; checkpoints are written with CPU tensors), mixed precision for the forward passes (the
 losses and the mask gates stay float32; fp16 adds a gradient scaler) and the loader workers.
 Under torchrun's process group the model is wrapped in DDP, `--batch-size` is the global batch
@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import torch
 from torch import nn
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import locking
 from pdd_edge.data.base import Dataset
 from pdd_edge.data.preprocess import Preprocess
@@ -39,7 +39,7 @@ from pdd_edge.training.accuracy import evaluate
 from pdd_edge.training.distributed import DistInfo, all_reduce_sum, dist_info, replica_spread, wrap
 from pdd_edge.training.divergence import Watch
 from pdd_edge.training.progress import EpochProgress
-from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.setup import TrainSetup
 from pdd_edge.training.stepsums import StepSums
 
 
@@ -194,7 +194,7 @@ class Fit:
     epoch_stats: Callable[[nn.Module], dict[str, Any]] | None = None
     # Ranks epoch records for "best": the largest key wins (default: validation top-1).
     selection_key: Callable[[Mapping[str, Any]], tuple] | None = None
-    # Objects with state_dict()/load_state_dict() that must survive a resume (e.g. the budget's
+    # Objects with state_dict()/load_state_dict() that must survive a resume (e.g. the constraint's
     # integral term); those with on_epoch_start(epoch, lr, base_lr) also hear of every new epoch.
     extra_state: dict[str, Any] = field(default_factory=dict)
     # True: continue from last.pt (an error if it was written with other options); "auto": continue
@@ -202,7 +202,7 @@ class Fit:
     resume: bool | str = False
     eval_batch_size: int = 500
     notes: list[str] = field(default_factory=list)  # printed once before the first epoch
-    runtime: Runtime = field(default_factory=Runtime)  # device, precision, workers (not part of the config hash)
+    setup: TrainSetup = field(default_factory=TrainSetup)  # device, precision, workers (not part of the config hash)
     # A likelier cause than the lr of a run stuck at chance, or None (training.divergence.Watch).
     diagnose: Callable[[], str | None] | None = None
 
@@ -220,21 +220,21 @@ class Fit:
     def _run(self) -> FitResult:
         info = dist_info()
         cfg = self.cfg
-        rt = self.runtime
-        rank_batch = rt.rank_batch(cfg.batch_size)
+        setup = self.setup
+        rank_batch = setup.rank_batch(cfg.batch_size)
         model, optimizer, scaler = self._place()
         history: list[dict[str, Any]] = []
         best: dict[str, Any] = {}
         start = 0
         if self.resume and self.files.last.exists():
             start, history, best = self._restore(model, optimizer, scaler)
-        ddp_model = wrap(model, info, rt.device, rt.sync_bn)
+        ddp_model = wrap(model, info, setup.device, setup.sync_bn)
         watch = Watch(self.title, cfg.lr, cfg.warmup_epochs, self.files.best, self.diagnose)
         n_batches = math.ceil(math.ceil(len(self.data.train) / info.world) / rank_batch)
-        task = rt.compiled(self.task)  # once: a compiled step is reused by every epoch
+        task = setup.compiled(self.task)  # once: a compiled step is reused by every epoch
 
         with EpochProgress(self.title, cfg.epochs, enabled=info.is_main) as progress:
-            progress.note(f"{self.title}: training on {rt.describe()}")
+            progress.note(f"{self.title}: training on {setup.describe()}")
             for text in self.notes:
                 progress.note(text)
             if start:
@@ -259,24 +259,24 @@ class Fit:
         return FitResult(best=best, history=history, resumed_from=start)
 
     def _place(self) -> tuple[nn.Module, torch.optim.Optimizer, torch.amp.GradScaler]:
-        """The model (and a teacher the task holds) on the runtime's device, its optimizer and grad scaler."""
-        rt = self.runtime
-        model = rt.place(self.model)
-        self.task.to(rt.device)
+        """The model (and a teacher the task holds) on the setup's device, its optimizer and grad scaler."""
+        setup = self.setup
+        model = setup.place(self.model)
+        self.task.to(setup.device)
         if isinstance(getattr(self.task, "teacher", None), nn.Module):
-            rt.place(self.task.teacher)  # --channels-last: the teacher's convolutions too
+            setup.place(self.task.teacher)  # --channels-last: the teacher's convolutions too
         optimizer = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
-                                    weight_decay=self.cfg.weight_decay, **rt.sgd_options())
-        return model, optimizer, rt.grad_scaler()
+                                    weight_decay=self.cfg.weight_decay, **setup.sgd_options())
+        return model, optimizer, setup.grad_scaler()
 
     def _epoch_record(self, model: nn.Module, epoch: int, train_stats: dict[str, float], info: DistInfo,
                       t0: float) -> dict[str, Any]:
         """The history record of a trained epoch: its lr, training numbers, validation, the replica
         check under torchrun, `epoch_stats` and the seconds it took (its "best" flag is added later)."""
-        cfg, rt = self.cfg, self.runtime
+        cfg, setup = self.cfg, self.setup
         lr = cfg.lr * cfg.lr_factor(epoch)
         val = evaluate(model, self.data.val, self.preprocess, batch_size=self.eval_batch_size, info=info,
-                       device=rt.device, workers=rt.workers)
+                       device=setup.device, workers=setup.workers)
         record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_stats,
                                   "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]}
         if info.enabled:
@@ -295,7 +295,7 @@ class Fit:
         which rewrites both."""
         with all_or_nothing():
             if history[-1]["best"]:
-                ckpt_io.save(self.files.best, self.make_checkpoint(model, best))
+                checkpoint.save(self.files.best, self.make_checkpoint(model, best))
             self._save_state(model, optimizer, scaler, epoch + 1, history, best)
             write_json(self.files.history, {"title": self.title, "config_hash": self.config_hash, "epochs": history})
 
@@ -310,18 +310,18 @@ class Fit:
                      epoch: int, info: DistInfo, progress, n_batches: int, watch: Watch,
                      rank_batch: int, task: Task) -> dict[str, float]:
         model.train()
-        rt = self.runtime
+        setup = self.setup
         sums = StepSums()
-        read_every = steps_between_reads(rt.device)
+        read_every = steps_between_reads(setup.device)
         t0 = time.perf_counter()
         batches = self.data.train.batches(rank_batch, shuffle=True, augment=self.data.augment,
                                           seed=self.cfg.seed, epoch=epoch, rank=info.rank, world=info.world,
-                                          device=rt.device, workers=rt.workers)
+                                          device=setup.device, workers=setup.workers)
         for step, (x, y) in enumerate(batches):
             for group in optimizer.param_groups:
                 group["lr"] = self.cfg.lr_at(epoch, step, n_batches)
-            with rt.autocast():
-                out = task(model, rt.batch(x), y)
+            with setup.autocast():
+                out = task(model, setup.batch(x), y)
             loss = out["loss"]
             watch.observe(loss, step, out["output"].shape[-1])  # NaN, inf or exploding: noted on the device
             read = (step + 1) % read_every == 0
@@ -345,7 +345,7 @@ class Fit:
         return stats
 
     def _save_state(self, model, optimizer, scaler, epochs_done: int, history, best) -> None:
-        device = self.runtime.device
+        device = self.setup.device
         state = {
             "kind": "pdd-edge.train-state",
             "config_hash": self.config_hash,
@@ -360,10 +360,10 @@ class Fit:
             "history": history,
             "best": best,
         }
-        ckpt_io.save(self.files.last, state)
+        checkpoint.save(self.files.last, state)
 
     def _restore(self, model, optimizer, scaler) -> tuple[int, list, dict]:
-        state = ckpt_io.read(self.files.last, "training state")
+        state = checkpoint.read(self.files.last, "training state")
         if not isinstance(state, dict) or state.get("kind") != "pdd-edge.train-state":
             raise PddError(f"{self.files.last} is not a pdd-edge training state; delete it or drop --resume")
         if state.get("config_hash") != self.config_hash:
@@ -379,7 +379,7 @@ class Fit:
         except (RuntimeError, KeyError, ValueError) as exc:
             raise PddError(f"{self.files.last} does not match this model ({exc}); drop --resume to start over") from None
         torch.set_rng_state(state["torch_rng"])
-        device = self.runtime.device
+        device = self.setup.device
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         if scaler.is_enabled() and state.get("grad_scaler"):

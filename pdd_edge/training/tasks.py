@@ -60,7 +60,7 @@ ExtraLoss = Callable[[nn.Module], dict[str, torch.Tensor]]
 class DistillTask:
     """`alpha * CE + (1 - alpha) * T^2 KL` against a frozen teacher fed with its own preprocessing.
 
-    `extra_loss(student)` may add terms (the MACs budget of `distill --target-macs-reduction`);
+    `extra_loss(student)` may add terms (the MACs constraint of `distill --target-macs-reduction`);
     its `loss` entry is added to the total and its other entries are logged.
     """
 

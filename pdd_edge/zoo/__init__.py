@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def spec(name: str) -> ModelEntry:
+def entry(name: str) -> ModelEntry:
     """The zoo entry of `name` (zoo names only; other specs go through `build`)."""
     try:
         return MODELS[name.lower()]
@@ -82,7 +82,7 @@ def _other_source(path, record: Mapping, source: Mapping) -> PddError:
 
 
 def full_keep(name: str) -> dict[str, list[int]]:
-    return spec(name).full_keep()
+    return entry(name).full_keep()
 
 
 def is_pruned(model: "nn.Module") -> bool:

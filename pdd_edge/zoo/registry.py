@@ -58,8 +58,8 @@ def _entry(family: str, depth: int, module: str, cls: str, classifier_key: str, 
     return ModelEntry(f"{family}{depth}", family, build, full, classifier_key, description, options or {})
 
 
-# `--model-arg mask_placement=stage`: one mask per residual stage instead of one per block output
-# (resnet_cifar.py), so that a stage's blocks share one channel set and need no index maps.
+# `--model-arg mask_placement=stage`: one mask per layer group (`layerS`, a ResNet "stage") instead of one
+# per block output (resnet_cifar.py), so that a group's blocks share one channel set and need no index maps.
 RESNET_OPTIONS = {"mask_placement": ("block", "stage")}
 
 

@@ -3,15 +3,19 @@
 Parameter names match akamaster/pytorch_resnet_cifar10 (`conv1, bn1, layer{1,2,3}.{i}.conv1,
 .bn1, .conv2, .bn2, linear`), so its checkpoints load with `strict=True`.
 
+A layer group is one `layerS`: the blocks at one width (the paper's "stage"; the option value
+`mask_placement="stage"` and the `stage_gates` mask points keep that word, which in this code
+base otherwise names a pipeline stage).
+
 PDD mask points: `layerS.B.gate_mid` after each block's inner conv+BN+ReLU, and
 `layerS.B.gate_out` on each block's output (after the residual add and ReLU). With
-`mask_placement="stage"` the block outputs of one stage share one mask, `stage_gates.S`
-(0-based S): every block of the stage keeps the same channels, so its identity shortcuts need
-no index map at all (only a stage's first block, which changes width, keeps one). That trades
+`mask_placement="stage"` the block outputs of one layer group share one mask, `stage_gates.S`
+(0-based S): every block of the group keeps the same channels, so its identity shortcuts need
+no index map at all (only a group's first block, which changes width, keeps one). That trades
 freedom per block for fewer Gather/Pad ops in the deployed graph (docs/latency-breakdown.md).
 
 A pruned network is the same class built with `keep`: for every mask point the indices of the
-channels it keeps, counted in the full-width network. Channel indices of one stage's residual
+channels it keeps, counted in the full-width network. Channel indices of one layer group's residual
 stream are a shared coordinate system, so each shortcut carries an *index map* from the kept
 input channels to the kept output channels (a missing channel reads a zero), instead of
 padding or cropping that would misalign channels. A block whose inner channels are all gone
@@ -29,7 +33,7 @@ from torch import nn
 from pdd_edge.errors import shortlist
 from pdd_edge.zoo.cost import Cost, conv_out
 
-STAGE_WIDTHS = (16, 32, 64)
+LAYER_GROUP_WIDTHS = (16, 32, 64)
 STEM_WIDTH = 16
 
 Keep = Mapping[str, Sequence[int]]
@@ -89,12 +93,12 @@ class BasicBlock(nn.Module):
 
 
 def block_names(depth: int) -> list[tuple[int, str]]:
-    """(stage index, 'layerS.B') for every block of a CIFAR ResNet of this depth."""
-    n = blocks_per_stage(depth)
+    """(layer group index, 'layerS.B') for every block of a CIFAR ResNet of this depth."""
+    n = blocks_per_layer_group(depth)
     return [(s, f"layer{s + 1}.{b}") for s in range(3) for b in range(n)]
 
 
-def blocks_per_stage(depth: int) -> int:
+def blocks_per_layer_group(depth: int) -> int:
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
     return (depth - 2) // 6
@@ -103,16 +107,16 @@ def blocks_per_stage(depth: int) -> int:
 PLACEMENTS = ("block", "stage")
 
 
-def out_point(stage: int, name: str, placement: str) -> str:
-    """The mask point on block `name`'s output: its own, or its stage's shared one."""
-    return f"stage_gates.{stage}" if placement == "stage" else f"{name}.gate_out"
+def out_point(layer_group: int, name: str, placement: str) -> str:
+    """The mask point on block `name`'s output: its own, or its layer group's shared one."""
+    return f"stage_gates.{layer_group}" if placement == "stage" else f"{name}.gate_out"
 
 
 def full_keep(depth: int, mask_placement: str = "block") -> dict[str, list[int]]:
     keep: dict[str, list[int]] = {}
     for s, name in block_names(depth):
-        keep[f"{name}.gate_mid"] = list(range(STAGE_WIDTHS[s]))
-        keep[out_point(s, name, mask_placement)] = list(range(STAGE_WIDTHS[s]))
+        keep[f"{name}.gate_mid"] = list(range(LAYER_GROUP_WIDTHS[s]))
+        keep[out_point(s, name, mask_placement)] = list(range(LAYER_GROUP_WIDTHS[s]))
     return keep
 
 
@@ -154,22 +158,22 @@ class CifarResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(STEM_WIDTH)
         in_keep: list[int] = list(range(STEM_WIDTH))
         in_width = STEM_WIDTH
-        stages: list[list[BasicBlock]] = [[], [], []]
+        layer_groups: list[list[BasicBlock]] = [[], [], []]
         for s, name in block_names(depth):
-            width = STAGE_WIDTHS[s]
+            width = LAYER_GROUP_WIDTHS[s]
             stride = 2 if s > 0 and name.endswith(".0") else 1
             out_keep = self.keep[out_point(s, name, mask_placement)]
             index = shortcut_index(in_keep, out_keep, stride, in_width, width)
             block = BasicBlock(len(in_keep), len(self.keep[f"{name}.gate_mid"]), len(out_keep), stride, index)
-            stages[s].append(block)
+            layer_groups[s].append(block)
             in_keep, in_width = out_keep, width
-        self.layer1 = nn.Sequential(*stages[0])
-        self.layer2 = nn.Sequential(*stages[1])
-        self.layer3 = nn.Sequential(*stages[2])
+        self.layer1 = nn.Sequential(*layer_groups[0])
+        self.layer2 = nn.Sequential(*layer_groups[1])
+        self.layer3 = nn.Sequential(*layer_groups[2])
         self.linear = nn.Linear(len(in_keep), num_classes)
-        # The shared per-stage mask points (placeholders until masks are attached); applied in
-        # `forward` after every block of the stage, where a block's own gate_out would be.
-        self.stage_gates = nn.ModuleList(nn.Identity() for _ in STAGE_WIDTHS) if mask_placement == "stage" else None
+        # The shared per-layer-group mask points (placeholders until masks are attached); applied in
+        # `forward` after every block of the group, where a block's own gate_out would be.
+        self.stage_gates = nn.ModuleList(nn.Identity() for _ in LAYER_GROUP_WIDTHS) if mask_placement == "stage" else None
         for m in self.modules():  # akamaster / He et al.: Kaiming-normal conv and linear weights
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
@@ -179,14 +183,14 @@ class CifarResNet(nn.Module):
         if self.stage_gates is None:
             out = self.layer3(self.layer2(self.layer1(out)))
         else:
-            for stage, gate in zip((self.layer1, self.layer2, self.layer3), self.stage_gates):
-                for block in stage:
+            for layer_group, gate in zip((self.layer1, self.layer2, self.layer3), self.stage_gates):
+                for block in layer_group:
                     out = gate(block(out))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.linear(out)
 
-    def _out(self, stage: int, name: str) -> str:
-        return out_point(stage, name, self.placement)
+    def _out(self, layer_group: int, name: str) -> str:
+        return out_point(layer_group, name, self.placement)
 
     # --- what PDD needs to know about the architecture -------------------------------------
     def arch_args(self) -> dict:

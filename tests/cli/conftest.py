@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge.zoo.masked import MaskedNetwork
 from tests.helpers import run_cli
 from tests.run_fixtures import make_run
@@ -23,12 +23,12 @@ def teacher(digits_teacher):
 @pytest.fixture(scope="module")
 def masked_ckpt(digits_teacher, tmp_path_factory):
     """The trained teacher's weights with PDD masks that close about 40 % of the channels."""
-    model, info = ckpt_io.load(digits_teacher)
+    model, info = checkpoint.load(digits_teacher)
     torch.manual_seed(0)
     for mask in MaskedNetwork.attach(model).masks.values():
         mask.logits.data = torch.rand(mask.logits.shape) - 0.4
     path = tmp_path_factory.mktemp("masked") / "masked.pt"
-    ckpt_io.save(path, ckpt_io.checkpoint_dict(model, model_name=info.model, preprocess=info.preprocess,
+    checkpoint.save(path, checkpoint.checkpoint_dict(model, model_name=info.model, preprocess=info.preprocess,
                                                classes=info.classes, dataset=info.dataset, record=info.record))
     return path
 

@@ -81,7 +81,7 @@ def test_short_t_means_target_wherever_it_exists(tmp_path):
 
 
 def test_distill_and_finetune_name_the_teacher_option_for_a_teachers_file(teacher, tmp_path):
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
 
     bare = tmp_path / "bare.pt"
     torch.save(zoo.build("resnet20").state_dict(), bare)
@@ -91,8 +91,8 @@ def test_distill_and_finetune_name_the_teacher_option_for_a_teachers_file(teache
                      "--out", tmp_path / "d")
     assert result.exit_code == 2 and "pass --teacher resnet20" in result.stderr
     pruned = tmp_path / "p.pt"
-    model, info = ckpt_io.load(teacher)
-    ckpt_io.save(pruned, ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=info.preprocess))
+    model, info = checkpoint.load(teacher)
+    checkpoint.save(pruned, checkpoint.checkpoint_dict(model, model_name="resnet20", preprocess=info.preprocess))
     result = run_cli("finetune", pruned, "--teacher-weights", bare, "--out", tmp_path / "f")
     assert result.exit_code == 2 and "pass --teacher NAME" in result.stderr
     assert not (tmp_path / "d").exists() and not (tmp_path / "f").exists()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pdd_edge import zoo
-from pdd_edge.latency.model import load
+from pdd_edge.latency.predictor import load
 from pdd_edge.zoo import specs
 from tests.helpers import assert_usage_error, files_in, run_cli
 from tests.latency.synthetic import synthetic_table

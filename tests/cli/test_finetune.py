@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from tests.helpers import assert_usage_error, cli_json, files_in, run_cli
 
 
@@ -12,8 +12,8 @@ def test_finetune_trains_pruned_model_and_keeps_its_channel_plan(masked_ckpt, tm
     assert run_cli("prune", masked_ckpt, "--out", tmp_path / "p.pt").exit_code == 0
     summary = cli_json("finetune", tmp_path / "p.pt", "--epochs", "1", "--batch-size", "128", "--out", tmp_path / "ft", "--json")
     assert files_in(tmp_path / "ft") == ["best.pt", "history.json", "last.pt"]
-    before = ckpt_io.load(tmp_path / "p.pt")[1].keep
-    model, info = ckpt_io.load(tmp_path / "ft" / "best.pt")
+    before = checkpoint.load(tmp_path / "p.pt")[1].keep
+    model, info = checkpoint.load(tmp_path / "ft" / "best.pt")
     assert info.keep == before and info.record["stage"] == "finetune"
     assert summary["val_top1"] == info.metrics["val_top1"]
 

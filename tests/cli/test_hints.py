@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import zoo
 from pdd_edge.cli.console import command
 from pdd_edge.errors import FAILURE, PddError
@@ -29,7 +29,7 @@ def _digits_preprocess():
 
 
 def _save(path: Path, model, name: str, **extra) -> Path:
-    ckpt_io.save(path, ckpt_io.checkpoint_dict(model, model_name=name, preprocess=_digits_preprocess(),
+    checkpoint.save(path, checkpoint.checkpoint_dict(model, model_name=name, preprocess=_digits_preprocess(),
                                                dataset="digits", **extra))
     return path
 

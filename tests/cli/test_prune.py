@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import zoo
 from pdd_edge.zoo.masked import MaskedNetwork
 from tests.helpers import assert_usage_error, cli_json, files_in, run_cli
@@ -29,7 +29,7 @@ def test_prune_json_counts_agree_with_fvcore_of_pruned_checkpoint(masked_ckpt, t
     from pdd_edge.zoo.cost import fvcore_counts
 
     report = cli_json("prune", masked_ckpt, "--out", tmp_path / "p.pt", "--json")
-    pruned, _ = ckpt_io.load(tmp_path / "p.pt")
+    pruned, _ = checkpoint.load(tmp_path / "p.pt")
     assert fvcore_counts(pruned, (32, 32)) == {"macs": report["macs_after"], "params": report["params_after"]}
     assert report["macs_before"] == 40_551_040 and report["params_before"] == 269_722
 
@@ -53,7 +53,7 @@ def test_prune_checkpoint_with_masks_of_another_architecture_is_usage_error(mask
     other = zoo.build("resnet32")
     raw["masks"] = {p: m.logits.detach() for p, m in MaskedNetwork.attach(other).masks.items()}
     bad = tmp_path / "bad.pt"
-    ckpt_io.save(bad, raw)  # a consistent file (its checksum made anew): only the masks are wrong
+    checkpoint.save(bad, raw)  # a consistent file (its checksum made anew): only the masks are wrong
     result = run_cli("prune", bad, "--out", tmp_path / "p.pt")
     assert_usage_error(result, "masks do not fit this architecture")
     assert not (tmp_path / "p.pt").exists()
@@ -63,12 +63,12 @@ def test_prune_cli_names_the_latency_target_when_it_closes_channels_for_it(tmp_p
     # Issue 22 item 11: closing channels for a latency target printed `--min-macs-reduction None`
     # and crashed with a TypeError after the pruned file was written.
     from pdd_edge.data import load_dataset
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
 
     model = zoo.build("resnet20")
     MaskedNetwork.attach(model, "open")
     ckpt = tmp_path / "d.pt"
-    ckpt_io.save(ckpt, ckpt_io.checkpoint_dict(model, model_name="resnet20", preprocess=load_dataset("digits").preprocess,
+    checkpoint.save(ckpt, checkpoint.checkpoint_dict(model, model_name="resnet20", preprocess=load_dataset("digits").preprocess,
                                                dataset="digits"))
     table = tmp_path / "t.json"
     table.write_text(json.dumps(synthetic_table(zoo.build("resnet20")).to_dict()))

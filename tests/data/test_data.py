@@ -184,14 +184,14 @@ def test_load_imagefolder_class_folder_without_images_is_an_error(tmp_path):
     (("dog", "zebra"), r"first difference: output 0 is 'cat', the dataset's class 0 is 'dog'"),
 ])
 def test_evaluate_refuses_imagefolder_whose_class_names_are_not_the_models(tmp_path, folders, message):
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
     from pdd_edge import zoo
     from pdd_edge.data.options import DataConfig
     from pdd_edge.data.preprocess import Preprocess
     from pdd_edge.stages.evaluate import evaluate_checkpoint
 
     pre = Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(32, 32))
-    ckpt = ckpt_io.save(tmp_path / "m.pt", ckpt_io.checkpoint_dict(zoo.build("resnet20", 2), model_name="resnet20",
+    ckpt = checkpoint.save(tmp_path / "m.pt", checkpoint.checkpoint_dict(zoo.build("resnet20", 2), model_name="resnet20",
                                                                     preprocess=pre, classes=["cat", "dog"]))
     _write_image_folder(tmp_path / "same")
     data = DataConfig("imagefolder", data_dir=str(tmp_path / "same"))

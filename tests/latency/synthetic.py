@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pdd_edge.latency.model import Grid, LatencyModel
 from pdd_edge.latency.plan import layer_plan
+from pdd_edge.latency.predictor import Grid, LatencyPredictor
 
 
-def synthetic_table(model, input_hw=(32, 32), channel_multiple=8, ns_per_mac=1e-6, offset_ms=0.05) -> LatencyModel:
-    """A latency model whose grids hold MACs x ns_per_mac (no measurement): exact for any counts
+def synthetic_table(model, input_hw=(32, 32), channel_multiple=8, ns_per_mac=1e-6, offset_ms=0.05) -> LatencyPredictor:
+    """A latency predictor whose grids hold MACs x ns_per_mac (no measurement): exact for any counts
     on the grid, and bilinear (hence exact) in between for ungrouped layers."""
     names, plans = layer_plan(model, input_hw, channel_multiple)
     grids = {}
@@ -25,5 +25,5 @@ def synthetic_table(model, input_hw=(32, 32), channel_multiple=8, ns_per_mac=1e-
         grids[key] = Grid(s, p["counts_in"], p["counts_out"], ms)
     key = {"target": "synthetic", "model": "resnet20", "input_size": list(input_hw), "batch_size": 1, "threads": 1,
            "onnxruntime": "test"}
-    return LatencyModel(key, names, grids, 1.0, offset_ms, channel_multiple,
+    return LatencyPredictor(key, names, grids, 1.0, offset_ms, channel_multiple,
                         {"dense": {"measured_ms": 1.0}, "error": {"check_max_abs_pct": 0.0}})

@@ -25,7 +25,7 @@ def test_layer_widths_and_probed_geometry_give_the_cost_formula_macs(name):
     rng = random.Random(0)
     counts = {p: rng.randint(1, n) for p, n in model.mask_points().items()}
     widths = model.layer_widths(counts)
-    shapes = layers.probe(model, (32, 32), set(widths))
+    shapes = layers.layer_geometry(model, (32, 32), set(widths))
     macs = 0
     for layer, (c_in, c_out) in widths.items():
         s = shapes[layer]

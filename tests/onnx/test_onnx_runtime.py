@@ -106,7 +106,7 @@ def test_topk_correct_matches_torch_topk():
     logits, labels = rng.normal(size=(200, 10)).astype(np.float32), rng.integers(0, 10, 200)
     for k in (1, 5):
         expected = (torch.from_numpy(logits).topk(k, dim=1).indices == torch.from_numpy(labels)[:, None]).any(1).sum()
-        assert onnx_accuracy.topk_correct(logits, labels, k) == int(expected)
+        assert onnx_accuracy.numpy_topk_correct(logits, labels, k) == int(expected)
 
 
 def test_cross_entropy_sum_matches_torch():

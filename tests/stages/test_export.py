@@ -15,7 +15,7 @@ from tests.deploy_helpers import (
     zoo_checkpoint,
 )
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import zoo
 from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import FAILURE, PddError
@@ -42,7 +42,7 @@ def test_run_matches_pytorch_within_tolerance(tmp_path, name, pruned):
     assert result.opset >= 17 and result.pruned == pruned
     assert (read_meta(onnx.load(str(tmp_path / "m.onnx"))).keep is not None) == pruned
     # Independent of the stage's own check: batch sizes other than the traced one, against PyTorch.
-    model, _ = ckpt_io.load(ckpt)
+    model, _ = checkpoint.load(ckpt)
     sess = runtime.session(str(tmp_path / "m.onnx"))
     for batch in (1, 7):
         x = torch.randn(batch, 3, 32, 32)

@@ -169,11 +169,11 @@ def test_compress_teacher_at_chance_exits_1_and_neither_caches_nor_hands_it_on(t
 
 
 def test_distill_from_a_teacher_at_chance_says_the_teacher_is_the_cause(tmp_path):
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
     from pdd_edge import zoo
 
     torch.manual_seed(0)
-    teacher = ckpt_io.save(tmp_path / "T.pt", ckpt_io.checkpoint_dict(  # untrained: at chance
+    teacher = checkpoint.save(tmp_path / "T.pt", checkpoint.checkpoint_dict(  # untrained: at chance
         zoo.build("resnet20"), model_name="resnet20", preprocess=Preprocess((0.5,) * 3, (0.25,) * 3, (8, 8)),
         dataset="digits", classes=[str(i) for i in range(10)]))
     # alpha 0: pure KD, so the student learns only what the teacher knows

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pdd_edge import zoo
-from pdd_edge.training.runtime import Runtime
+from pdd_edge.training.setup import TrainSetup
 from pdd_edge.zoo.masked import MaskedNetwork
 from tests.helpers import files_in, run_cli
 from tests.training.test_sync_free_step import GOLDEN_HISTORY
@@ -49,14 +49,14 @@ def test_channels_last_with_a_value_is_a_usage_error(tmp_path):
 
 
 def test_fast_paths_are_off_by_default():
-    rt = Runtime.from_options("cpu", "off")
-    assert (rt.channels_last, rt.fused_sgd, rt.compile) == (False, False, "off")
-    assert rt.sgd_options() == {}
+    setup = TrainSetup.from_options("cpu", "off")
+    assert (setup.channels_last, setup.fused_sgd, setup.compile) == (False, False, "off")
+    assert setup.sgd_options() == {}
 
 
 def test_channels_last_and_fused_sgd_train_the_same_numbers_within_float_rounding(tmp_path):
     fit = make_fit(tmp_path, epochs=1)
-    fit.runtime = Runtime(channels_last=True, fused_sgd=True)
+    fit.setup = TrainSetup(channels_last=True, fused_sgd=True)
     record = fit.run().history[0]
     assert fit.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert record["loss"] == pytest.approx(GOLDEN_HISTORY[0]["loss"], abs=1e-5)

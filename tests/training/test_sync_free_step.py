@@ -107,10 +107,10 @@ def test_host_reads_of_an_epoch_do_not_grow_with_its_steps_when_read_every_50(tm
     assert reads[0] == reads[1]  # the per-step float(loss) and float sums read 4 more times per extra step
 
 
-def test_budget_step_does_not_read_the_cost_on_the_host(monkeypatch):
-    from pdd_edge.nn.budget import Budget
+def test_constraint_step_does_not_read_the_cost_on_the_host(monkeypatch):
+    from pdd_edge.nn.constraint import Constraint
 
-    class Fixed(Budget):
+    class Fixed(Constraint):
         def relative(self, model):
             return torch.tensor(0.8, requires_grad=True)
 
@@ -126,12 +126,12 @@ def test_steps_between_reads_is_every_step_on_the_cpu_and_sync_every_on_a_gpu():
     assert loop.steps_between_reads(torch.device("cuda")) == loop.SYNC_EVERY == 50
 
 
-def test_budget_on_the_device_gives_the_losses_lambdas_and_gradients_of_the_python_float_controller():
+def test_constraint_on_the_device_gives_the_losses_lambdas_and_gradients_of_the_python_float_controller():
     # Golden values recorded with the controller that read the cost with .item() every step
     # (commit d34938c): 40 steps across the target, a ramp, lr compensation and the anti-windup clamp.
-    from pdd_edge.nn.budget import Budget
+    from pdd_edge.nn.constraint import Constraint
 
-    class Scripted(Budget):
+    class Scripted(Constraint):
         def __init__(self, costs, target, **kw):
             super().__init__(target, **kw)
             self.costs, self.last = iter(costs), None

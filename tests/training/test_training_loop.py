@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import zoo
 from pdd_edge.data.base import Augment, Dataset, TensorSource
 from pdd_edge.data.preprocess import Preprocess
@@ -33,7 +33,7 @@ def make_fit(folder, resume=False, epochs=3):
     cfg = OptimConfig(epochs=epochs, lr=0.01, batch_size=8, weight_decay=5e-3, milestones=(2,), seed=5)
 
     def make_checkpoint(m, best):
-        return ckpt_io.checkpoint_dict(m, model_name="vgg11", preprocess=PRE, metrics={"val_top1": best["val_top1"]})
+        return checkpoint.checkpoint_dict(m, model_name="vgg11", preprocess=PRE, metrics={"val_top1": best["val_top1"]})
 
     return Fit("test", model, SupervisedTask(PRE), tiny_dataset(), cfg, TrainFiles.in_dir(folder),
                make_checkpoint, PRE, config_hash="h", resume=resume)

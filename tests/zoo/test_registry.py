@@ -33,4 +33,4 @@ def test_build_num_classes_sets_output_width(name):
 
 def test_spec_unknown_model_names_choices():
     with pytest.raises(PddError, match="unknown model 'resnet21'.*resnet20"):
-        zoo.spec("resnet21")
+        zoo.entry("resnet21")

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge import zoo
 from pdd_edge.data.preprocess import Preprocess
 from pdd_edge.errors import PddError
@@ -82,10 +82,10 @@ def test_timm_spec_without_timm_says_how_to_install_it(monkeypatch):
 
 def test_published_torchvision_state_dict_loads_as_is(tmp_path):
     torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), tmp_path / "resnet18.pth")
-    model, info = ckpt_io.load(tmp_path / "resnet18.pth", model_name="torchvision:resnet18")
+    model, info = checkpoint.load(tmp_path / "resnet18.pth", model_name="torchvision:resnet18")
     assert info.num_classes == 1000 and info.third_party and not info.pruned
     with pytest.raises(PddError, match="does not fit model torchvision:mobilenet_v2.*another architecture"):
-        ckpt_io.load(tmp_path / "resnet18.pth", model_name="torchvision:mobilenet_v2")
+        checkpoint.load(tmp_path / "resnet18.pth", model_name="torchvision:mobilenet_v2")
 
 
 def pruned_checkpoint(spec: str, path: Path, args=None) -> torch.nn.Module:
@@ -94,7 +94,7 @@ def pruned_checkpoint(spec: str, path: Path, args=None) -> torch.nn.Module:
     masked = MaskedNetwork.load(model, {p: torch.where(torch.arange(c) % 3 == 0, -1.0, 1.0) for p, c in points.items()})
     model.eval()
     pruned = prune(masked, spec, plan_from_masks(masked))
-    ckpt_io.save(path, ckpt_io.checkpoint_dict(pruned, model_name=spec, preprocess=PRE))
+    checkpoint.save(path, checkpoint.checkpoint_dict(pruned, model_name=spec, preprocess=PRE))
     return pruned
 
 
@@ -103,7 +103,7 @@ def test_pruned_traced_checkpoint_rebuilds_itself_from_spec_args_and_kept_channe
     raw = torch.load(tmp_path / "m.pt", weights_only=True)
     assert raw["model"] == "torchvision:mobilenet_v2" and raw["arch"]["args"] == {"width_mult": 0.75}
     assert raw["arch"]["keep"] == pruned.keep and raw["arch"]["input_size"] == [32, 32]
-    loaded, info = ckpt_io.load(tmp_path / "m.pt")
+    loaded, info = checkpoint.load(tmp_path / "m.pt")
     assert info.pruned and info.keep == pruned.keep
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(loaded(x), pruned.eval()(x))
@@ -116,18 +116,18 @@ def test_file_model_checkpoint_runs_the_file_only_when_named_and_unchanged(tmp_p
     pruned_checkpoint(spec, tmp_path / "m.pt")
     raw = torch.load(tmp_path / "m.pt", weights_only=True)
     assert raw["arch"]["source"]["path"] == str(user.resolve()) and len(raw["arch"]["source"]["sha256"]) == 64
-    assert ckpt_io.load(tmp_path / "m.pt")[1].pruned  # this process named the file: it may run it
+    assert checkpoint.load(tmp_path / "m.pt")[1].pruned  # this process named the file: it may run it
     monkeypatch.setattr(specs, "_TRUSTED", set())  # a new process, whose command line names no file
     with pytest.raises(PddError, match="defined by the user code .*net.py:branchy.*pass --model"):
-        ckpt_io.load(tmp_path / "m.pt")
-    loaded, _ = ckpt_io.load(tmp_path / "m.pt", model_name=spec)
+        checkpoint.load(tmp_path / "m.pt")
+    loaded, _ = checkpoint.load(tmp_path / "m.pt", model_name=spec)
     assert loaded.is_pruned()
     user.write_text(user.read_text() + "\n# edited\n")
     with pytest.raises(PddError, match="net.py has changed since the checkpoint was written"):
-        ckpt_io.load(tmp_path / "m.pt", model_name=spec)
+        checkpoint.load(tmp_path / "m.pt", model_name=spec)
 
 
 def test_checkpoint_of_one_spec_refuses_another_name(tmp_path):
     pruned_checkpoint("torchvision:resnet18", tmp_path / "m.pt")
     with pytest.raises(PddError, match="holds a torchvision:resnet18, not a torchvision:resnet34"):
-        ckpt_io.load(tmp_path / "m.pt", model_name="torchvision:resnet34")
+        checkpoint.load(tmp_path / "m.pt", model_name="torchvision:resnet34")

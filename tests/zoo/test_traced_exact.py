@@ -163,13 +163,13 @@ def test_dependency_analysis_that_runs_too_long_is_stopped_with_a_message(monkey
 def test_module_that_checks_its_state_dict_version_reloads_after_pruning(tmp_path):
     # torchvision's MNASNet refuses a state dict without its version metadata; checkpoints are plain dicts
     from pdd_edge.data.preprocess import Preprocess
-    from pdd_edge import checkpoint as ckpt_io
+    from pdd_edge import checkpoint
 
     model = masked("torchvision:mnasnet0_5", lambda p, c: torch.where(torch.arange(c) % 2 == 0, 1.0, -1.0))
     _, pruned = check_exact(model, "torchvision:mnasnet0_5")
     pre = Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=HW)
-    ckpt_io.save(tmp_path / "m.pt", ckpt_io.checkpoint_dict(pruned, model_name="torchvision:mnasnet0_5", preprocess=pre))
-    loaded, info = ckpt_io.load(tmp_path / "m.pt")
+    checkpoint.save(tmp_path / "m.pt", checkpoint.checkpoint_dict(pruned, model_name="torchvision:mnasnet0_5", preprocess=pre))
+    loaded, info = checkpoint.load(tmp_path / "m.pt")
     x = torch.randn(2, 3, *HW)
     assert info.pruned and torch.equal(loaded(x), pruned(x))
 

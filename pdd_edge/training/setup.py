@@ -5,7 +5,7 @@ None of this changes *what* a run trains (its config hash, hence `--resume`, ign
 started on a GPU may be resumed on a CPU, and a checkpoint written anywhere holds CPU tensors.
 
 torchrun (`torchrun --nproc-per-node N -m pdd_edge distill ...`) sets RANK, LOCAL_RANK,
-WORLD_SIZE and the rendezvous address in the environment; `Runtime.start` then joins the process
+WORLD_SIZE and the rendezvous address in the environment; `TrainSetup.start` then joins the process
 group (NCCL on CUDA, gloo on CPU), puts each rank on `cuda:LOCAL_RANK` where it uses CUDA, and the
 training loop wraps the model in DistributedDataParallel. Nothing here launches processes.
 """
@@ -120,7 +120,7 @@ def check_fused_sgd(device: torch.device) -> None:
 
 
 @dataclass(frozen=True)
-class Runtime:
+class TrainSetup:
     """How training runs. The default is one CPU process in float32, which is what library callers
     and tests get unless they ask otherwise."""
 
@@ -137,7 +137,7 @@ class Runtime:
     @classmethod
     def from_options(cls, device: str = "auto", amp: str = "auto", workers: int | None = None,
                      sync_bn: bool = False, channels_last: bool = False, fused_sgd: bool = False,
-                     compile: str = "off") -> "Runtime":
+                     compile: str = "off") -> "TrainSetup":
         """Check the options before any work (no process group is joined yet)."""
         dev = resolve_device(device)
         if workers is not None and workers < 0:
@@ -161,7 +161,7 @@ class Runtime:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def sgd_options(self) -> dict:
-        """Keyword arguments of torch.optim.SGD for this runtime (torch picks foreach on CUDA itself)."""
+        """Keyword arguments of torch.optim.SGD for this setup (torch picks foreach on CUDA itself)."""
         return {"fused": True} if self.fused_sgd else {}
 
     def compiled(self, step):
@@ -201,7 +201,7 @@ class Runtime:
             "".join(f", {e}" for e in extras)
 
     @contextlib.contextmanager
-    def started(self) -> Iterator["Runtime"]:
+    def started(self) -> Iterator["TrainSetup"]:
         """Join torchrun's process group for the duration of a command (nothing without torchrun)."""
         import torch.distributed as dist
 

@@ -1,8 +1,8 @@
-"""The cost budgets of `distill`: MACs (`--target-macs-reduction R`) or latency on a device
+"""The cost constraints of `distill`: MACs (`--target-macs-reduction R`) or latency on a device
 (`--target-latency-ms X` / `--target-speedup S` with a latency table). Our addition; pure PDD has none.
 
-Both are one controller (`Budget`) on a relative cost: MACs over the dense MACs, or the latency
-model's prediction (latency/model.py, a function of the same soft open counts) over its
+Both are one controller (`Constraint`) on a relative cost: MACs over the dense MACs, or the latency
+predictor's prediction (latency/predictor.py, a function of the same soft open counts) over its
 prediction for the dense network. Below, "MACs" stands for either.
 
 Term: `lambda * macs(masks) / dense_macs`, where `macs(masks)` is the masked network's MAC
@@ -31,7 +31,7 @@ and recovers within a few steps once the error changes sign, instead of first un
 accumulated.
 
 The term is also multiplied by `lr0 / lr` (the inverse of the learning-rate schedule's current
-step factor, warm-up excluded). Otherwise each lr decay would shrink the budget's push on the masks tenfold, the masks
+step factor, warm-up excluded). Otherwise each lr decay would shrink the constraint's push on the masks tenfold, the masks
 would freeze wherever they are, and the constraint could not be met by the end of training; with
 the compensation the push per step stays constant while the distillation's fades with the
 schedule, so the masks settle on the target as the weights converge.
@@ -52,10 +52,10 @@ from pdd_edge.zoo.masked import MaskedNetwork
 DEFAULT_RATE = 0.05  # integral gain, per step
 DEFAULT_GAIN = 5.0  # proportional gain
 DEFAULT_INTEGRAL_LIMIT = 1.0  # anti-windup: |integral| never exceeds it (see the module docstring)
-TOLERANCE_PCT = 3.0  # a checkpoint "meets the budget" within +/- 3 percentage points
+TOLERANCE_PCT = 3.0  # a checkpoint "meets the constraint" within +/- 3 percentage points
 
 
-class Budget:
+class Constraint:
     """The PI controller on `relative(model)` (a 0-d tensor: cost over the dense cost) that drives
     it to `1 - target_reduction`; `metric` names the epoch record's reduction in percent."""
 
@@ -117,7 +117,7 @@ class Budget:
         self._integral = torch.tensor(float(state["integral"]), dtype=torch.float64)
 
 
-class MacsBudget(Budget):
+class MacsConstraint(Constraint):
     """MACs of the masked network over the dense network's."""
 
     def __init__(self, target_reduction: float, dense_macs: int, input_hw: tuple[int, int], rate: float = DEFAULT_RATE,
@@ -157,20 +157,20 @@ def deployed_counts(arch: Any, counts: dict[str, Any], multiple: int) -> dict[st
     return out
 
 
-class LatencyBudget(Budget):
-    """The latency model's prediction for the network `prune` deploys from the masks (widths
+class LatencyConstraint(Constraint):
+    """The latency predictor's prediction for the network `prune` deploys from the masks (widths
     rounded to the table's channel multiple: `deployed_counts`) over its prediction for the dense
     network.
 
     `target_reduction` is 1 - requested / predicted dense latency; the record's metric is the
-    predicted reduction (`latency_stats`)."""
+    predicted reduction (`predicted_latency`)."""
 
     metric = "latency_reduction_pct"
 
     def __init__(self, target_reduction: float, table: Any, rate: float = DEFAULT_RATE, gain: float = DEFAULT_GAIN,
                  ramp_epochs: int = 0) -> None:
         super().__init__(target_reduction, rate, gain, ramp_epochs)
-        self.table = table  # latency.model.LatencyModel
+        self.table = table  # latency.predictor.LatencyPredictor
 
     def relative(self, model: nn.Module) -> torch.Tensor:
         masked = MaskedNetwork(model)
@@ -178,8 +178,8 @@ class LatencyBudget(Budget):
         return self.table.predict_counts(masked.arch, counts) / float(self.table.predict_counts(masked.arch))
 
 
-def latency_stats(masked: MaskedNetwork, table: Any) -> dict[str, float]:
-    """The latency model's prediction for the network `prune` deploys from the masks (open
+def predicted_latency(masked: MaskedNetwork, table: Any) -> dict[str, float]:
+    """The latency predictor's prediction for the network `prune` deploys from the masks (open
     channels rounded to the table's multiple), for epoch records."""
     arch = masked.arch
     predicted = float(table.predict_counts(arch, deployed_counts(arch, masked.open_counts(), table.channel_multiple)))

@@ -1,5 +1,5 @@
-"""The budget controller (nn/budget.py) on a toy cost: its ramp and its anti-windup, as golden
-trajectories computed from the controller's definition; the latency budget's price and gradient."""
+"""The constraint controller (nn/constraint.py) on a toy cost: its ramp and its anti-windup, as golden
+trajectories computed from the controller's definition; the latency constraint's price and gradient."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from pdd_edge import zoo
-from pdd_edge.nn.budget import DEFAULT_GAIN, DEFAULT_INTEGRAL_LIMIT, DEFAULT_RATE, Budget, LatencyBudget, deployed_counts
+from pdd_edge.nn.constraint import DEFAULT_GAIN, DEFAULT_INTEGRAL_LIMIT, DEFAULT_RATE, Constraint, LatencyConstraint, deployed_counts
 from pdd_edge.nn.pruning import plan_from_masks
 from pdd_edge.zoo.masked import MaskedNetwork
 from tests.latency.synthetic import synthetic_table
 
 
-class ScriptedCost(Budget):
-    """A budget whose relative cost follows a script, one value per step (no network needed)."""
+class ScriptedCost(Constraint):
+    """A constraint whose relative cost follows a script, one value per step (no network needed)."""
 
     def __init__(self, costs, target_reduction: float, **kw) -> None:
         super().__init__(target_reduction, **kw)
@@ -24,17 +24,17 @@ class ScriptedCost(Budget):
         return torch.tensor(next(self.costs), requires_grad=True)
 
 
-def lambdas(budget: Budget, steps: int) -> list[float]:
-    return [float(budget(None)["lambda"]) for _ in range(steps)]
+def lambdas(constraint: Constraint, steps: int) -> list[float]:
+    return [float(constraint(None)["lambda"]) for _ in range(steps)]
 
 
-def test_budget_ramp_aims_at_a_growing_share_of_the_target_then_the_target():
-    b = Budget(0.5, ramp_epochs=4)
+def test_constraint_ramp_aims_at_a_growing_share_of_the_target_then_the_target():
+    b = Constraint(0.5, ramp_epochs=4)
     assert [b.target_at(e) for e in range(6)] == [0.125, 0.25, 0.375, 0.5, 0.5, 0.5]
-    assert [Budget(0.5).target_at(e) for e in range(3)] == [0.5, 0.5, 0.5]
+    assert [Constraint(0.5).target_at(e) for e in range(3)] == [0.5, 0.5, 0.5]
 
 
-def test_budget_integral_stops_at_its_limit_when_the_request_cannot_be_met():
+def test_constraint_integral_stops_at_its_limit_when_the_request_cannot_be_met():
     # The cost stalls at 0.7 of the dense cost while 0.5 is asked (an unreachable request): the
     # error stays +0.2, and without anti-windup the integral would grow by rate * 0.2 every step.
     b = ScriptedCost([0.7] * 300, target_reduction=0.5)
@@ -45,7 +45,7 @@ def test_budget_integral_stops_at_its_limit_when_the_request_cannot_be_met():
     assert b.integral == pytest.approx(DEFAULT_INTEGRAL_LIMIT)
 
 
-def test_budget_recovers_within_steps_once_the_error_changes_sign_after_a_stall():
+def test_constraint_recovers_within_steps_once_the_error_changes_sign_after_a_stall():
     # 300 stalled steps, then the cost drops below the target (error -0.3): lambda turns negative
     # at once (re-opening pays) and the integral unwinds from its limit, not from 300 steps' worth.
     b = ScriptedCost([0.7] * 300 + [0.2] * 100, target_reduction=0.5)
@@ -59,7 +59,7 @@ def test_budget_recovers_within_steps_once_the_error_changes_sign_after_a_stall(
     assert unbounded == pytest.approx(3.0) and after[0] < 0 < DEFAULT_GAIN * -0.3 + unbounded
 
 
-def test_budget_loss_is_lambda_times_lr_compensation_times_cost_and_its_state_resumes():
+def test_constraint_loss_is_lambda_times_lr_compensation_times_cost_and_its_state_resumes():
     b = ScriptedCost([0.8, 0.8], target_reduction=0.5, integral_limit=0.5)
     b.on_epoch_start(epoch=3, lr=0.001, base_lr=0.01)  # two lr decays later: 10x compensation
     out = b(None)
@@ -70,13 +70,13 @@ def test_budget_loss_is_lambda_times_lr_compensation_times_cost_and_its_state_re
     assert float(resumed(None)["lambda"]) == pytest.approx(float(b(None)["lambda"]))
 
 
-def test_latency_budget_prices_the_network_prune_deploys_and_pushes_only_where_it_pays():
+def test_latency_constraint_prices_the_network_prune_deploys_and_pushes_only_where_it_pays():
     model = zoo.build("resnet20")
     table = synthetic_table(model, channel_multiple=16)
     torch.manual_seed(0)
     masked = MaskedNetwork.attach(model, "normal")  # about half of each layer open: 16-wide layers at their floor
-    budget = LatencyBudget(0.5, table)
-    out = budget(model)
+    constraint = LatencyConstraint(0.5, table)
+    out = constraint(model)
     dense = table.predict(model.layer_widths(model.mask_points()))
     plan = plan_from_masks(masked, round_to=16, latency=(table, dense))  # prune's rounding; nothing more to close
     deployed = {p: len(plan.local[p]) for p in model.mask_points()}

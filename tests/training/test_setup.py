@@ -8,9 +8,9 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from pdd_edge import checkpoint as ckpt_io
+from pdd_edge import checkpoint
 from pdd_edge.errors import PddError
-from pdd_edge.training.runtime import Runtime, resolve_amp, resolve_device
+from pdd_edge.training.setup import TrainSetup, resolve_amp, resolve_device
 from pdd_edge.zoo.masks import ChannelMask
 from tests.helpers import files_in, run_cli
 from tests.training.test_training_loop import make_fit
@@ -26,7 +26,7 @@ def test_device_names_resolve_to_torch_devices(text, device):
 @pytest.mark.skipif(not NO_CUDA, reason="checks the CPU-only machine")
 def test_auto_device_is_the_cpu_without_cuda():
     assert resolve_device("auto") == torch.device("cpu")
-    assert Runtime.from_options().amp == "off"  # no autocast by default on a CPU
+    assert TrainSetup.from_options().amp == "off"  # no autocast by default on a CPU
 
 
 @pytest.mark.parametrize("text", ["gpu", "cuda:x", "cuda:", "cpu:0", ""])
@@ -60,30 +60,30 @@ def test_unknown_amp_is_refused():
 
 def test_sync_bn_without_torchrun_on_cuda_is_refused():
     with pytest.raises(PddError, match="--sync-bn needs CUDA GPUs under torchrun"):
-        Runtime.from_options("cpu", sync_bn=True)
+        TrainSetup.from_options("cpu", sync_bn=True)
 
 
 def test_negative_workers_are_refused():
     with pytest.raises(PddError, match="--workers must be 0"):
-        Runtime.from_options("cpu", workers=-1)
+        TrainSetup.from_options("cpu", workers=-1)
 
 
 def test_global_batch_must_split_evenly_among_ranks(monkeypatch):
-    from pdd_edge.training import runtime as runtime_mod
+    from pdd_edge.training import setup as setup_mod
     from pdd_edge.training.distributed import DistInfo
 
-    monkeypatch.setattr(runtime_mod, "dist_info", lambda: DistInfo(rank=0, world=4))
-    rt = Runtime()
-    assert rt.rank_batch(256) == 64
+    monkeypatch.setattr(setup_mod, "dist_info", lambda: DistInfo(rank=0, world=4))
+    setup = TrainSetup()
+    assert setup.rank_batch(256) == 64
     with pytest.raises(PddError, match="--batch-size 250 is the global batch .* 4 processes; use a multiple of 4, e.g. 248"):
-        rt.rank_batch(250)
+        setup.rank_batch(250)
 
 
 @pytest.mark.parametrize("amp, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_mask_gate_and_its_gradient_stay_float32_under_autocast(amp, dtype):
-    rt = Runtime(amp=amp)
+    setup = TrainSetup(amp=amp)
     conv, mask = torch.nn.Conv2d(3, 4, 3), ChannelMask(4, "normal")
-    with rt.autocast():
+    with setup.autocast():
         y = mask(conv(torch.randn(2, 3, 8, 8)))
     assert y.dtype == dtype  # the activation keeps its reduced precision
     assert mask.gate().dtype == torch.float32
@@ -94,7 +94,7 @@ def test_mask_gate_and_its_gradient_stay_float32_under_autocast(amp, dtype):
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_training_under_cpu_autocast_trains_and_fp16_keeps_its_loss_scale_for_resume(tmp_path, amp):
     fit = make_fit(tmp_path, epochs=1)
-    fit.runtime = Runtime(amp=amp)
+    fit.setup = TrainSetup(amp=amp)
     result = fit.run()
     assert torch.isfinite(torch.tensor(result.history[-1]["loss"]))
     state = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -110,7 +110,7 @@ def test_autocast_changes_the_computation_it_claims_to(tmp_path):
     # bf16 forward passes give another (close) trajectory than float32: autocast is really on.
     base = make_fit(tmp_path / "fp32", epochs=1).run().history[-1]["loss"]
     fit = make_fit(tmp_path / "bf16", epochs=1)
-    fit.runtime = Runtime(amp="bf16")
+    fit.setup = TrainSetup(amp="bf16")
     mixed = fit.run().history[-1]["loss"]
     assert mixed != base and abs(mixed - base) < 0.1 * abs(base)
 
@@ -118,7 +118,7 @@ def test_autocast_changes_the_computation_it_claims_to(tmp_path):
 def test_checkpoint_tensors_are_moved_to_the_cpu_keeping_the_state_dict_structure():
     state = OrderedDict(w=torch.ones(2), n=torch.tensor(3))
     state._metadata = {"": {"version": 2}}  # type: ignore[attr-defined]
-    moved = ckpt_io.on_cpu({"model": state, "opt": {"state": {0: {"momentum": torch.zeros(2)}}, "groups": [(1, 2)]}})
+    moved = checkpoint.on_cpu({"model": state, "opt": {"state": {0: {"momentum": torch.zeros(2)}}, "groups": [(1, 2)]}})
     assert isinstance(moved["model"], OrderedDict) and moved["model"]._metadata == {"": {"version": 2}}
     assert moved["opt"]["groups"] == [(1, 2)] and moved["opt"]["state"][0]["momentum"].device.type == "cpu"
     assert torch.equal(moved["model"]["w"], torch.ones(2))
@@ -126,7 +126,7 @@ def test_checkpoint_tensors_are_moved_to_the_cpu_keeping_the_state_dict_structur
 
 @pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")
 def test_checkpoint_written_from_the_gpu_loads_on_the_cpu(tmp_path):
-    ckpt_io.save(tmp_path / "c.pt", {"model": {"w": torch.ones(2, device="cuda")}})
+    checkpoint.save(tmp_path / "c.pt", {"model": {"w": torch.ones(2, device="cuda")}})
     assert torch.load(tmp_path / "c.pt", weights_only=True)["model"]["w"].device.type == "cpu"
 
 

@@ -1,4 +1,4 @@
-"""latency/model.py: the grids, the latency model they make, and its file."""
+"""latency/predictor.py: the grids, the latency predictor they make, and its file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
 from pdd_edge.latency import layers
-from pdd_edge.latency.model import Grid, load
+from pdd_edge.latency.predictor import Grid, load
 from tests.latency.synthetic import synthetic_table
 
 

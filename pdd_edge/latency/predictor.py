@@ -1,4 +1,4 @@
-"""The latency model: a network's latency on one device from its layers' channel counts.
+"""The latency predictor: a network's latency on one device from its layers' channel counts.
 
 A latency table (written by `latency/table.py`, one JSON file) holds, for every distinct layer
 geometry of a network, the median latency measured on the device over a grid of (input, output)
@@ -78,7 +78,7 @@ class Grid:
 
 
 @dataclass(frozen=True)
-class LatencyModel:
+class LatencyPredictor:
     key: dict[str, Any]  # what the table is for: target, model, input size, batch, threads, onnxruntime
     layers: dict[str, str]  # layer (module path) -> grid key
     grids: dict[str, Grid]
@@ -127,14 +127,14 @@ class LatencyModel:
                 "grids": {k: g.to_dict() for k, g in self.grids.items()}, **self.record}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LatencyModel":
+    def from_dict(cls, d: dict[str, Any]) -> "LatencyPredictor":
         own = {"format", "version", "key", "channel_multiple", "scale", "offset_ms", "layers", "grids"}
         return cls(key=d["key"], layers=dict(d["layers"]), grids={k: Grid.from_dict(g) for k, g in d["grids"].items()},
                    scale=float(d["scale"]), offset_ms=float(d["offset_ms"]), channel_multiple=int(d["channel_multiple"]),
                    record={k: v for k, v in d.items() if k not in own})
 
 
-def load(path: str | Path) -> LatencyModel:
+def load(path: str | Path) -> LatencyPredictor:
     """A latency table file; anything else is one readable line."""
     path = Path(path)
     if not path.is_file():
@@ -149,6 +149,6 @@ def load(path: str | Path) -> LatencyModel:
         raise PddError(f"{path} is a version {data.get('version')} latency table; this pdd-edge reads version "
                        f"{VERSION}: make it again with `pdd-edge latency-table`")
     try:
-        return LatencyModel.from_dict(data)
+        return LatencyPredictor.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise PddError(f"{path} is a damaged latency table ({type(exc).__name__}: {exc}); make it again") from None
