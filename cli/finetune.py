@@ -26,6 +26,7 @@ def finetune_command(
     batch_size: options.BatchSize = None,
     weight_decay: options.WeightDecay = None,
     milestones: options.Milestones = None,
+    lr_schedule: options.LrSchedule = "step",
     seed: options.Seed = 0,
     teacher: Annotated[Optional[str], typer.Option("--teacher", callback=options.trusted_spec, help="Model spec of the teacher (third-party weights, or a checkpoint of your own model file).")] = None,
     model: options.FileModel = None,
@@ -53,7 +54,7 @@ def finetune_command(
     cfg = finetune.FinetuneConfig(
         checkpoint=str(checkpoint),
         data=options.data_config(dataset, data_dir, download, input_size),
-        optim=finetune.default_optim(epochs, **options.optim_overrides(lr, batch_size, weight_decay, milestones, seed)),
+        optim=finetune.default_optim(epochs, **options.optim_overrides(lr, batch_size, weight_decay, milestones, seed, schedule=lr_schedule)),
         teacher_weights=str(teacher_weights) if teacher_weights else None,
         teacher=teacher,
         alpha=alpha,

@@ -85,6 +85,8 @@ Lr = Annotated[Optional[float], typer.Option("--lr", help="Initial SGD learning 
 BatchSize = Annotated[Optional[int], typer.Option(help="Training batch size.")]
 WeightDecay = Annotated[Optional[float], typer.Option(help="SGD weight decay (masks get the same, as in PDD).")]
 Milestones = Annotated[Optional[str], typer.Option(help="Epochs at which lr is multiplied by 0.1, e.g. 20,40 (default: the paper's, scaled to --epochs).")]
+LrSchedule = Annotated[str, typer.Option(
+    metavar="step|cosine", help="Learning-rate schedule: step (x0.1 at --milestones) or cosine (from --lr to 0 over the run, no milestones).")]
 Seed = Annotated[int, typer.Option(help="Random seed (weights, masks, data order, augmentation).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last finished epoch in the output location.")]
 ParityImages = Annotated[int, typer.Option(help="Validation images on which the output is compared with its source.")]
@@ -165,9 +167,9 @@ def norm_override(mean: Optional[str], std: Optional[str], what: str = "", input
                         input_size=input_size)
 
 
-def optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs=None) -> dict[str, Any]:
+def optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs=None, schedule="step") -> dict[str, Any]:
     return {"lr": lr, "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed,
-            "milestones": parse_ints(milestones, "--milestones"), "warmup_epochs": warmup_epochs}
+            "milestones": parse_ints(milestones, "--milestones"), "warmup_epochs": warmup_epochs, "schedule": schedule}
 
 
 # --- the deployment commands' file arguments -----------------------------------------------

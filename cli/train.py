@@ -28,6 +28,7 @@ def train_command(
     batch_size: options.BatchSize = None,
     weight_decay: options.WeightDecay = None,
     milestones: options.Milestones = None,
+    lr_schedule: options.LrSchedule = "step",
     warmup_epochs: options.Warmup = None,
     seed: options.Seed = 0,
     mean: options.Mean = None,
@@ -50,7 +51,7 @@ def train_command(
         model=model,
         model_args=options.model_args(model_args),
         data=options.data_config(dataset, data_dir, download, input_size),
-        optim=teacher.default_optim(epochs, **options.optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs)),
+        optim=teacher.default_optim(epochs, **options.optim_overrides(lr, batch_size, weight_decay, milestones, seed, warmup_epochs, lr_schedule)),
         norm=options.norm_override(mean, std),
     )
     check_output(out_path)

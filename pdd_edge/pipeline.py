@@ -93,16 +93,17 @@ STAGES: tuple[Stage, ...] = (
            "batch_size"), trains=True),
     Stage("baseline", baseline.run,
           ALL + ("teacher_norm", "distill_epochs", "finetune_epochs", "batch_size", "lr", "weight_decay", "alpha",
-                 "temperature"), ("teacher",), trains=True),
+                 "temperature", "lr_schedule"), ("teacher",), trains=True),
     Stage("distill", distill.run,
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
-                      "budget_ramp", "target_latency_ms", "target_speedup"),
+                      "budget_ramp", "target_latency_ms", "target_speedup", "lr_schedule"),
           lambda c: ("teacher", "baseline", "latency") if c.warm_start else ("teacher", "latency"), trains=True,
           version=2),  # 1, 2: a latency constraint prices the widths prune deploys (nn/constraint.deployed_counts), nearest
     Stage("prune", prune.run, ("round_to", "target_macs_reduction", "target_latency_ms", "target_speedup", "targets"),
           ("distill", "latency")),
     Stage("finetune", finetune.run,
-          lambda c: ("data", "seed", "finetune_epochs", "batch_size", "finetune_lr", "weight_decay", "finetune_kd")
+          lambda c: ("data", "seed", "finetune_epochs", "batch_size", "finetune_lr", "weight_decay", "finetune_kd",
+                     "lr_schedule")
           + (("teacher",) + KD if c.finetune_kd else ()),
           lambda c: ("prune", "teacher") if c.finetune_kd else ("prune",), trains=True),
     Stage("export", export.run, ("data",), ("baseline", "finetune")),

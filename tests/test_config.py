@@ -45,6 +45,25 @@ def test_paper_recipe_is_the_authors_recipe():
     assert finetune.config(RunDir("run"), cfg).teacher_weights is None  # plain CE
 
 
+def test_warm_started_recipes_train_on_a_cosine_schedule_and_paper_keeps_the_steps():
+    run = RunDir("run")
+    for recipe in ("quick", "standard"):
+        cfg = cfg_for(recipe)
+        optims = [distill.config(run, cfg).optim, distill.config(run, cfg, masks=False, epochs=10).optim,
+                  finetune.config(run, cfg).optim]
+        assert [(o.schedule, o.milestones) for o in optims] == [("cosine", ())] * 3  # KD student, distill, finetune
+    paper = cfg_for("paper")
+    assert (distill.config(run, paper).optim.schedule, distill.config(run, paper).optim.milestones) == ("step", (20, 40))
+    assert finetune.config(run, paper).optim.milestones == (50, 100)
+    assert cfg_for("paper", lr_schedule="cosine").lr_schedule == "cosine"  # the option overrides the recipe
+
+
+def test_the_schedule_is_part_of_the_training_stages_hashes():
+    step, cosine = pipeline.stage_hashes(cfg_for("paper")), pipeline.stage_hashes(cfg_for("paper", lr_schedule="cosine"))
+    changed = {name for name in step if step[name] != cosine[name]}
+    assert {"baseline", "distill", "finetune"} <= changed and "teacher" not in changed
+
+
 def test_warm_start_distills_from_the_baseline_with_open_masks():
     run = RunDir("run")
     d = distill.config(run, cfg_for("paper", warm_start=True))
@@ -104,6 +123,7 @@ def test_a_budget_on_the_command_line_replaces_the_recipe_objective_and_two_are_
     ({"budget_ramp": 1.5, "target_macs_reduction": 0.5}, "--budget-ramp is a share of the distill epochs"),
     ({"target_macs_reduction": 1.2}, "--target-macs-reduction must be between 0 and 1"),
     ({"distill_epochs": 0}, "distill stage: epochs must be at least 1"),
+    ({"lr_schedule": "linear"}, "unknown learning-rate schedule \\(--lr-schedule\\) 'linear'"),
 ])
 def test_compress_options_are_validated_before_any_work(tmp_path, overrides, message):
     with pytest.raises(PddError, match=message):

@@ -226,7 +226,7 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
     MACs target is ramped in over the first `cfg.budget_ramp` of the epochs (see nn.constraint).
     """
     optim = default_optim(cfg.distill_epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                          weight_decay=cfg.weight_decay, seed=cfg.seed)
+                          weight_decay=cfg.weight_decay, seed=cfg.seed, schedule=cfg.lr_schedule)
     pdd = {}
     if masks:
         if not 0.0 <= cfg.budget_ramp <= 1.0:

@@ -96,7 +96,8 @@ def config(run: RunDir, cfg: CompressConfig) -> FinetuneConfig:
     kd = {"teacher_weights": str(run.teacher()), "teacher": cfg.teacher, "alpha": cfg.alpha,
           "temperature": cfg.temperature, "teacher_norm": cfg.teacher_norm} if cfg.finetune_kd else {}
     return FinetuneConfig(checkpoint=str(run.pruned()), data=cfg.data, optim=default_optim(
-        cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay, seed=cfg.seed),
+        cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay, seed=cfg.seed,
+        schedule=cfg.lr_schedule),
         **kd)
 
 

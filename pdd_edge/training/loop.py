@@ -1,6 +1,6 @@
 """The epoch loop shared by `train`, `distill` and `finetune`.
 
-SGD with momentum and a step schedule; after every epoch it evaluates, keeps the checkpoint
+SGD with momentum and a step or cosine schedule; after every epoch it evaluates, keeps the checkpoint
 of the best validation top-1 (`best.pt`), and writes the full training state (`last.pt`: model
 with masks, optimizer, RNG, history) so that an interrupted run resumes from its
 last finished epoch and ends exactly where an uninterrupted run with the same seed ends.
@@ -62,6 +62,9 @@ class Task(Protocol):
     def to(self, device: torch.device) -> "Task": ...
 
 
+SCHEDULES = ("step", "cosine")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     epochs: int
@@ -73,15 +76,22 @@ class OptimConfig:
     gamma: float = 0.1
     seed: int = 0
     warmup_epochs: int = 0  # linear warm-up of the lr, step by step, over the first epochs
+    # "step": x gamma at each milestone (the paper's). "cosine": lr * (1 + cos(pi * t)) / 2 over the
+    # run's steps, t from 0 to 1 (milestones unused). Cosine is the warm-started recipes': over a
+    # short run the steps leave an epoch or two at the high lr and the rest at a tenth of it or less;
+    # cosine trained both the KD student and the pruned one better (docs/BENCHMARKS.md, "A cosine schedule").
+    schedule: str = "step"
 
-    def lr_factor(self, epoch: int) -> float:
-        """Step-schedule factor at `epoch` (0-based): gamma per milestone passed."""
+    def lr_factor(self, epoch: int, progress: float = 0.0) -> float:
+        """Schedule factor at `epoch` (0-based), `progress` (0 to 1) of the way through it."""
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * (epoch + progress) / self.epochs))
         return self.gamma ** sum(epoch >= m for m in self.milestones)
 
     def lr_at(self, epoch: int, step: int, steps_per_epoch: int) -> float:
         """The learning rate of one step. A pure function of (epoch, step): the schedule has no
         state, so a resumed run needs nothing but the epoch to continue it exactly."""
-        lr = self.lr * self.lr_factor(epoch)
+        lr = self.lr * self.lr_factor(epoch, step / steps_per_epoch)
         if epoch < self.warmup_epochs:
             lr *= (epoch * steps_per_epoch + step + 1) / (self.warmup_epochs * steps_per_epoch)
         return lr
@@ -97,6 +107,11 @@ class OptimConfig:
             raise PddError(f"weight decay must be >= 0, got {self.weight_decay}")
         if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
             raise PddError(f"milestones must be increasing positive epochs, got {self.milestones}")
+        if self.schedule not in SCHEDULES:
+            raise PddError(f"unknown learning-rate schedule (--lr-schedule) {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        if self.schedule == "cosine" and self.milestones:
+            raise PddError(f"milestones {self.milestones} belong to the step schedule; the cosine schedule has none "
+                           "(drop --milestones, or use --lr-schedule step)")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise PddError(f"warm-up epochs must be between 0 and the number of epochs, got {self.warmup_epochs}")
 
@@ -117,11 +132,14 @@ class Recipe:
     milestone_fractions: tuple[float, ...]
 
     def optim(self, epochs: int | None = None, **overrides: Any) -> OptimConfig:
-        """OptimConfig for `epochs` (milestones stretched to it); None-valued overrides are ignored."""
+        """OptimConfig for `epochs` (milestones stretched to it, for the step schedule); None-valued
+        overrides are ignored."""
         n = self.epochs if epochs is None else epochs
+        given = {k: v for k, v in overrides.items() if v is not None}
+        cosine = given.get("schedule") == "cosine"
         base: dict[str, Any] = dict(epochs=n, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay,
-                                    milestones=scaled_milestones(n, self.milestone_fractions))
-        base.update({k: v for k, v in overrides.items() if v is not None})
+                                    milestones=() if cosine else scaled_milestones(n, self.milestone_fractions))
+        base.update(given)
         return OptimConfig(**base)
 
 

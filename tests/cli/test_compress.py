@@ -39,6 +39,13 @@ def test_compress_latency_options_are_checked_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_compress_unknown_lr_schedule_fails_before_training(tmp_path):
+    result = run_cli("compress", "--student", "resnet20", "--teacher", "resnet20", "--lr-schedule", "linear",
+                     "--out", tmp_path / "run")
+    assert_usage_error(result, "unknown learning-rate schedule (--lr-schedule) 'linear'")
+    assert files_in(tmp_path) == []
+
+
 @pytest.mark.slow
 def test_compress_with_a_speedup_target_measures_the_table_and_reports_requested_predicted_measured(tmp_path, monkeypatch):
     monkeypatch.setenv("PDD_EDGE_CACHE", str(tmp_path / "cache"))

@@ -28,3 +28,19 @@ def test_finetune_with_teacher_uses_kd(masked_ckpt, digits_teacher, tmp_path):
 
 def test_finetune_masked_checkpoint_asks_to_prune_first(masked_ckpt, tmp_path):
     assert_usage_error(run_cli("finetune", masked_ckpt, "--epochs", "1", "--out", tmp_path / "ft"), "run `pdd-edge prune`")
+
+
+def test_finetune_on_a_cosine_schedule_records_each_epochs_starting_lr(masked_ckpt, tmp_path):
+    assert run_cli("prune", masked_ckpt, "--out", tmp_path / "p.pt").exit_code == 0
+    cli_json("finetune", tmp_path / "p.pt", "--epochs", "2", "--batch-size", "128", "--lr", "0.04", "--lr-schedule", "cosine",
+             "--out", tmp_path / "ft", "--json")
+    history = json.loads((tmp_path / "ft" / "history.json").read_text())["epochs"]
+    assert [e["lr"] for e in history] == [0.04, 0.02]  # cos(0) and cos(pi/2): halfway down at epoch 2's start
+
+
+def test_finetune_bad_schedule_options_are_usage_errors(masked_ckpt, tmp_path):
+    assert run_cli("prune", masked_ckpt, "--out", tmp_path / "p.pt").exit_code == 0
+    base = ("finetune", tmp_path / "p.pt", "--epochs", "2", "--out", tmp_path / "ft")
+    assert_usage_error(run_cli(*base, "--lr-schedule", "linear"), "unknown learning-rate schedule (--lr-schedule) 'linear'")
+    assert_usage_error(run_cli(*base, "--lr-schedule", "cosine", "--milestones", "1"), "belong to the step schedule")
+    assert files_in(tmp_path) == ["p.pt"]

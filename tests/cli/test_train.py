@@ -24,3 +24,9 @@ def test_train_unknown_dataset_is_usage_error(tmp_path):
     result = run_cli("train", "--model", "resnet20", "--dataset", "mnist", "--out", tmp_path / "t.pt")
     assert_usage_error(result, "unknown dataset 'mnist'")
     assert files_in(tmp_path) == []
+
+
+def test_train_unknown_lr_schedule_is_usage_error(tmp_path):
+    result = run_cli("train", "--model", "resnet20", "--lr-schedule", "linear", "--out", tmp_path / "t.pt")
+    assert_usage_error(result, "unknown learning-rate schedule (--lr-schedule) 'linear'")
+    assert files_in(tmp_path) == []

@@ -104,6 +104,31 @@ def test_optim_config_lr_warms_up_linearly_then_steps_down_at_milestones():
         OptimConfig(epochs=2, lr=0.1, batch_size=8, weight_decay=0, milestones=(), warmup_epochs=3)
 
 
+def test_cosine_schedule_falls_from_lr_to_zero_over_the_runs_steps():
+    cfg = OptimConfig(epochs=2, lr=0.1, batch_size=8, weight_decay=0, milestones=(), schedule="cosine")
+    # t = (epoch + step / 4) / 2 for 4 steps per epoch: 0, 1/8, ..., 7/8; lr = 0.1 * (1 + cos(pi t)) / 2
+    golden = [0.1, 0.0961940, 0.0853553, 0.0691342, 0.05, 0.0308658, 0.0146447, 0.0038060]
+    assert [cfg.lr_at(e, s, 4) for e in range(2) for s in range(4)] == pytest.approx(golden, abs=1e-7)
+    assert [cfg.lr_factor(e) for e in range(2)] == pytest.approx([1.0, 0.5])  # at each epoch's start
+    warm = OptimConfig(epochs=2, lr=0.1, batch_size=8, weight_decay=0, milestones=(), schedule="cosine", warmup_epochs=1)
+    assert [warm.lr_at(0, s, 4) for s in range(4)] == pytest.approx([g * (s + 1) / 4 for s, g in enumerate(golden[:4])])
+
+
+def test_an_unknown_schedule_or_milestones_with_cosine_are_refused():
+    with pytest.raises(PddError, match=r"unknown learning-rate schedule \(--lr-schedule\) 'linear'; choose one of: step, cosine"):
+        OptimConfig(epochs=2, lr=0.1, batch_size=8, weight_decay=0, milestones=(), schedule="linear")
+    with pytest.raises(PddError, match="milestones \\(1,\\) belong to the step schedule"):
+        OptimConfig(epochs=2, lr=0.1, batch_size=8, weight_decay=0, milestones=(1,), schedule="cosine")
+
+
+def test_a_recipe_gives_the_cosine_schedule_no_milestones():
+    from pdd_edge.stages import distill
+
+    assert distill.RECIPE.optim(6).milestones == (2, 5)
+    cosine = distill.RECIPE.optim(6, schedule="cosine")
+    assert (cosine.schedule, cosine.milestones) == ("cosine", ())
+
+
 def test_epoch_line_stays_one_line_in_a_narrow_non_terminal_log():
     import io
 
