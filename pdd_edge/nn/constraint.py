@@ -30,8 +30,8 @@ distillation was lost (issue 23). With the clamp the push stays bounded (|lambda
 and recovers within a few steps once the error changes sign, instead of first unwinding what it
 accumulated.
 
-The term is also multiplied by `lr0 / lr` (the inverse of the learning-rate schedule's current
-step factor, warm-up excluded). Otherwise each lr decay would shrink the constraint's push on the masks tenfold, the masks
+The term is also multiplied by `lr0 / lr` (the inverse of the learning-rate schedule's factor
+at the epoch's start, step or cosine, warm-up excluded). Otherwise each lr decay would shrink the constraint's push on the masks tenfold, the masks
 would freeze wherever they are, and the constraint could not be met by the end of training; with
 the compensation the push per step stays constant while the distillation's fades with the
 schedule, so the masks settle on the target as the weights converge.
