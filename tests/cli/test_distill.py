@@ -106,3 +106,10 @@ def test_teacher_input_size_sets_the_size_third_party_teacher_weights_get(tmp_pa
     bad = run_cli("distill", "--student", "resnet20", "--teacher-weights", str(tmp_path / "t.pt"), "--out",
                   str(tmp_path / "o"), "--teacher-input-size", "0,32")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: --teacher-input-size must be H (square) or H,W")
+
+
+def test_distill_lr_schedule_usage_errors(digits_teacher, tmp_path):
+    base = ("distill", "--student", "resnet20", "--teacher-weights", digits_teacher, "--out", tmp_path / "d", "--epochs", "2")
+    assert_usage_error(run_cli(*base, "--lr-schedule", "linear"), "unknown learning-rate schedule (--lr-schedule) 'linear'")
+    assert_usage_error(run_cli(*base, "--lr-schedule", "cosine", "--milestones", "1"), "belong to the step schedule")
+    assert files_in(tmp_path / "d") == []
