@@ -60,6 +60,7 @@ class Constraint:
     it to `1 - target_reduction`; `metric` names the epoch record's reduction in percent."""
 
     metric = "macs_reduction_pct"
+    overshoot_meets = False
 
     def __init__(self, target_reduction: float, rate: float = DEFAULT_RATE, gain: float = DEFAULT_GAIN,
                  ramp_epochs: int = 0, integral_limit: float = DEFAULT_INTEGRAL_LIMIT) -> None:
@@ -105,10 +106,16 @@ class Constraint:
     def deviation_pct(self, reduction_pct: float) -> float:
         return reduction_pct - 100.0 * self.target_reduction
 
+    def meets(self, reduction_pct: float) -> bool:
+        """An epoch meets the constraint within +/- `TOLERANCE_PCT` points of the target, and also
+        beyond it where `overshoot_meets` (a cheaper network is within a budget)."""
+        dev = self.deviation_pct(reduction_pct)
+        return abs(dev) <= TOLERANCE_PCT or (self.overshoot_meets and dev > 0)
+
     def selection_key(self, record: dict[str, Any]) -> tuple:
-        """Best epoch: highest val top-1 among epochs within tolerance; else the closest to target."""
-        dev = abs(self.deviation_pct(record[self.metric]))
-        return (1, record["val_top1"]) if dev <= TOLERANCE_PCT else (0, -dev)
+        """Best epoch: highest val top-1 among the epochs that meet the constraint; else the closest to target."""
+        reduction = record[self.metric]
+        return (1, record["val_top1"]) if self.meets(reduction) else (0, -abs(self.deviation_pct(reduction)))
 
     def state_dict(self) -> dict[str, float]:
         return {"integral": self.integral}
@@ -118,7 +125,15 @@ class Constraint:
 
 
 class MacsConstraint(Constraint):
-    """MACs of the masked network over the dense network's."""
+    """MACs of the masked network over the dense network's.
+
+    A MACs target is a budget: an epoch that removed more than asked meets it. With the symmetric
+    tolerance, ResNet20 on CIFAR-10 images (warm start, cosine) kept an epoch at -51 % MACs and
+    33 % top-1 over the last one at -54 % and 64 %, because the controller, its push scaled by
+    lr0/lr, ends a few points past the target as the lr vanishes (docs/BENCHMARKS.md, issue 23).
+    A latency request stays two-sided: it promises to land within a tolerance of the request."""
+
+    overshoot_meets = True
 
     def __init__(self, target_reduction: float, dense_macs: int, input_hw: tuple[int, int], rate: float = DEFAULT_RATE,
                  gain: float = DEFAULT_GAIN, ramp_epochs: int = 0) -> None:

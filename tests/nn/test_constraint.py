@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pdd_edge import zoo
-from pdd_edge.nn.constraint import DEFAULT_GAIN, DEFAULT_INTEGRAL_LIMIT, DEFAULT_RATE, Constraint, LatencyConstraint, deployed_counts
+from pdd_edge.nn.constraint import (DEFAULT_GAIN, DEFAULT_INTEGRAL_LIMIT, DEFAULT_RATE, Constraint, LatencyConstraint,
+                                    MacsConstraint, deployed_counts)
 from pdd_edge.nn.pruning import plan_from_masks
 from pdd_edge.zoo.masked import MaskedNetwork
 from tests.latency.synthetic import synthetic_table
@@ -57,6 +58,27 @@ def test_constraint_recovers_within_steps_once_the_error_changes_sign_after_a_st
     assert after[0] == pytest.approx(-0.5) and after[-1] == pytest.approx(-1.5 + 1.0 - 99 * 0.015)
     unbounded = 300 * DEFAULT_RATE * 0.2  # what the integral would hold without the clamp
     assert unbounded == pytest.approx(3.0) and after[0] < 0 < DEFAULT_GAIN * -0.3 + unbounded
+
+
+def best_epoch(constraint: Constraint, records: list[dict]) -> int:
+    return max(records, key=constraint.selection_key)["epoch"]
+
+
+def test_macs_budget_best_epoch_may_remove_more_than_asked_but_a_latency_request_may_not():
+    # The epochs of a warm-started ResNet20 (issue 23): the last one removed 3.6 points more than
+    # the 50 % asked and is 30 points better than the one nearest the target.
+    epochs = [(1, 12.0, 48.5), (2, 30.0, 49.6), (3, 47.9, 38.9), (4, 51.2, 33.0), (5, 54.3, 59.8), (6, 53.6, 63.6)]
+    macs = [{"epoch": e, "macs_reduction_pct": r, "val_top1": v} for e, r, v in epochs]
+    latency = [{"epoch": e, "latency_reduction_pct": r, "val_top1": v} for e, r, v in epochs]
+    table = None  # selection reads the epoch records only
+    assert best_epoch(MacsConstraint(0.5, dense_macs=1, input_hw=(8, 8)), macs) == 6
+    assert best_epoch(LatencyConstraint(0.5, table), latency) == 3  # within +/- 3 points: 47.9 and 51.2
+    # No epoch near the target: the closest, whichever side it is on.
+    far = [{"epoch": 1, "macs_reduction_pct": 40.0, "val_top1": 70.0}, {"epoch": 2, "macs_reduction_pct": 45.0, "val_top1": 10.0}]
+    assert best_epoch(MacsConstraint(0.5, dense_macs=1, input_hw=(8, 8)), far) == 2
+    assert MacsConstraint(0.5, dense_macs=1, input_hw=(8, 8)).meets(47.0)
+    assert not MacsConstraint(0.5, dense_macs=1, input_hw=(8, 8)).meets(46.9)
+    assert not LatencyConstraint(0.5, table).meets(53.1)
 
 
 def test_constraint_loss_is_lambda_times_lr_compensation_times_cost_and_its_state_resumes():
