@@ -55,8 +55,9 @@ def compress_command(
     distill_epochs: Annotated[Optional[int], typer.Option(help=f"PDD distillation epochs ({recipe_help('distill_epochs')}).")] = None,
     finetune_epochs: Annotated[Optional[int], typer.Option(help=f"Fine-tuning epochs of the pruned student ({recipe_help('finetune_epochs')}).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Training batch size ({recipe_help('batch_size')}).")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help=f"Learning rate of distillation and of the unpruned baseline ({recipe_help('lr')}).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help=f"Learning rate of the unpruned baseline and of distillation, times --warm-lr-scale when warm-started ({recipe_help('lr')}).")] = None,
     finetune_lr: Annotated[Optional[float], typer.Option(help=f"Learning rate of fine-tuning ({recipe_help('finetune_lr')}).")] = None,
+    warm_lr_scale: Annotated[Optional[float], typer.Option(help=f"With --warm-start, distillation and fine-tuning continue the trained baseline and start at --lr and --finetune-lr times this, 0 to 1 ({recipe_help('warm_lr_scale')}).")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="SGD weight decay; masks get the same, as in PDD (default: 0.005 in every recipe).")] = None,
     alpha: Annotated[float, typer.Option(help="KD: weight of cross-entropy.")] = 0.6,
     temperature: Annotated[float, typer.Option("--temperature", "-T", help="KD temperature.")] = 3.0,
@@ -87,7 +88,7 @@ def compress_command(
         latency_table=str(latency_table) if latency_table else None,
         finetune_kd=finetune_kd, lr_schedule=lr_schedule, round_to=round_to, seed=seed, teacher_epochs=teacher_epochs,
         teacher_lr=teacher_lr, distill_epochs=distill_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, lr=lr,
-        finetune_lr=finetune_lr, weight_decay=weight_decay, alpha=alpha, temperature=temperature,
+        finetune_lr=finetune_lr, warm_lr_scale=warm_lr_scale, weight_decay=weight_decay, alpha=alpha, temperature=temperature,
         calibration_size=calibration_size, profile_min_runs=profile_min_runs, profile_min_time_s=profile_min_time,
     )
     run_dir = out_dir or Path("runs") / f"{slug(student)}-{slug(teacher)}-{data.name}"

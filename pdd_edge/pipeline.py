@@ -96,14 +96,14 @@ STAGES: tuple[Stage, ...] = (
                  "temperature", "lr_schedule"), ("teacher",), trains=True),
     Stage("distill", distill.run,
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
-                      "budget_ramp", "target_latency_ms", "target_speedup", "lr_schedule"),
+                      "budget_ramp", "target_latency_ms", "target_speedup", "lr_schedule", "warm_lr_scale"),
           lambda c: ("teacher", "baseline", "latency") if c.warm_start else ("teacher", "latency"), trains=True,
           version=2),  # 1, 2: a latency constraint prices the widths prune deploys (nn/constraint.deployed_counts), nearest
     Stage("prune", prune.run, ("round_to", "target_macs_reduction", "target_latency_ms", "target_speedup", "targets"),
           ("distill", "latency")),
     Stage("finetune", finetune.run,
           lambda c: ("data", "seed", "finetune_epochs", "batch_size", "finetune_lr", "weight_decay", "finetune_kd",
-                     "lr_schedule")
+                     "lr_schedule", "warm_start", "warm_lr_scale")
           + (("teacher",) + KD if c.finetune_kd else ()),
           lambda c: ("prune", "teacher") if c.finetune_kd else ("prune",), trains=True),
     Stage("export", export.run, ("data",), ("baseline", "finetune")),

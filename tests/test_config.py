@@ -64,6 +64,25 @@ def test_the_schedule_is_part_of_the_training_stages_hashes():
     assert {"baseline", "distill", "finetune"} <= changed and "teacher" not in changed
 
 
+def test_warm_started_distill_and_finetune_start_at_a_fifth_of_the_lr_and_the_baseline_at_the_lr():
+    run = RunDir("run")
+    quick = cfg_for("quick", lr=0.05, finetune_lr=0.04)
+    assert quick.warm_lr_scale == 0.2 and cfg_for("standard").warm_lr_scale == 0.2
+    assert distill.config(run, quick).optim.lr == pytest.approx(0.01)
+    assert finetune.config(run, quick).optim.lr == pytest.approx(0.008)
+    assert distill.config(run, quick, masks=False, epochs=10).optim.lr == 0.05  # the KD student: from scratch
+    scratch = config.resolve(quick, warm_start=False)  # nothing to continue: the lrs as given
+    assert (distill.config(run, scratch).optim.lr, finetune.config(run, scratch).optim.lr) == (0.05, 0.04)
+    paper = cfg_for("paper", warm_start=True)  # the paper's recipe keeps its lrs even warm-started
+    assert paper.warm_lr_scale == 1.0 and distill.config(run, paper).optim.lr == paper.lr
+
+
+def test_the_warm_lr_scale_is_part_of_the_distill_and_finetune_hashes_only():
+    a, b = pipeline.stage_hashes(cfg_for("quick")), pipeline.stage_hashes(cfg_for("quick", warm_lr_scale=0.5))
+    assert {name for name in a if a[name] != b[name]} >= {"distill", "finetune"}
+    assert a["teacher"] == b["teacher"] and a["baseline"] == b["baseline"]
+
+
 def test_warm_start_distills_from_the_baseline_with_open_masks():
     run = RunDir("run")
     d = distill.config(run, cfg_for("paper", warm_start=True))
@@ -124,6 +143,9 @@ def test_a_budget_on_the_command_line_replaces_the_recipe_objective_and_two_are_
     ({"target_macs_reduction": 1.2}, "--target-macs-reduction must be between 0 and 1"),
     ({"distill_epochs": 0}, "distill stage: epochs must be at least 1"),
     ({"lr_schedule": "linear"}, "unknown learning-rate schedule \\(--lr-schedule\\) 'linear'"),
+    ({"warm_lr_scale": 0.0}, "--warm-lr-scale is a share of --lr and --finetune-lr, above 0 and at most 1"),
+    ({"warm_lr_scale": 1.5, "warm_start": True}, "--warm-lr-scale is a share of --lr and --finetune-lr"),
+    ({"warm_lr_scale": float("nan")}, "--warm-lr-scale is a share of --lr and --finetune-lr"),
 ])
 def test_compress_options_are_validated_before_any_work(tmp_path, overrides, message):
     with pytest.raises(PddError, match=message):
@@ -143,6 +165,8 @@ def test_distill_budget_ramp_longer_than_the_distillation_is_refused():
 @pytest.mark.parametrize("args, message", [
     (["compress", "--budget-ramp", "2"], "--budget-ramp is a share of the distill epochs"),
     (["compress", "--target-macs-reduction", "1.5"], "--target-macs-reduction must be between 0 and 1"),
+    (["compress", "--warm-lr-scale", "-0.2"], "--warm-lr-scale is a share of --lr and --finetune-lr"),
+    (["compress", "--warm-lr-scale", "2"], "--warm-lr-scale is a share of --lr and --finetune-lr"),
     (["distill", "--student", "resnet20", "--teacher-weights", "t.pt", "--epochs", "4", "--target-macs-reduction", "0.5",
       "--budget-ramp-epochs", "9"], "budget ramp must be between 0 and 4 epochs"),
     (["prune", "d.pt", "--min-macs-reduction", "1.5"], "--min-macs-reduction must be between 0 and 1"),

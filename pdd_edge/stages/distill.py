@@ -222,10 +222,13 @@ def config(run: RunDir, cfg: CompressConfig, *, masks: bool = True, epochs: int 
     """Distillation of the run's student from the run's teacher: PDD with masks (this stage), or
     the same KD without them for `epochs` (the `baseline` stage).
 
-    With `cfg.warm_start` PDD starts from the baseline's weights with every mask open, and a
-    MACs target is ramped in over the first `cfg.budget_ramp` of the epochs (see nn.constraint).
+    With `cfg.warm_start` PDD starts from the baseline's weights with every mask open, at
+    `cfg.warm_lr_scale` of the lr, and a MACs target is ramped in over the first `cfg.budget_ramp`
+    of the epochs (see nn.constraint).
     """
-    optim = default_optim(cfg.distill_epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+    # PDD continuing the trained baseline (warm start) starts at a share of the lr the baseline started at.
+    lr = cfg.warm_lr(cfg.lr) if masks else cfg.lr
+    optim = default_optim(cfg.distill_epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=lr,
                           weight_decay=cfg.weight_decay, seed=cfg.seed, schedule=cfg.lr_schedule)
     pdd = {}
     if masks:

@@ -92,11 +92,12 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, *, resume: bool | str = F
 # --- the pipeline stage ------------------------------------------------------------------------
 
 def config(run: RunDir, cfg: CompressConfig) -> FinetuneConfig:
-    """Fine-tuning of the run's pruned student: plain CE, or KD from the run's teacher (`cfg.finetune_kd`)."""
+    """Fine-tuning of the run's pruned student: plain CE, or KD from the run's teacher (`cfg.finetune_kd`);
+    a warm-started student at `cfg.warm_lr_scale` of the fine-tuning lr."""
     kd = {"teacher_weights": str(run.teacher()), "teacher": cfg.teacher, "alpha": cfg.alpha,
           "temperature": cfg.temperature, "teacher_norm": cfg.teacher_norm} if cfg.finetune_kd else {}
     return FinetuneConfig(checkpoint=str(run.pruned()), data=cfg.data, optim=default_optim(
-        cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.finetune_lr, weight_decay=cfg.weight_decay, seed=cfg.seed,
+        cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.warm_lr(cfg.finetune_lr), weight_decay=cfg.weight_decay, seed=cfg.seed,
         schedule=cfg.lr_schedule),
         **kd)
 
