@@ -4,6 +4,7 @@ For one student, runs `pdd-edge compress` on `digits` in one run directory (the 
 unpruned baseline and the latency table are made once and reused; each variant re-runs distill
 onwards), on a benchmark target with one thread and batch sizes 1 and 32:
 
+  default   no budget option                     (the recipe's: a 1.9x speed target on the first target)
   pure      --target-macs-reduction 0            (PDD, widths as the masks leave them)
   macs50    --target-macs-reduction 0.5          (the MACs budget)
   speedup S --target-speedup S, for each S       (the latency budget; widths rounded to the
@@ -56,7 +57,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--distill-epochs", type=int, default=15)
     ap.add_argument("--finetune-epochs", type=int, default=10)
     ap.add_argument("--speedups", default="2.0,1.54,1.25", help="latency targets as speed-ups (50, 65, 80 %% of the unpruned latency)")
-    ap.add_argument("--variants", default="pure,macs50,latency", help="which of pure, macs50, latency to run")
+    ap.add_argument("--variants", default="pure,macs50,latency", help="which of default, pure, macs50, latency to run")
     ap.add_argument("--compress-args", default="", help="more compress options, e.g. '--model-arg mask_placement=stage'")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds of timed runs per file and batch size in the final comparison")
     ap.add_argument("--measure-only", action="store_true", help="only the final comparison of the files in --out")
@@ -67,7 +68,12 @@ def main(argv: list[str]) -> int:
     target.write_text(TARGET)
     run = args.out / "run"
     chosen = args.variants.split(",")
+    if set(chosen) - {"default", "pure", "macs50", "latency"}:
+        ap.error(f"unknown --variants {sorted(set(chosen) - {'default', 'pure', 'macs50', 'latency'})}: "
+                 "choose among default, pure, macs50, latency")
     variants: list[tuple[str, list[str]]] = []
+    if "default" in chosen:
+        variants.append(("default", []))
     if "pure" in chosen:
         variants.append(("pure", ["--target-macs-reduction", "0"]))
     if "macs50" in chosen:

@@ -31,12 +31,12 @@ def compress_command(
     input_size: options.InputSize = None,
     target: Annotated[Optional[list[str]], typer.Option("--target", "-t", help="Device target to profile and report (repeatable; default: local).")] = None,
     quantize: Annotated[bool, typer.Option("--quantize/--no-quantize", help="Also produce a static INT8 model.")] = True,
-    target_macs_reduction: Annotated[Optional[float], typer.Option(help=f"MACs budget, e.g. 0.5 lands at -50 % (+/- 3 points), widths at the first target's channel multiple; 0: none, pure PDD ({recipe_help('target_macs_reduction')}).")] = None,
-    target_latency_ms: Annotated[Optional[float], typer.Option(help="Latency budget instead of MACs: this p50 latency (ms) on the first --target, measured there (see docs/latency.md).")] = None,
-    target_speedup: Annotated[Optional[float], typer.Option(help="Latency budget instead of MACs: the unpruned student's latency on the first --target divided by this, measured there, e.g. 2.")] = None,
+    target_macs_reduction: Annotated[Optional[float], typer.Option(help="MACs budget instead of the recipe's speed target, e.g. 0.5 lands at -50 % (+/- 3 points or more removed), widths at the first target's channel multiple; 0: none, pure PDD. The quick and standard recipes fall back to 0.5 where the first target is another machine and no --latency-table is given.")] = None,
+    target_latency_ms: Annotated[Optional[float], typer.Option(help="Latency budget: this p50 latency (ms) on the first --target, measured there (see docs/latency.md).")] = None,
+    target_speedup: Annotated[Optional[float], typer.Option(help=f"Latency budget: the unpruned student's latency on the first --target divided by this, measured there ({recipe_help('target_speedup')}).")] = None,
     latency_table: Annotated[Optional[Path], typer.Option(help="The first target's latency table, made on the device with `pdd-edge latency-table --remote` (default: measured here).")] = None,
     warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--scratch", help=f"Distill from the trained baseline with all masks open, or from scratch with N(0, 1e-3) masks as the paper ({recipe_help('warm_start', 'warm start')}).")] = None,
-    budget_ramp: Annotated[Optional[float], typer.Option(help=f"Share of the distill epochs over which the MACs target is ramped in, 0 to 1 ({recipe_help('budget_ramp')}).")] = None,
+    budget_ramp: Annotated[Optional[float], typer.Option(help=f"Share of the distill epochs over which the MACs or latency target is ramped in, 0 to 1 ({recipe_help('budget_ramp')}).")] = None,
     finetune_kd: Annotated[Optional[bool], typer.Option("--finetune-kd/--finetune-ce", help=f"Fine-tune with KD from the teacher, or with plain cross-entropy as the paper ({recipe_help('finetune_kd', 'KD')}).")] = None,
     lr_schedule: Annotated[Optional[str], typer.Option(metavar="step|cosine", help=f"Learning-rate schedule of the unpruned baseline, distillation and fine-tuning: step (x0.1 at the paper's milestones) or cosine ({recipe_help('lr_schedule')}).")] = None,
     round_to: Annotated[Optional[int], typer.Option(help="Keep layer widths multiples of N when pruning (default: the first target's channel_multiple; with a latency target and none, the latency table's).")] = None,
@@ -49,7 +49,7 @@ def compress_command(
     fused_sgd: options.FusedSgd = False,
     compile_mode: options.Compile = "off",
     resume: options.Resume = False,
-    recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits), standard (default otherwise: the paper's schedule, warm-started PDD with a 50 % MACs target) or paper (the authors' recipe exactly).")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits), standard (default otherwise: the paper's schedule, warm-started PDD with a 1.9x speed target) or paper (the authors' recipe exactly).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(help=f"Teacher training epochs ({recipe_help('teacher_epochs')}).")] = None,
     teacher_lr: Annotated[Optional[float], typer.Option(help=f"Teacher training learning rate ({recipe_help('teacher_lr')}).")] = None,
     distill_epochs: Annotated[Optional[int], typer.Option(help=f"PDD distillation epochs ({recipe_help('distill_epochs')}).")] = None,
@@ -98,7 +98,11 @@ def compress_command(
 
 def _run(cfg, run_dir: Path, resume: bool, setup) -> None:
     from pdd_edge import pipeline
+    from pdd_edge.stages import latency
 
+    cfg, note = latency.objective(cfg)  # the recipe's speed target, or its MACs fallback on another machine's target
+    if note and setup.dist.is_main:
+        err.print(f"[bold yellow]note:[/] {escape(note)}")
     pipeline.validate(cfg, run_dir, setup)
 
     def on_event(ev) -> None:

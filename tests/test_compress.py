@@ -16,10 +16,10 @@ pytestmark = pytest.mark.slow
 # from it stays there too, which the divergence check rightly stops.
 ARGS = ["compress", "--teacher", "resnet20", "--teacher-epochs", "3", "--distill-epochs", "3", "--finetune-epochs", "1",
         "--batch-size", "128", "--profile-min-runs", "5", "--profile-min-time", "0"]
-STAGES = ["teacher", "baseline", "distill", "prune", "finetune", "export", "simplify", "quantize", "evaluate", "profile",
+STAGES = ["latency", "teacher", "baseline", "distill", "prune", "finetune", "export", "simplify", "quantize", "evaluate", "profile",
           "report"]
 PROMISED_FILES = [
-    "manifest.json", "teacher/teacher.pt", "baseline/best.pt", "distill/best.pt", "prune/pruned.pt", "prune/pruned.json",
+    "manifest.json", "latency/table.json", "teacher/teacher.pt", "baseline/best.pt", "distill/best.pt", "prune/pruned.pt", "prune/pruned.json",
     "finetune/best.pt", "export/baseline.onnx", "export/pruned.onnx", "simplify/baseline.onnx", "simplify/pruned.onnx",
     "quantize/pruned.int8.onnx", "quantize/baseline.int8.onnx", "evaluate/accuracy.json", "profile/profile-local.json", "report/report-local.json",
     "report/report-local.md", "report/accuracy-latency-local.png", "report/channels.png",
@@ -94,6 +94,26 @@ def test_compress_writes_every_promised_file_and_records_every_stage(reference):
     assert manifest["config"]["student"] == "resnet20" and manifest["config"]["distill_epochs"] == 3
     assert not list(out.rglob("*.tmp"))
     assert "baseline" in stdout and "int8 " in stdout and "deployable models:" in stdout
+
+
+def test_compress_by_default_aims_at_a_1_9x_speedup_measured_here_and_reports_requested_predicted_measured(reference):
+    from pdd_edge import zoo
+    from pdd_edge.latency.predictor import load
+
+    out, _, _ = reference
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["config"]["target_speedup"], manifest["config"]["target_macs_reduction"]) == (1.9, None)
+    table = load(out / "latency" / "table.json")  # measured on this machine for the run's student and classes
+    assert table.key["target"] == "local" and table.key["model"] == "resnet20" and table.key["num_classes"] == 10
+    prune = json.loads((out / "prune" / "pruned.json").read_text())
+    assert prune["round_to"] == table.channel_multiple  # the measured multiple: local declares none
+    dense = zoo.build("resnet20")
+    assert prune["latency"]["target_ms"] == pytest.approx(table.predict(dense.layer_widths(dense.mask_points())) / 1.9)
+    report = json.loads((out / "report" / "report-local.json").read_text())
+    lb = report["latency_budget"]
+    assert lb["requested_ms"] == prune["latency"]["target_ms"] and lb["predicted_ms"] == prune["latency"]["predicted_ms"]
+    assert lb["measured_ms"] == report["variants"]["pruned"]["latency_p50_ms"]
+    assert "## Latency target" in (out / "report" / "report-local.md").read_text()
 
 
 def test_compress_summary_numbers_come_from_the_report(reference):

@@ -8,7 +8,7 @@ from pdd_edge.artifact import RunDir
 from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import PddError
 from pdd_edge.nn.constraint import MacsConstraint
-from pdd_edge.stages import distill, finetune
+from pdd_edge.stages import distill, finetune, latency
 
 
 def cfg_for(recipe=None, dataset="digits", **overrides):
@@ -117,17 +117,28 @@ def test_student_builder_arguments_retrain_everything_the_student_is_in():
     assert all(a[s] != b[s] for s in ("baseline", "distill", "prune", "finetune", "export", "report"))
 
 
-def test_latency_target_adds_the_latency_stage_before_distill_and_drops_the_macs_target():
-    cfg = config.with_objective(cfg_for("standard"), speedup=2.0)
-    assert list(pipeline.stage_hashes(cfg))[0] == "latency" and "latency" not in pipeline.stage_hashes(cfg_for("standard"))
-    d = distill.config(RunDir("run"), cfg)
-    assert d.target_macs_reduction is None and d.target_speedup == 2.0
-    assert d.latency_table == str(RunDir("run").latency_table()) and d.budget_ramp_epochs > 0
+def test_warm_started_recipes_aim_at_a_1_9x_speedup_and_fall_back_to_half_the_macs():
+    for recipe in ("quick", "standard"):
+        cfg = cfg_for(recipe)
+        assert (cfg.target_speedup, cfg.target_latency_ms, cfg.target_macs_reduction) == (1.9, None, None)
+        assert cfg.speed_fallback_macs == 0.5
+        assert list(pipeline.stage_hashes(cfg))[:2] == ["latency", "teacher"]  # the table comes first
+        d = distill.config(RunDir("run"), cfg)
+        assert d.target_macs_reduction is None and d.target_speedup == 1.9
+        assert d.latency_table == str(RunDir("run").latency_table()) and d.budget_ramp_epochs > 0
+    paper = cfg_for("paper")
+    assert (paper.target_speedup, paper.speed_fallback_macs) == (None, None) and "latency" not in pipeline.stage_hashes(paper)
+
+
+def test_latency_target_adds_the_latency_stage_before_distill_and_a_macs_target_drops_it():
+    cfg = config.with_objective(cfg_for("paper"), speedup=2.0)
+    assert list(pipeline.stage_hashes(cfg))[0] == "latency"
+    assert "latency" not in pipeline.stage_hashes(config.with_objective(cfg_for("quick"), macs=0.5))
 
 
 def test_a_budget_on_the_command_line_replaces_the_recipe_objective_and_two_are_refused():
     speed = config.with_objective(cfg_for("standard"), speedup=1.5)
-    assert (speed.target_macs_reduction, speed.target_speedup) == (None, 1.5)
+    assert (speed.target_macs_reduction, speed.target_speedup, speed.speed_fallback_macs) == (None, 1.5, None)
     macs = config.with_objective(speed, macs=0.3)
     assert (macs.target_macs_reduction, macs.target_speedup) == (0.3, None)
     assert "latency" not in pipeline.stage_hashes(macs)
@@ -136,6 +147,23 @@ def test_a_budget_on_the_command_line_replaces_the_recipe_objective_and_two_are_
     assert config.with_objective(cfg_for("quick")) == cfg_for("quick")
     with pytest.raises(PddError, match="give one budget, not --target-macs-reduction and --target-speedup"):
         config.with_objective(cfg_for("quick"), macs=0.5, speedup=2.0)
+
+
+def test_default_speed_target_on_another_machines_target_becomes_the_macs_fallback_and_says_so():
+    rpi = cfg_for("quick", targets=("rpi4",))  # an aarch64 board: its latency cannot be measured on this x86 machine
+    fallback, note = latency.objective(rpi)
+    assert (fallback.target_speedup, fallback.target_macs_reduction) == (None, 0.5)
+    # exactly the run an explicit --target-macs-reduction 0.5 makes: same stages, same hashes
+    assert pipeline.stage_hashes(fallback) == pipeline.stage_hashes(config.with_objective(rpi, macs=0.5))
+    assert note.startswith("the recipe's speed target (--target-speedup 1.9 on rpi4) needs rpi4's latency table")
+    assert "pruning to a 50 % MACs target instead" in note and "--latency-table T.json" in note
+    assert latency.objective(cfg_for("quick")) == (cfg_for("quick"), None)  # local: measured here
+    given = config.resolve(rpi, latency_table="t.json")  # a table made on the board: the speed target stays
+    assert latency.objective(given) == (given, None)
+    asked = config.with_objective(rpi, speedup=1.9)  # the user's own request is never swapped: refused later
+    assert latency.objective(asked) == (asked, None)
+    with pytest.raises(PddError, match="make the table on the device"):
+        latency.validate(asked)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -6,10 +6,15 @@ is refused before the teacher and the baseline train. With `--latency-table FILE
 device, e.g. over SSH with `pdd-edge latency-table --remote`) it checks that file is for this
 student, input size and first target and copies it into the run; otherwise it measures the table
 here, which a target naming another machine (rpi4 on an x86 CI runner) refuses before any work.
+
+The recipes' default speed target is the exception to that refusal (`objective`): where its table
+cannot be measured it becomes the recipe's MACs target, and the command says so; a budget the user
+gave is never swapped.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +50,28 @@ def check_given(cfg: CompressConfig, num_classes: int | None = None):
                         num_classes=num_classes)
 
 
+def objective(cfg: CompressConfig) -> tuple[CompressConfig, str | None]:
+    """(the config this run trains with, a note for the user or None): the recipe's speed target
+    stays unless its latency table can be neither given nor measured here, i.e. the first target is
+    another machine and no --latency-table was passed; then it becomes `cfg.speed_fallback_macs`
+    (a MACs target needs no measurement on the device). Decided before any stage, the same on
+    every torchrun rank and on every --resume on this machine."""
+    if not enabled(cfg) or cfg.speed_fallback_macs is None or cfg.latency_table is not None:
+        return cfg, None
+    from pdd_edge.latency.request import foreign_here
+
+    req = request(cfg)
+    _, reasons = foreign_here(req)
+    if not reasons:
+        return cfg, None
+    fallback = replace(cfg, target_speedup=None, target_latency_ms=None, target_macs_reduction=cfg.speed_fallback_macs)
+    return fallback, (f"the recipe's speed target ({cfg.latency_target.option()} on {req.target.name}) needs "
+                      f"{req.target.name}'s latency table, and this machine is not {req.target.name} "
+                      f"({'; '.join(reasons)}): pruning to a {100 * cfg.speed_fallback_macs:g} % MACs target instead. "
+                      f"For a speed target on {req.target.name}, make the table there with `pdd-edge latency-table "
+                      f"{req.model} --target {req.target.name} --remote USER@HOST --out T.json` and pass --latency-table T.json")
+
+
 def validate(cfg: CompressConfig) -> None:
     if not enabled(cfg):
         if cfg.latency_table is not None:
@@ -71,7 +98,14 @@ def check_reachable(cfg: CompressConfig, table, num_classes: int) -> None:
     from pdd_edge.zoo.protocol import prunable
 
     student = zoo.build(cfg.student, num_classes=num_classes, args=cfg.student_args, input_size=cfg.data.input_size)
-    cfg.latency_target.reach(table, prunable(student))
+    try:
+        cfg.latency_target.reach(table, prunable(student))
+    except PddError as exc:
+        if cfg.speed_fallback_macs is None:
+            raise
+        # The user did not ask for this figure: say where it comes from and what else to ask for.
+        raise PddError(f"the recipe's default {exc} (or --target-macs-reduction {cfg.speed_fallback_macs:g} for a "
+                       "MACs target)", exit_code=exc.exit_code) from None
 
 
 def run(run: RunDir, cfg: CompressConfig, setup: "TrainSetup") -> StageResult:
