@@ -98,11 +98,9 @@ def compress_command(
 
 def _run(cfg, run_dir: Path, resume: bool, setup) -> None:
     from pdd_edge import pipeline
-    from pdd_edge.stages import latency
 
-    cfg, note = latency.objective(cfg)  # the recipe's speed target, or its MACs fallback on another machine's target
-    if note and setup.dist.is_main:
-        err.print(f"[bold yellow]note:[/] {escape(note)}")
+    pipeline.validate(cfg, run_dir, setup)  # everything the user gave, before the latency table is measured
+    cfg = _objective(cfg, setup)
     pipeline.validate(cfg, run_dir, setup)
 
     def on_event(ev) -> None:
@@ -116,6 +114,30 @@ def _run(cfg, run_dir: Path, resume: bool, setup) -> None:
     run = pipeline.run_pipeline(cfg, run_dir, resume=resume, on_event=on_event, setup=setup)
     if setup.dist.is_main:
         print_summary(run, cfg)
+
+
+def _objective(cfg, setup):
+    """The recipe's speed target, or its MACs fallback (stages/latency.objective): decided by rank 0,
+    which measures the latency table, and shared with the other torchrun ranks."""
+    from pdd_edge.errors import PddError
+    from pdd_edge.stages import latency
+    from pdd_edge.training.distributed import broadcast_int
+
+    KEEP, FALLBACK, FAILED = 0, 1, 2
+    if setup.dist.is_main:
+        try:
+            decided, note = latency.objective(cfg)
+        except BaseException:
+            broadcast_int(FAILED, setup.dist)  # the other ranks stop too instead of waiting for rank 0
+            raise
+        if note:
+            err.print(f"[bold yellow]note:[/] {escape(note)}")
+        broadcast_int(KEEP if decided is cfg else FALLBACK, setup.dist)
+        return decided
+    choice = broadcast_int(KEEP, setup.dist)
+    if choice == FAILED:
+        raise PddError("rank 0 could not set up the latency target (its error says why)", every_rank=True)
+    return latency.fallback(cfg) if choice == FALLBACK else cfg
 
 
 def print_summary(run, cfg) -> None:

@@ -158,12 +158,14 @@ def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
                 run = RunDir.load(out)  # the manifest rank 0 wrote: the same stages are done for everyone
             _run_stages(run, cfg, on_event, setup)
         except (PddError, OSError, RuntimeError) as exc:
-            # A usage error before any stage finished (a file that went bad after validation) leaves
+            # A usage error before any training stage finished (a file that went bad after validation) leaves
             # nothing behind, so that the corrected command is not refused as "already holds a run".
             # So does a failure of the machine (disk full, even writing the first manifest) in a run
             # this command created: its stages are not half a result to resume but space to give
             # back. A --resume'd run keeps its stages.
-            usage = isinstance(exc, PddError) and exc.exit_code == USAGE and not (run and run.manifest["stages"])
+            # (The latency stage's table stays in the cache: removing the run loses no work.)
+            trained = run and any(s.trains for s in STAGES if s.name in run.manifest["stages"])
+            usage = isinstance(exc, PddError) and exc.exit_code == USAGE and not trained
             if info.is_main and fresh and (usage or environment_error(exc) is not None):
                 shutil.rmtree(out, ignore_errors=True)  # it did not exist before this command
             raise

@@ -149,21 +149,46 @@ def test_a_budget_on_the_command_line_replaces_the_recipe_objective_and_two_are_
         config.with_objective(cfg_for("quick"), macs=0.5, speedup=2.0)
 
 
+def _table_of(speedup_floor):
+    """A `table_of` for `latency.objective`: a synthetic ResNet20 table whose thinnest network is
+    `speedup_floor` times faster than the full one (no measurement)."""
+    from pdd_edge import zoo
+    from tests.latency.synthetic import synthetic_table
+
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    table.key["target"] = "local"
+    dense = float(table.predict(model.layer_widths(model.mask_points())))
+    table.record["floor"] = {"measured_ms": dense / speedup_floor, "predicted_ms": 0.0}
+    return lambda cfg: (table, 10)
+
+
 def test_default_speed_target_on_another_machines_target_becomes_the_macs_fallback_and_says_so():
     rpi = cfg_for("quick", targets=("rpi4",))  # an aarch64 board: its latency cannot be measured on this x86 machine
-    fallback, note = latency.objective(rpi)
+    fallback, note = latency.objective(rpi, table_of=lambda cfg: pytest.fail("no table is measured for another machine"))
     assert (fallback.target_speedup, fallback.target_macs_reduction) == (None, 0.5)
     # exactly the run an explicit --target-macs-reduction 0.5 makes: same stages, same hashes
     assert pipeline.stage_hashes(fallback) == pipeline.stage_hashes(config.with_objective(rpi, macs=0.5))
     assert note.startswith("the recipe's speed target (--target-speedup 1.9 on rpi4) needs rpi4's latency table")
     assert "pruning to a 50 % MACs target instead" in note and "--latency-table T.json" in note
-    assert latency.objective(cfg_for("quick")) == (cfg_for("quick"), None)  # local: measured here
     given = config.resolve(rpi, latency_table="t.json")  # a table made on the board: the speed target stays
-    assert latency.objective(given) == (given, None)
+    assert latency.objective(given, table_of=_table_of(4.0)) == (given, None)
     asked = config.with_objective(rpi, speedup=1.9)  # the user's own request is never swapped: refused later
     assert latency.objective(asked) == (asked, None)
     with pytest.raises(PddError, match="make the table on the device"):
         latency.validate(asked)
+
+
+def test_default_speed_target_stays_where_it_is_reachable_and_gives_way_where_it_is_not():
+    local = cfg_for("quick")
+    assert latency.objective(local, table_of=_table_of(4.0)) == (local, None)  # 1.9x of at most 4x
+    fallback, note = latency.objective(local, table_of=_table_of(1.5))  # a network already too small for 1.9x
+    assert fallback == latency.fallback(local) and fallback.target_macs_reduction == 0.5
+    assert note.startswith("the recipe's --target-speedup 1.9 is out of reach on local: the best the student's "
+                           "structures can reach is ")
+    assert note.endswith("ask for at most a 1.50x speed-up; pruning to a 50 % MACs target instead")
+    asked = config.with_objective(local, speedup=1.9)  # asked for by the user: kept, and refused by the latency stage
+    assert latency.objective(asked, table_of=_table_of(1.5)) == (asked, None)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -7,9 +7,9 @@ device, e.g. over SSH with `pdd-edge latency-table --remote`) it checks that fil
 student, input size and first target and copies it into the run; otherwise it measures the table
 here, which a target naming another machine (rpi4 on an x86 CI runner) refuses before any work.
 
-The recipes' default speed target is the exception to that refusal (`objective`): where its table
-cannot be measured it becomes the recipe's MACs target, and the command says so; a budget the user
-gave is never swapped.
+The recipes' default speed target is the exception to these refusals (`objective`): where its
+table cannot be measured, or the student cannot reach it, it becomes the recipe's MACs target, and
+the command says so; a budget the user gave is never swapped.
 """
 
 from __future__ import annotations
@@ -50,26 +50,57 @@ def check_given(cfg: CompressConfig, num_classes: int | None = None):
                         num_classes=num_classes)
 
 
-def objective(cfg: CompressConfig) -> tuple[CompressConfig, str | None]:
-    """(the config this run trains with, a note for the user or None): the recipe's speed target
-    stays unless its latency table can be neither given nor measured here, i.e. the first target is
-    another machine and no --latency-table was passed; then it becomes `cfg.speed_fallback_macs`
-    (a MACs target needs no measurement on the device). Decided before any stage, the same on
-    every torchrun rank and on every --resume on this machine."""
-    if not enabled(cfg) or cfg.speed_fallback_macs is None or cfg.latency_table is not None:
-        return cfg, None
-    from pdd_edge.latency.request import foreign_here
+def objective(cfg: CompressConfig, table_of=None) -> tuple[CompressConfig, str | None]:
+    """(the config this run trains with, a note for the user or None). A budget the user gave is
+    kept as given. The recipe's speed target is kept where it can be priced and reached, and
+    becomes the recipe's MACs target (`fallback`) where
 
-    req = request(cfg)
-    _, reasons = foreign_here(req)
-    if not reasons:
+    - its table can be neither given nor measured here: the first target is another machine and
+      no --latency-table was passed (a MACs target needs no measurement on the device), or
+    - the student cannot reach it on the device, as its latency table predicts (a network already
+      so small that the session's own overhead dominates: the user asked for no figure, so
+      pdd-edge does not refuse one it chose itself).
+
+    `table_of(cfg)` gives (table, class count); by default the given table, or the one measured
+    here into the cache, which the `latency` stage then copies into the run. Decided before any
+    stage, by rank 0 under torchrun (`cli/compress.py` shares the decision)."""
+    if not enabled(cfg) or cfg.speed_fallback_macs is None:
         return cfg, None
-    fallback = replace(cfg, target_speedup=None, target_latency_ms=None, target_macs_reduction=cfg.speed_fallback_macs)
-    return fallback, (f"the recipe's speed target ({cfg.latency_target.option()} on {req.target.name}) needs "
-                      f"{req.target.name}'s latency table, and this machine is not {req.target.name} "
-                      f"({'; '.join(reasons)}): pruning to a {100 * cfg.speed_fallback_macs:g} % MACs target instead. "
-                      f"For a speed target on {req.target.name}, make the table there with `pdd-edge latency-table "
-                      f"{req.model} --target {req.target.name} --remote USER@HOST --out T.json` and pass --latency-table T.json")
+    req = request(cfg)
+    where = req.target.name
+    if cfg.latency_table is None:
+        from pdd_edge.latency.request import foreign_here
+
+        _, reasons = foreign_here(req)
+        if reasons:
+            return fallback(cfg), (
+                f"the recipe's speed target ({cfg.latency_target.option()} on {where}) needs {where}'s latency table, "
+                f"and this machine is not {where} ({'; '.join(reasons)}): pruning to a "
+                f"{100 * cfg.speed_fallback_macs:g} % MACs target instead. For a speed target on {where}, make the table "
+                f"there with `pdd-edge latency-table {req.model} --target {where} --remote USER@HOST --out T.json` "
+                "and pass --latency-table T.json")
+    table, classes = (table_of or _table_of)(cfg)
+    try:
+        check_reachable(cfg, table, classes)
+    except PddError as exc:
+        return fallback(cfg), (f"the recipe's {exc}; pruning to a {100 * cfg.speed_fallback_macs:g} % MACs target "
+                               "instead")
+    return cfg, None
+
+
+def fallback(cfg: CompressConfig) -> CompressConfig:
+    """The recipe's MACs target in place of its speed target (`objective`)."""
+    return replace(cfg, target_speedup=None, target_latency_ms=None, target_macs_reduction=cfg.speed_fallback_macs)
+
+
+def _table_of(cfg: CompressConfig):
+    """(the run's latency table, the dataset's class count): the given one, or measured here (cached)."""
+    classes = cfg.data.load().num_classes
+    if cfg.latency_table is not None:
+        return check_given(cfg, classes), classes
+    from pdd_edge.latency.table import make_table
+
+    return make_table(request(cfg, classes), progress=print)[0], classes
 
 
 def validate(cfg: CompressConfig) -> None:
@@ -84,7 +115,7 @@ def validate(cfg: CompressConfig) -> None:
 
     req = request(cfg)
     _, reasons = foreign_here(req)
-    if reasons:
+    if reasons and cfg.speed_fallback_macs is None:  # the recipe's own target falls back instead (`objective`)
         raise PddError(f"a latency target for {req.target.name} needs its latency table, and this machine is not "
                        f"{req.target.name} ({'; '.join(reasons)}): make the table on the device with "
                        f"`pdd-edge latency-table {req.model} --target {req.target.name} --remote USER@HOST --out T.json` "
@@ -98,14 +129,7 @@ def check_reachable(cfg: CompressConfig, table, num_classes: int) -> None:
     from pdd_edge.zoo.protocol import prunable
 
     student = zoo.build(cfg.student, num_classes=num_classes, args=cfg.student_args, input_size=cfg.data.input_size)
-    try:
-        cfg.latency_target.reach(table, prunable(student))
-    except PddError as exc:
-        if cfg.speed_fallback_macs is None:
-            raise
-        # The user did not ask for this figure: say where it comes from and what else to ask for.
-        raise PddError(f"the recipe's default {exc} (or --target-macs-reduction {cfg.speed_fallback_macs:g} for a "
-                       "MACs target)", exit_code=exc.exit_code) from None
+    cfg.latency_target.reach(table, prunable(student))
 
 
 def run(run: RunDir, cfg: CompressConfig, setup: "TrainSetup") -> StageResult:

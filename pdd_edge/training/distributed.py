@@ -58,6 +58,19 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def broadcast_int(value: int, info: DistInfo) -> int:
+    """Rank 0's `value` on every rank (a decision rank 0 alone can make, e.g. one that measures)."""
+    if not info.enabled:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.int64)
+    if dist.get_backend() == "nccl":  # NCCL moves CUDA tensors only
+        t = t.to(f"cuda:{torch.cuda.current_device()}")
+    dist.broadcast(t, src=0)  # a sync point: every rank must reach it
+    return int(t.item())
+
+
 def replica_spread(model: nn.Module, info: DistInfo) -> float:
     """The largest difference of any parameter (mask logits included) between two ranks: 0.0 while
     DDP keeps the replicas identical, as it must."""

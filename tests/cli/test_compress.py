@@ -79,17 +79,7 @@ def test_compress_refuses_an_unreachable_speedup_before_training_with_the_best_r
                            "reach is ") and "(4.00x the unpruned" in last and "ask for at most a 4.00x speed-up" in last
     assert ">> teacher" not in result.stderr  # nothing trained
     assert not run.exists()  # a fresh run refused before any stage finished leaves nothing
-    # The recipe's default (no budget option) out of reach: the refusal says the figure was not the user's
-    # and names the MACs budget as the other way.
-    given["floor"] = {"measured_ms": dense / 1.5, "predicted_ms": 0.0}
-    (tmp_path / "t15.json").write_text(json.dumps(given))
-    result = run_cli("compress", "--student", "resnet20", "--teacher", "resnet20", "--teacher-epochs", "1",
-                     "--latency-table", tmp_path / "t15.json", "--out", run)
-    assert result.exit_code == 2 and "Traceback" not in result.stderr + result.stdout
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: the recipe's default --target-speedup 1.9 is out of reach on local: ")
-    assert last.endswith("ask for at most a 1.50x speed-up (or --target-macs-reduction 0.5 for a MACs target)")
-    assert not run.exists()
+
 
 
 @pytest.mark.slow
@@ -108,6 +98,12 @@ def test_compress_runs_the_whole_chain_for_a_user_file_model(tmp_path, digits_te
     cwd.mkdir()
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
+    # So small a network runs mostly session overhead: its measured table says 1.9x is out of reach,
+    # and the recipe's speed target gives way to its MACs target, saying so.
+    note = " ".join(done.stderr.split())
+    assert "note: the recipe's --target-speedup 1.9 is out of reach on local" in note, done.stderr[-3000:]
+    assert "pruning to a 50 % MACs target instead" in note
+    assert json.loads((out / "manifest.json").read_text())["config"]["target_macs_reduction"] == 0.5
     assert list(cwd.iterdir()) == []  # onnxruntime's shape-inference scratch files stay in a temp folder
     ckpt = torch.load(out / "prune" / "pruned.pt", weights_only=True)
     assert ckpt["model"] == f"{user}:branchy" and ckpt["arch"]["args"] == {"width": 8}
