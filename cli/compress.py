@@ -100,8 +100,6 @@ def _run(cfg, run_dir: Path, resume: bool, setup) -> None:
     from pdd_edge import pipeline
 
     pipeline.validate(cfg, run_dir, setup)  # everything the user gave, before the latency table is measured
-    cfg = _objective(cfg, setup)
-    pipeline.validate(cfg, run_dir, setup)
 
     def on_event(ev) -> None:
         if ev.status == "start":
@@ -111,7 +109,8 @@ def _run(cfg, run_dir: Path, resume: bool, setup) -> None:
         else:
             err.print(f"[dim]skip {ev.name} (finished earlier with the same options)[/]")
 
-    run = pipeline.run_pipeline(cfg, run_dir, resume=resume, on_event=on_event, setup=setup)
+    run = pipeline.run_pipeline(cfg, run_dir, resume=resume, on_event=on_event, setup=setup,
+                                decide=lambda c: _objective(c, setup))
     if setup.dist.is_main:
         print_summary(run, cfg)
 

@@ -141,7 +141,11 @@ class StageEvent:
 
 
 def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
-                 on_event: Callable[[StageEvent], None] | None = None, setup: TrainSetup | None = None) -> RunDir:
+                 on_event: Callable[[StageEvent], None] | None = None, setup: TrainSetup | None = None,
+                 decide: Callable[[CompressConfig], CompressConfig] | None = None) -> RunDir:
+    """Run the chain for `cfg` in `out`. `decide(cfg)`, called on every rank once the run folder is
+    held (so that a folder another process holds is refused before any work), may replace the
+    config before the run is created (`compress`: the default objective, which measures)."""
     setup = setup or TrainSetup()
     info = setup.dist
     fresh = not Path(out).exists()
@@ -151,6 +155,8 @@ def run_pipeline(cfg: CompressConfig, out: str | Path, *, resume: bool = False,
     with locking.hold(locking.folder_lock(out), f"run folder {out}", fix=", or choose another --out") \
             if info.is_main else contextlib.nullcontext():
         try:
+            if decide is not None:
+                cfg = decide(cfg)
             if info.is_main:
                 run = RunDir.create(out, to_jsonable(cfg), resume=resume)
             barrier(info)

@@ -26,8 +26,13 @@ import subprocess
 import sys
 import time
 
-RUNNER_VERSION = 2  # 2: multi-threaded sessions are interleaved in blocks (time_interleaved)
-INTERLEAVE_BLOCK = 10
+RUNNER_VERSION = 3  # 2: multi-threaded sessions are interleaved in blocks (time_interleaved); 3: of 200 runs
+# Runs per turn when several multi-threaded sessions are interleaved (see time_interleaved). 10 was
+# not enough: on 2 vCPUs, a 2-thread ResNet20 interleaved with three other files in blocks of 10
+# measured p50 0.72-0.75 ms (p90 4.8 ms) against 0.50-0.51 ms timed alone; in blocks of 50 0.55 ms,
+# of 200 0.51 ms. That overstated every multi-thread speed-up over the unpruned file (the digits
+# main job's INT8 file 2.19x where it is 1.5-1.6x alone).
+INTERLEAVE_BLOCK = 200
 NOISY_CV = 0.10  # std/mean above this marks a latency measurement as noisy (pyperf's rule of thumb)
 MEMORY_RUNS = 5  # inferences run while the peak RSS is watched: enough to reach the steady arena size
 ERROR_EXIT = 3  # exit code of the command-line runner for a problem it explains on stderr
@@ -114,7 +119,8 @@ def time_interleaved(runs: list[tuple], warmup: int, min_runs: int, min_time_s: 
     With `block` > 1 each turn is one untimed run and then `block` timed ones. A session with
     several intra-op threads leaves them spinning for a while after its run; timed right after
     another session, a model shares the cores with those threads (on 2 vCPUs, a 2-thread ResNet20
-    measured 0.45 ms that way against 0.27 ms alone). The untimed run outlasts the spinning.
+    measured 0.45 ms that way against 0.27 ms alone). The untimed run and a long block
+    (INTERLEAVE_BLOCK) outlast what the other sessions leave behind.
     """
     for session, feeds, path in runs:
         for _ in range(warmup):

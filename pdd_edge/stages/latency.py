@@ -100,7 +100,15 @@ def _table_of(cfg: CompressConfig):
         return check_given(cfg, classes), classes
     from pdd_edge.latency.table import make_table
 
-    return make_table(request(cfg, classes), progress=print)[0], classes
+    req = request(cfg, classes)
+    print(f"the recipe's {cfg.latency_target.option()} is priced by the latency table of {req.model} on "
+          f"{req.target.name} (measured here once, about a minute for a small CNN, then cached)", flush=True)
+    table, _, reused = make_table(req, progress=print)
+    err = table.record["error"]
+    print(f"latency table {'reused from the cache' if reused else 'measured'}: channel multiple {table.channel_multiple}, "
+          f"model error on its check networks mean {err['check_mean_abs_pct']:.1f} %, max {err['check_max_abs_pct']:.1f} %",
+          flush=True)
+    return table, classes
 
 
 def validate(cfg: CompressConfig) -> None:
