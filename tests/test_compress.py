@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,13 +81,20 @@ def reference(tmp_path_factory, env):
     return out, stdout, stderr
 
 
+def speed_target_kept(out) -> bool:
+    """Whether the run kept the recipe's speed target; it gives way to the MACs target where the
+    latency table measured here misses its check networks by over 10 % (a noisy machine)."""
+    return json.loads((out / "manifest.json").read_text())["config"]["target_speedup"] is not None
+
+
 def test_compress_writes_every_promised_file_and_records_every_stage(reference):
     out, stdout, _ = reference
+    kept = speed_target_kept(out)
     for rel in PROMISED_FILES:
-        assert (out / rel).is_file(), rel
+        assert (out / rel).is_file() or (rel.startswith("latency/") and not kept), rel
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["schema"] == "pdd-edge.manifest/1"
-    assert list(manifest["stages"]) == STAGES
+    assert list(manifest["stages"]) == (STAGES if kept else STAGES[1:])
     for name, rec in manifest["stages"].items():
         assert len(rec["config_hash"]) == 16 and rec["seconds"] > 0
         assert rec["files"] and all((out / f).exists() for f in rec["files"]), name
@@ -96,16 +104,24 @@ def test_compress_writes_every_promised_file_and_records_every_stage(reference):
     assert "baseline" in stdout and "int8 " in stdout and "deployable models:" in stdout
 
 
-def test_compress_by_default_aims_at_a_1_9x_speedup_measured_here_and_reports_requested_predicted_measured(reference):
+def test_compress_by_default_aims_at_a_1_9x_speedup_where_the_table_measured_here_can_price_it(reference, env):
     from pdd_edge import zoo
     from pdd_edge.latency.predictor import load
 
-    out, _, _ = reference
+    out, _, stderr = reference
     manifest = json.loads((out / "manifest.json").read_text())
-    assert (manifest["config"]["target_speedup"], manifest["config"]["target_macs_reduction"]) == (1.9, None)
-    table = load(out / "latency" / "table.json")  # measured on this machine for the run's student and classes
+    (cached,) = (Path(env["PDD_EDGE_CACHE"]) / "latency").glob("local-resnet20-32x32-*.json")
+    table = load(cached)  # measured on this machine for the run's student and classes, before the run
     assert table.key["target"] == "local" and table.key["model"] == "resnet20" and table.key["num_classes"] == 10
     prune = json.loads((out / "prune" / "pruned.json").read_text())
+    worst = table.record["error"]["check_max_abs_pct"]
+    if worst > 10.0:  # a table too noisy to price 1.9x: the recipe's MACs target, and the note says why
+        assert (manifest["config"]["target_speedup"], manifest["config"]["target_macs_reduction"]) == (None, 0.5)
+        assert f"is off by up to {worst:.1f} % on its check networks" in " ".join(stderr.split())
+        assert prune["macs_after"] <= 0.5 * prune["macs_before"]
+        return
+    assert (manifest["config"]["target_speedup"], manifest["config"]["target_macs_reduction"]) == (1.9, None)
+    assert (out / "latency" / "table.json").read_bytes() == cached.read_bytes()  # the run holds the table it used
     assert prune["round_to"] == table.channel_multiple  # the measured multiple: local declares none
     dense = zoo.build("resnet20")
     assert prune["latency"]["target_ms"] == pytest.approx(table.predict(dense.layer_widths(dense.mask_points())) / 1.9)

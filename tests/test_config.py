@@ -149,7 +149,7 @@ def test_a_budget_on_the_command_line_replaces_the_recipe_objective_and_two_are_
         config.with_objective(cfg_for("quick"), macs=0.5, speedup=2.0)
 
 
-def _table_of(speedup_floor):
+def _table_of(speedup_floor, check_error_pct=0.0):
     """A `table_of` for `latency.objective`: a synthetic ResNet20 table whose thinnest network is
     `speedup_floor` times faster than the full one (no measurement)."""
     from pdd_edge import zoo
@@ -160,6 +160,7 @@ def _table_of(speedup_floor):
     table.key["target"] = "local"
     dense = float(table.predict(model.layer_widths(model.mask_points())))
     table.record["floor"] = {"measured_ms": dense / speedup_floor, "predicted_ms": 0.0}
+    table.record["error"] = {"check_max_abs_pct": check_error_pct, "check_mean_abs_pct": check_error_pct / 2}
     return lambda cfg: (table, 10)
 
 
@@ -189,6 +190,18 @@ def test_default_speed_target_stays_where_it_is_reachable_and_gives_way_where_it
     assert note.endswith("ask for at most a 1.50x speed-up; pruning to a 50 % MACs target instead")
     asked = config.with_objective(local, speedup=1.9)  # asked for by the user: kept, and refused by the latency stage
     assert latency.objective(asked, table_of=_table_of(1.5)) == (asked, None)
+
+
+def test_default_speed_target_gives_way_where_the_latency_table_misses_its_check_networks_by_over_10_percent():
+    local = cfg_for("quick")
+    assert latency.objective(local, table_of=_table_of(4.0, check_error_pct=10.0)) == (local, None)  # at the ceiling
+    fallback, note = latency.objective(local, table_of=_table_of(4.0, check_error_pct=10.5))
+    assert fallback == latency.fallback(local)
+    assert note.startswith("the latency table of resnet20 on local is off by up to 10.5 % on its check networks (more "
+                           "than 10 %), too far to price the recipe's speed target (--target-speedup 1.9): pruning to a "
+                           "50 % MACs target instead.")
+    asked = config.with_objective(local, speedup=1.9)  # the user's own request: kept whatever the table's error
+    assert latency.objective(asked, table_of=_table_of(4.0, check_error_pct=22.0)) == (asked, None)
 
 
 @pytest.mark.parametrize("overrides, message", [

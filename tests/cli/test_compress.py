@@ -98,10 +98,12 @@ def test_compress_runs_the_whole_chain_for_a_user_file_model(tmp_path, digits_te
     cwd.mkdir()
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
-    # So small a network runs mostly session overhead: its measured table says 1.9x is out of reach,
-    # and the recipe's speed target gives way to its MACs target, saying so.
+    # So small a network runs mostly session overhead: its measured table cannot price 1.9x (out of
+    # reach, or too far off on its check networks), and the recipe's speed target gives way to its
+    # MACs target, saying so.
     note = " ".join(done.stderr.split())
-    assert "note: the recipe's --target-speedup 1.9 is out of reach on local" in note, done.stderr[-3000:]
+    assert "note: the recipe's --target-speedup 1.9 is out of reach on local" in note or (
+        "note: the latency table of" in note and "too far to price the recipe's speed target" in note), done.stderr[-3000:]
     assert "pruning to a 50 % MACs target instead" in note
     assert json.loads((out / "manifest.json").read_text())["config"]["target_macs_reduction"] == 0.5
     assert list(cwd.iterdir()) == []  # onnxruntime's shape-inference scratch files stay in a temp folder
