@@ -54,8 +54,11 @@ def config_hash(cfg: Any) -> str:
 # from the KD student; the 50 % MACs target 1.73x / 1.92x at -0.45 / -1.60; 1.8x stayed under
 # 1.8x (1.71x / 1.77x), 2.0x cost 3.00 / 1.95 points. A speed target needs the first target's
 # latency table: measured here when the target is this machine (`local`, a file describing it), or
-# given with --latency-table; for another machine without a table the default falls back to the
-# 50 % MACs target (`speed_fallback_macs`), which needs no measurement there, and says so.
+# given with --latency-table. The default falls back to the 50 % MACs target (`speed_fallback_macs`)
+# and says so where that table cannot be had (another machine, no table), cannot be trusted (it
+# misses its own check networks by over 10 %, as 2-thread tables on a shared 2-vCPU machine did,
+# whose speed target then deployed a file no faster than the unpruned INT8 one) or says the
+# student cannot reach 1.9x: `stages.latency.objective`.
 #
 # Why these recipes train on a cosine schedule (docs/BENCHMARKS.md "A cosine schedule"): with
 # the paper's steps stretched to 10 epochs (6 + 4 for PDD), each stage spends one or two epochs

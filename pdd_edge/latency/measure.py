@@ -1,7 +1,7 @@
 """Timing what a latency table's plan names: one ONNX file per layer grid cell, one per whole
 network (exported and simplified as `compress` deploys it) and an empty graph, all in one
-onnxruntime process and interleaved, here or on a board, so that every number sees the same
-machine.
+onnxruntime process, here or on a board, so that every number sees the same machine (a latency
+table times each file alone: `MeasureSettings(sequential=True)`).
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def time_plan(layers: dict[str, str], plans: dict[str, dict], networks: list, bu
         net_jobs = _network_jobs(build, networks, input_hw, folder, batch, progress)
         empty = folder / "empty.onnx"
         onnx.save(empty_onnx(), str(empty))
-        progress(f"measuring {len(jobs)} layer files and {len(net_jobs)} networks, interleaved, at batch {batch}")
+        how = "each file alone" if getattr(settings, "sequential", False) else "interleaved"
+        progress(f"measuring {len(jobs)} layer files and {len(net_jobs)} networks, {how}, at batch {batch}")
         measured = measure_models([*jobs, *net_jobs, PreparedModel("empty", empty, {batch: {"input": [batch, 1]}},
                                                                   {"input": "float32"})], [batch], settings, remote)
     p50 = [m["batches"][0]["latency"]["p50_ms"] for m in measured["models"]]
