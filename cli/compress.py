@@ -110,12 +110,22 @@ def _run(cfg, run_dir: Path, resume: bool, setup) -> None:
             err.print(f"[dim]skip {ev.name} (finished earlier with the same options)[/]")
 
     run = pipeline.run_pipeline(cfg, run_dir, resume=resume, on_event=on_event, setup=setup,
-                                decide=lambda c: _objective(c, setup))
+                                decide=lambda c: _objective(c, setup, run_dir, resume))
     if setup.dist.is_main:
         print_summary(run, cfg)
 
 
-def _objective(cfg, setup):
+def _started(run_dir: Path) -> dict | None:
+    """The config of the run in `run_dir` (its manifest's), or None where there is none yet."""
+    import json
+
+    try:
+        return json.loads((Path(run_dir) / "manifest.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no run yet (or not one: RunDir.create says so)
+
+
+def _objective(cfg, setup, run_dir: Path, resume: bool):
     """The recipe's speed target, or its MACs fallback (stages/latency.objective): decided by rank 0,
     which measures the latency table, and shared with the other torchrun ranks."""
     from pdd_edge.errors import PddError
@@ -125,7 +135,7 @@ def _objective(cfg, setup):
     KEEP, FALLBACK, FAILED = 0, 1, 2
     if setup.dist.is_main:
         try:
-            decided, note = latency.objective(cfg)
+            decided, note = latency.objective(cfg, started=_started(run_dir) if resume else None)
         except BaseException:
             broadcast_int(FAILED, setup.dist)  # the other ranks stop too instead of waiting for rank 0
             raise

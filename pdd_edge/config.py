@@ -42,8 +42,8 @@ def config_hash(cfg: Any) -> str:
 # `standard` was chosen on real CIFAR-10 images (docs/BENCHMARKS.md, "Keeping the accuracy"):
 # PDD warm-started from the unpruned KD student the pipeline trains anyway, with every mask open
 # and a cost target (a 1.9x speed-up on the first target, below) ramped in over the first half of
-# the distillation, then plain CE fine-tuning; prune then guarantees the target. `paper` is the authors' recipe exactly:
-# a student from scratch, N(0, 0.001^2) masks, no MACs target, CE fine-tuning.
+# the distillation, then plain CE fine-tuning; prune then guarantees the target. `paper` is the
+# authors' recipe exactly: a student from scratch, N(0, 0.001^2) masks, no cost target, CE fine-tuning.
 #
 # Why a speed target by default (issue 23, docs/BENCHMARKS.md "A speed target by default"): the
 # user asks pdd-edge for a faster model on the device, and a speed target prices what the device
@@ -140,9 +140,9 @@ class CompressConfig:
     warm_lr_scale: float = 1.0  # with warm_start, distill and finetune start at lr (finetune_lr) x this
     target_latency_ms: float | None = None  # latency constraint on the first target (instead of MACs)
     target_speedup: float | None = None
-    # A recipe's speed target falls back to this MACs target where the first target's latency cannot
-    # be measured (another machine, no --latency-table): `stages.latency.objective`. None: a budget
-    # the user gave, which is never swapped for another.
+    # A recipe's speed target falls back to this MACs target where its latency table cannot be had,
+    # cannot be trusted or says the student cannot reach it: `stages.latency.objective`. None: a
+    # budget the user gave, which is never swapped for another.
     speed_fallback_macs: float | None = None
     latency_table: str | None = None  # a table made by `pdd-edge latency-table` (else measured here)
     round_to: int | None = None  # None: the first target's channel_multiple (1 if it has none)

@@ -192,6 +192,19 @@ def test_default_speed_target_stays_where_it_is_reachable_and_gives_way_where_it
     assert latency.objective(asked, table_of=_table_of(1.5)) == (asked, None)
 
 
+def test_a_resumed_default_run_keeps_the_objective_it_started_with_without_measuring_again():
+    local = cfg_for("quick")
+    never = lambda cfg: pytest.fail("a resumed run measures no table to decide its objective")  # noqa: E731
+    fell_back = {"target_speedup": None, "target_macs_reduction": 0.5, "speed_fallback_macs": 0.5}
+    decided, note = latency.objective(local, table_of=never, started=fell_back)
+    assert decided == latency.fallback(local) and note.startswith("resuming a run that fell back")
+    kept = {"target_speedup": 1.9, "target_macs_reduction": None, "speed_fallback_macs": 0.5}
+    assert latency.objective(local, table_of=never, started=kept) == (local, None)
+    # a run begun with the user's own budget decided nothing: the recipe's objective is decided afresh
+    assert latency.objective(local, table_of=_table_of(4.0), started={**fell_back, "speed_fallback_macs": None}) == (
+        local, None)
+
+
 def test_default_speed_target_gives_way_where_the_latency_table_misses_its_check_networks_by_over_10_percent():
     local = cfg_for("quick")
     assert latency.objective(local, table_of=_table_of(4.0, check_error_pct=10.0)) == (local, None)  # at the ceiling

@@ -8,8 +8,9 @@ student, input size and first target and copies it into the run; otherwise it me
 here, which a target naming another machine (rpi4 on an x86 CI runner) refuses before any work.
 
 The recipes' default speed target is the exception to these refusals (`objective`): where its
-table cannot be measured, or the student cannot reach it, it becomes the recipe's MACs target, and
-the command says so; a budget the user gave is never swapped.
+table cannot be had, cannot be trusted (it misses its own check networks by over 10 %), or says the
+student cannot reach it, it becomes the recipe's MACs target, and the command says so; a budget the
+user gave is never swapped.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def check_given(cfg: CompressConfig, num_classes: int | None = None):
 TRUSTED_MODEL_ERROR_PCT = 10.0
 
 
-def objective(cfg: CompressConfig, table_of=None) -> tuple[CompressConfig, str | None]:
+def objective(cfg: CompressConfig, table_of=None, started: dict | None = None) -> tuple[CompressConfig, str | None]:
     """(the config this run trains with, a note for the user or None). A budget the user gave is
     kept as given. The recipe's speed target is kept where it can be priced and reached, and
     becomes the recipe's MACs target (`fallback`) where
@@ -75,8 +76,16 @@ def objective(cfg: CompressConfig, table_of=None) -> tuple[CompressConfig, str |
 
     `table_of(cfg)` gives (table, class count); by default the given table, or the one measured
     here into the cache, which the `latency` stage then copies into the run. Decided before any
-    stage, by rank 0 under torchrun (`cli/compress.py` shares the decision)."""
+    stage, by rank 0 under torchrun (`cli/compress.py` shares the decision). `started`: the config
+    of the run a --resume continues (its manifest's); a run that began with the recipe's objective
+    keeps what was decided then, without measuring again (a re-measured table could decide
+    otherwise and re-run every stage from distill on)."""
     if not enabled(cfg) or cfg.speed_fallback_macs is None:
+        return cfg, None
+    if started is not None and started.get("speed_fallback_macs") == cfg.speed_fallback_macs:
+        if started.get("target_speedup") is None and started.get("target_macs_reduction") == cfg.speed_fallback_macs:
+            return fallback(cfg), (f"resuming a run that fell back to the recipe's {100 * cfg.speed_fallback_macs:g} % "
+                                   "MACs target when it started: it keeps it")
         return cfg, None
     req = request(cfg)
     where = req.target.name
