@@ -215,6 +215,10 @@ def test_default_speed_target_gives_way_where_the_latency_table_misses_its_check
                            "50 % MACs target instead.")
     asked = config.with_objective(local, speedup=1.9)  # the user's own request: kept whatever the table's error
     assert latency.objective(asked, table_of=_table_of(4.0, check_error_pct=22.0)) == (asked, None)
+    given = config.resolve(local, latency_table="t.json")  # a given table too noisy: the MACs run drops it
+    fallback, _ = latency.objective(given, table_of=_table_of(4.0, check_error_pct=22.0))
+    assert fallback.latency_table is None and fallback.target_macs_reduction == 0.5
+    latency.validate(fallback)  # no "--latency-table is for a latency target": the run goes on
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -117,8 +117,10 @@ def objective(cfg: CompressConfig, table_of=None, started: dict | None = None) -
 
 
 def fallback(cfg: CompressConfig) -> CompressConfig:
-    """The recipe's MACs target in place of its speed target (`objective`)."""
-    return replace(cfg, target_speedup=None, target_latency_ms=None, target_macs_reduction=cfg.speed_fallback_macs)
+    """The recipe's MACs target in place of its speed target (`objective`); a given latency table
+    has nothing left to price."""
+    return replace(cfg, target_speedup=None, target_latency_ms=None, target_macs_reduction=cfg.speed_fallback_macs,
+                   latency_table=None)
 
 
 def _table_of(cfg: CompressConfig):
@@ -131,7 +133,7 @@ def _table_of(cfg: CompressConfig):
     req = request(cfg, classes)
     print(f"the recipe's {cfg.latency_target.option()} is priced by the latency table of {req.model} on "
           f"{req.target.name} (measured here once, about a minute for a small CNN, then cached)", flush=True)
-    table, _, reused = make_table(req, progress=print)
+    table, _, reused = make_table(req, progress=lambda line: print(line, flush=True))
     err = table.record["error"]
     print(f"latency table {'reused from the cache' if reused else 'measured'}: channel multiple {table.channel_multiple}, "
           f"model error on its check networks mean {err['check_mean_abs_pct']:.1f} %, max {err['check_max_abs_pct']:.1f} %",
