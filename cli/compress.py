@@ -117,11 +117,12 @@ def _run(cfg, run_dir: Path, resume: bool, setup) -> None:
 
 def _started(run_dir: Path) -> dict | None:
     """The config of the run in `run_dir` (its manifest's), or None where there is none yet."""
-    import json
+    from pdd_edge.artifact import RunDir
+    from pdd_edge.errors import PddError
 
     try:
-        return json.loads((Path(run_dir) / "manifest.json").read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return RunDir.load(run_dir).manifest["config"]
+    except PddError:
         return None  # no run yet (or not one: RunDir.create says so)
 
 
