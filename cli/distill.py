@@ -42,6 +42,7 @@ def distill_command(
     target_speedup: Annotated[Optional[float], typer.Option(help="Add a latency budget instead: the unpruned latency divided by this, e.g. 2.")] = None,
     budget_rate: Annotated[float, typer.Option(help="Integral gain of the budget's PI controller, per step.")] = 0.05,
     budget_ramp_epochs: Annotated[int, typer.Option(help="Ramp the MACs target from 0 to its value over these first epochs (0: the full target from the start).")] = 0,
+    round_to: Annotated[Optional[int], typer.Option(help="Train the widths prune deploys at multiples of N (the device's channel_multiple; `pdd-edge prune` then rounds to the same N exactly); default: the latency table's multiple, else 1.")] = None,
     mean: options.Mean = None,
     std: options.Std = None,
     teacher_mean: Annotated[Optional[str], typer.Option(help="Teacher normalisation mean (third-party teachers).")] = None,
@@ -57,10 +58,9 @@ def distill_command(
     resume: options.Resume = False,
     json_out: options.Json = False,
 ) -> None:
-    """PDD: distill a student from a teacher while learning which channels to keep.\f
-    Long only in its signature: one parameter per command-line option, which is where Typer
-    reads them; the work is the few lines below.
-    """
+    """PDD: distill a student from a teacher while learning which channels to keep."""
+    # Long only in its signature: one parameter per command-line option, which is where Typer
+    # reads them; the work is the few lines below.
     require_torch("pdd-edge distill")
     from pdd_edge.stages import distill
 
@@ -84,6 +84,7 @@ def distill_command(
         target_speedup=target_speedup,
         budget_rate=budget_rate,
         budget_ramp_epochs=budget_ramp_epochs,
+        round_to=round_to,
     )
     with training_setup(device, amp, workers, sync_bn, channels_last, fused_sgd, compile_mode) as setup:
         result = distill.distill(cfg, out_dir, resume=resume, setup=setup)

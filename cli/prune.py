@@ -18,7 +18,7 @@ def prune_command(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint with masks, written by `pdd-edge distill`.")],
     *,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Pruned checkpoint to write.")],
-    round_to: Annotated[Optional[int], typer.Option(help="Keep every layer's width a multiple of N (re-opens the strongest closed channels); default: --target's channel_multiple (measured here for a target such as local that declares none), else the latency table's, else 1.")] = None,
+    round_to: Annotated[Optional[int], typer.Option(help="Keep every layer's width a multiple of N (re-opens the strongest closed channels); default: --target's channel_multiple (measured here for a target such as local that declares none), else the multiple the masks trained at (distill --round-to), else the latency table's, else 1.")] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="Device target whose channel_multiple the widths are rounded to (unless --round-to).")] = None,
     latency_table: Annotated[Optional[Path], typer.Option(help="The device's latency table (`pdd-edge latency-table`): reports the predicted latency.")] = None,
     target_latency_ms: Annotated[Optional[float], typer.Option(help="With --latency-table: close the weakest channels until the predicted p50 latency is nearest this.")] = None,
@@ -39,8 +39,6 @@ def prune_command(
     if round_to is None and target is not None:
         # a target that declares no multiple (local) is measured here when this machine is its device
         round_to = prune.channel_multiple(target, measure=latency_table is None)
-    if round_to is None and latency_table is None:
-        round_to = 1
     report = prune.prune_checkpoint(prune.PruneConfig(
         checkpoint=str(checkpoint), round_to=round_to, data=data, min_macs_reduction=min_macs_reduction,
         latency_table=str(latency_table) if latency_table else None, target_latency_ms=target_latency_ms,

@@ -330,9 +330,12 @@ def _load_own(raw: Mapping[str, Any], p: Path, model_name: str | None, name_opti
     masks = raw.get("masks")
     if masks:
         try:
-            MaskedNetwork.load(model, masks)
+            loaded = MaskedNetwork.load(model, masks)
         except PddError as exc:
             raise PddError(f"{p}: {exc}") from None
+        multiple = (raw.get("record") or {}).get("mask_multiple")
+        if isinstance(multiple, int) and not isinstance(multiple, bool) and multiple >= 1:
+            loaded.set_multiple(multiple)  # the network as it trained (zoo/masks.py, "trained as deployed")
     model.eval()
     info = CheckpointInfo(
         model=name,

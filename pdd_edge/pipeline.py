@@ -96,9 +96,12 @@ STAGES: tuple[Stage, ...] = (
                  "temperature", "lr_schedule"), ("teacher",), trains=True),
     Stage("distill", distill.run,
           ALL + KD + ("distill_epochs", "batch_size", "lr", "weight_decay", "target_macs_reduction", "warm_start",
-                      "budget_ramp", "target_latency_ms", "target_speedup", "lr_schedule", "warm_lr_scale"),
+                      "budget_ramp", "target_latency_ms", "target_speedup", "lr_schedule", "warm_lr_scale",
+                      "round_to", "targets"),
           lambda c: ("teacher", "baseline", "latency") if c.warm_start else ("teacher", "latency"), trains=True,
-          version=2),  # 1, 2: a latency constraint prices the widths prune deploys (nn/constraint.deployed_counts), nearest
+          # 1, 2: a latency constraint prices the widths prune deploys (nn/constraint.deployed_counts), nearest;
+          # 3: the masks train those widths (zoo/masks.py, "trained as deployed"; the first target's multiple)
+          version=3),
     Stage("prune", prune.run, ("round_to", "target_macs_reduction", "target_latency_ms", "target_speedup", "targets"),
           ("distill", "latency")),
     Stage("finetune", finetune.run,

@@ -78,6 +78,22 @@ def test_save_and_load_round_trip_restores_weights_masks_and_description(tmp_pat
     assert torch.equal(loaded(x), model.eval()(x))
 
 
+def test_load_masks_trained_at_a_multiple_computes_the_network_they_trained(tmp_path):
+    torch.manual_seed(0)
+    model = zoo.build("resnet20", num_classes=4)
+    masked = MaskedNetwork.attach(model).set_multiple(16)  # about half of each layer open: rounding matters
+    ck = checkpoint.checkpoint_dict(model, model_name="resnet20", preprocess=PRE, record={"mask_multiple": 16})
+    loaded, _ = checkpoint.load(checkpoint.save(tmp_path / "c.pt", ck))
+    assert MaskedNetwork(loaded).multiple == 16
+    assert MaskedNetwork(loaded).open_counts() == masked.open_counts()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded(x), model.eval()(x))
+    # without the record the same file loads with raw gates, as an older checkpoint does
+    ck["record"] = {}
+    plain, _ = checkpoint.load(checkpoint.save(tmp_path / "d.pt", ck))
+    assert MaskedNetwork(plain).multiple is None
+
+
 def test_save_and_load_pruned_checkpoint_rebuilds_its_channel_plan(tmp_path):
     keep = zoo.full_keep("resnet20")
     keep["layer1.0.gate_mid"] = [1, 5]

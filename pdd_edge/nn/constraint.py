@@ -44,8 +44,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pdd_edge.nn.pruning import deployed_width
 from pdd_edge.zoo.masked import MaskedNetwork
+from pdd_edge.zoo.masks import deployed_width
 
 # Gains chosen on digits (ResNet20 from a ResNet20 teacher, 10 epochs): targets 0.3, 0.5 and 0.7
 # end within the +/- 3 point tolerance; docs/BENCHMARKS.md has the measured trajectories.
@@ -131,23 +131,30 @@ class MacsConstraint(Constraint):
     tolerance, ResNet20 on CIFAR-10 images (warm start, cosine) kept an epoch at -51 % MACs and
     33 % top-1 over the last one at -54 % and 64 %, because the controller, its push scaled by
     lr0/lr, ends a few points past the target as the lr vanishes (docs/BENCHMARKS.md, issue 23).
-    A latency request stays two-sided: it promises to land within a tolerance of the request."""
+    A latency request stays two-sided: it promises to land within a tolerance of the request.
+
+    The MACs are those of the widths prune deploys at `multiple` (`deployed_counts`), so that a
+    layer at its narrowest deployable width is not pushed on for nothing."""
 
     overshoot_meets = True
 
     def __init__(self, target_reduction: float, dense_macs: int, input_hw: tuple[int, int], rate: float = DEFAULT_RATE,
-                 gain: float = DEFAULT_GAIN, ramp_epochs: int = 0) -> None:
+                 gain: float = DEFAULT_GAIN, ramp_epochs: int = 0, multiple: int = 1) -> None:
         super().__init__(target_reduction, rate, gain, ramp_epochs)
         self.dense_macs = dense_macs
         self.input_hw = input_hw
+        self.multiple = multiple
 
     def relative(self, model: nn.Module) -> torch.Tensor:
-        return MaskedNetwork(model).cost(self.input_hw, soft=True).macs / self.dense_macs
+        masked = MaskedNetwork(model)
+        counts = deployed_counts(masked.arch, masked.open_counts(soft=True), self.multiple)
+        return masked.arch.cost(counts, self.input_hw).macs / self.dense_macs
 
 
 def deployed_counts(arch: Any, counts: dict[str, Any], multiple: int) -> dict[str, Any]:
     """The widths `prune` deploys from these open counts under a latency target
-    (`nn.pruning.deployed_width`: the nearest multiple, a floor unless the point may vanish).
+    (`zoo.masks.deployed_width`: the nearest multiple, a floor unless the point may vanish). Counts of
+    masks trained as deployed at `multiple` are such widths already, and stay what they are.
 
     Soft counts (0-d tensors) keep a straight-through gradient, except at or below a point's
     floor, where closing channels buys no latency and the gradient is 0. Why (issue 23): pricing
@@ -174,8 +181,8 @@ def deployed_counts(arch: Any, counts: dict[str, Any], multiple: int) -> dict[st
 
 class LatencyConstraint(Constraint):
     """The latency predictor's prediction for the network `prune` deploys from the masks (widths
-    rounded to the table's channel multiple: `deployed_counts`) over its prediction for the dense
-    network.
+    rounded to `multiple`, by default the table's channel multiple: `deployed_counts`) over its
+    prediction for the dense network.
 
     `target_reduction` is 1 - requested / predicted dense latency; the record's metric is the
     predicted reduction (`predicted_latency`)."""
@@ -183,20 +190,26 @@ class LatencyConstraint(Constraint):
     metric = "latency_reduction_pct"
 
     def __init__(self, target_reduction: float, table: Any, rate: float = DEFAULT_RATE, gain: float = DEFAULT_GAIN,
-                 ramp_epochs: int = 0) -> None:
+                 ramp_epochs: int = 0, multiple: int | None = None) -> None:
         super().__init__(target_reduction, rate, gain, ramp_epochs)
         self.table = table  # latency.predictor.LatencyPredictor
+        self._multiple = multiple
+
+    @property
+    def multiple(self) -> int:
+        return self.table.channel_multiple if self._multiple is None else self._multiple
 
     def relative(self, model: nn.Module) -> torch.Tensor:
         masked = MaskedNetwork(model)
-        counts = deployed_counts(masked.arch, masked.open_counts(soft=True), self.table.channel_multiple)
+        counts = deployed_counts(masked.arch, masked.open_counts(soft=True), self.multiple)
         return self.table.predict_counts(masked.arch, counts) / float(self.table.predict_counts(masked.arch))
 
 
 def predicted_latency(masked: MaskedNetwork, table: Any) -> dict[str, float]:
     """The latency predictor's prediction for the network `prune` deploys from the masks (open
-    channels rounded to the table's multiple), for epoch records."""
+    channels rounded to the masks' multiple, else the table's), for epoch records."""
     arch = masked.arch
-    predicted = float(table.predict_counts(arch, deployed_counts(arch, masked.open_counts(), table.channel_multiple)))
+    multiple = table.channel_multiple if masked.multiple is None else masked.multiple
+    predicted = float(table.predict_counts(arch, deployed_counts(arch, masked.open_counts(), multiple)))
     dense = float(table.predict_counts(arch))
     return {"latency_pred_ms": predicted, "latency_reduction_pct": 100.0 * (1 - predicted / dense)}

@@ -4,9 +4,10 @@
    pruning may need — re-open the strongest channel of a layer that closed completely (where
    removal is impossible: a residual stream or a VGG layer needs at least one channel), and
    `round_to` (re-open the closed channels with the largest mask values until every layer's
-   width is a multiple of N) — and records every re-opened channel. Under a latency target a
-   layer goes to the *nearest* multiple instead (`deployed_width`, the rule the latency constraint
-   priced), closing its weakest open channels when that is below. With a MACs ceiling
+   width is a multiple of N) — and records every re-opened channel. Where the masks trained as
+   deployed at that multiple (`MaskedNetwork.set_multiple`) or under a latency target, a layer goes
+   to the *nearest* multiple instead (`zoo.masks.kept_channels`: what the masked network computed,
+   or what the latency constraint priced), closing its weakest open channels when that is below. With a MACs ceiling
    (`max_macs`, from a MACs target) it then closes the open channels with the smallest mask
    values, whole `round_to` groups at a time, until the network fits: a controller that
    oscillates around its target may end a hair above it, and the deployed model must not.
@@ -28,7 +29,6 @@ missed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -37,6 +37,7 @@ from torch import nn
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
 from pdd_edge.zoo.masked import MaskedNetwork
+from pdd_edge.zoo.masks import kept_channels
 from pdd_edge.zoo.state_dict import with_metadata
 
 # The share of the dense network's predicted latency that prune may remove beyond the distilled
@@ -63,21 +64,14 @@ class PrunePlan:
         return sum(self.closed.values())
 
 
-def deployed_width(n_open: int, width: int, multiple: int, may_vanish: bool) -> int:
-    """The width a layer with `n_open` open channels is pruned to under a latency target: the
-    nearest multiple of `multiple` (ties up), at most `width`, and at least `multiple` (or
-    `width`) unless the point may vanish. Nearest, not up: rounding up made the latency constraint
-    push on while no layer had reached the next multiple down (nn/constraint.deployed_counts)."""
-    want = min(width, math.floor(n_open / multiple + 0.5) * multiple) if multiple > 1 else n_open
-    if want == 0 and not may_vanish:
-        want = min(width, max(multiple, 1))
-    return want
-
-
 def plan_from_masks(masked: MaskedNetwork, round_to: int = 1, max_macs: int | None = None,
-                    input_hw: tuple[int, int] | None = None, latency: tuple | None = None) -> PrunePlan:
+                    input_hw: tuple[int, int] | None = None, latency: tuple | None = None,
+                    reopen: bool = False) -> PrunePlan:
     """The channels to keep; `round_to` and `max_macs` (at `input_hw`) are validated by `PruneConfig`.
-    `latency` = (latency predictor, ceiling in ms): also close channels until the prediction fits."""
+    `latency` = (latency predictor, ceiling in ms): also close channels until the prediction fits,
+    and with `reopen` re-open the strongest closed ones until it is nearest the ceiling from a
+    network predicted faster than asked (the distillation fixing its widths, with epochs left to
+    train the channels it gives back: stages/distill.DeployedWidths)."""
     if not masked.masks:
         raise PddError("the checkpoint has no masks: prune a checkpoint written by `pdd-edge distill` (with masks)")
     arch = masked.arch
@@ -86,9 +80,12 @@ def plan_from_masks(masked: MaskedNetwork, round_to: int = 1, max_macs: int | No
     reopened: dict[str, int] = {}
     notes: list[str] = []
     rounded_down: dict[str, int] = {}
+    # Nearest multiples where the masks trained as deployed at this multiple or a latency
+    # constraint priced them; otherwise (an older checkpoint, another --round-to) the next multiple up.
+    nearest = latency is not None or masked.multiple == round_to
     for point, width in masked.points.items():
         local[point], down, up = _kept_positions(point, width, masked.masks[point].logits.detach(),
-                                                 arch.may_vanish(point), round_to, latency is not None, notes)
+                                                 arch.may_vanish(point), round_to, nearest, notes)
         if down:
             rounded_down[point] = down
         if up:
@@ -96,7 +93,7 @@ def plan_from_masks(masked: MaskedNetwork, round_to: int = 1, max_macs: int | No
     closed: dict[str, int] = dict(rounded_down)
     if rounded_down:
         notes.append(f"closed {sum(rounded_down.values())} open channels with the smallest mask values to round "
-                     f"{len(rounded_down)} layers down to the nearest multiple of {round_to}, as the latency budget priced them")
+                     f"{len(rounded_down)} layers down to the nearest multiple of {round_to}, as the {'masks trained' if masked.multiple == round_to else 'latency budget priced'} them")
     if max_macs is not None:
         assert input_hw is not None
         closed = _fit(masked, local, round_to, max_macs, lambda counts: int(arch.cost(counts, input_hw).macs),
@@ -105,38 +102,27 @@ def plan_from_masks(masked: MaskedNetwork, round_to: int = 1, max_macs: int | No
     if latency is not None:
         more, latency_limit = _fit_latency(masked, local, round_to, latency, notes)
         closed = {p: closed.get(p, 0) + more.get(p, 0) for p in set(closed) | set(more)}
+        if reopen:
+            back = _refill(masked, local, round_to, latency, notes)
+            reopened = {p: reopened.get(p, 0) + back.get(p, 0) for p in set(reopened) | set(back)}
     keep = {p: [current_keep[p][i] for i in idx] for p, idx in local.items()}
     return PrunePlan(local=local, keep=keep, reopened=reopened, closed=closed, notes=notes, latency_limit=latency_limit)
 
 
 def _kept_positions(point: str, width: int, logits: torch.Tensor, may_vanish: bool, round_to: int,
                     nearest: bool, notes: list[str]) -> tuple[list[int], int, int]:
-    """One mask point's kept positions, and how many open channels it closed (rounding down to
-    the nearest multiple under a latency target: `nearest`) and closed ones it re-opened."""
+    """One mask point's kept positions (`zoo.masks.kept_channels`, the rule masks trained under
+    `set_multiple` apply), how many open channels it closed (rounding down to the nearest
+    multiple: `nearest`) and how many closed ones it re-opened."""
     is_open = logits >= 0
-    n_open = int(is_open.sum())
-    want, down, up = n_open, 0, 0
-    if nearest:
-        # what the latency constraint priced (nn/constraint.deployed_counts): the nearest multiple
-        want = deployed_width(n_open, width, round_to, may_vanish)
-        if want < n_open:  # the weakest open channels go
-            weakest = [i for i in torch.argsort(logits, stable=True).tolist() if is_open[i]][: n_open - want]
-            is_open = is_open.clone()
-            is_open[weakest] = False
-            down = len(weakest)
-    if n_open == 0 and not may_vanish and want <= 1:
-        want = 1
-        notes.append(f"{point}: every channel was closed; kept the one with the largest mask value")
-    if round_to > 1 and want > 0:
-        want = min(width, math.ceil(want / round_to) * round_to)
-    if want > n_open:
-        # Closed channels ranked by mask value, strongest first (stable order for ties).
-        closed = [i for i in torch.argsort(logits, descending=True, stable=True).tolist() if not is_open[i]]
-        extra = closed[: want - n_open]
-        is_open = is_open.clone()
-        is_open[extra] = True
-        up = len(extra)
-    return torch.nonzero(is_open).flatten().tolist(), down, up
+    kept = kept_channels(logits, round_to, may_vanish, nearest)
+    if not bool(is_open.any()) and not may_vanish:
+        n = int(kept.sum())
+        notes.append(f"{point}: every channel was closed; kept the " +
+                     ("one with the largest mask value" if n == 1 else f"{n} with the largest mask values"))
+    down = int((is_open & ~kept).sum())
+    up = int((kept & ~is_open).sum())
+    return torch.nonzero(kept).flatten().tolist(), down, up
 
 
 def _fit_latency(masked: MaskedNetwork, local: dict[str, list[int]], round_to: int, latency: tuple,
@@ -162,6 +148,47 @@ def _fit_latency(masked: MaskedNetwork, local: dict[str, list[int]], round_to: i
     more = _fit(masked, local, round_to, stop_ms, predicted, "predicted latency", f"{stop_ms:.4g} ms", notes,
                 nearest=True)
     return more, latency_limit
+
+
+def _refill(masked: MaskedNetwork, local: dict[str, list[int]], round_to: int, latency: tuple,
+            notes: list[str]) -> dict[str, int]:
+    """Re-open the strongest closed channels (largest mask values), `round_to` at a time, while the
+    predicted latency is below the target and the group lands nearer it; edits `local` in place,
+    returns the count per point."""
+    table, target = latency
+    masks = masked.masks
+    opened: dict[str, int] = {}
+
+    def predicted(counts) -> float:
+        return float(table.predict_counts(masked.arch, counts))
+
+    while True:
+        now = predicted({p: len(local[p]) for p in masks})
+        if now >= target:
+            break
+        best = None  # (smallest mask value among the group to open, point, positions)
+        for point, mask in masks.items():
+            kept = set(local[point])
+            closed = [i for i in range(masked.points[point]) if i not in kept]
+            if not closed:
+                continue
+            values = mask.logits.detach()[closed]
+            group = [closed[i] for i in torch.argsort(values, descending=True, stable=True)[:round_to].tolist()]
+            score = float(mask.logits.detach()[group].min())
+            if best is None or score > best[0]:
+                best = (score, point, group)
+        if best is None:
+            break
+        _, point, group = best
+        after = predicted({p: len(local[p]) + (len(group) if p == point else 0) for p in masks})
+        if after > target and after - target > target - now:
+            break  # the group would land further above the target than the network is below it
+        local[point] = sorted(local[point] + group)
+        opened[point] = opened.get(point, 0) + len(group)
+    if opened:
+        notes.append(f"re-opened {sum(opened.values())} closed channels with the largest mask values: the masks were "
+                     f"predicted faster than the {target:.4g} ms target")
+    return opened
 
 
 def _fit(masked: MaskedNetwork, local: dict[str, list[int]], round_to: int, ceiling: float, cost, what: str,

@@ -364,7 +364,7 @@ def _md_pruning(r: dict[str, Any]) -> list[str]:
         f"(-{p['params_reduction_pct']:.2f} %). Largest logit difference masked vs pruned: {p['max_abs_diff']:.2e}.",
         "",
         f"Validation top-1 along the way: teacher {fmt(t['teacher_top1'], '.2f')} %, unpruned KD student "
-        f"{fmt(t['baseline_top1'], '.2f')} %, masked student {fmt(t['masked_top1'], '.2f')} %, pruned + fine-tuned "
+        f"{fmt(t['baseline_top1'], '.2f')} %, distilled student {fmt(t['masked_top1'], '.2f')} %, pruned + fine-tuned "
         f"{fmt(t['finetuned_top1'], '.2f')} %.",
     ]
     if r["plots"].get("channels"):

@@ -39,7 +39,9 @@ MACS_CONVENTION = "MACs = multiply-accumulates of conv and linear layers (fvcore
 @dataclass(frozen=True)
 class PruneConfig:
     checkpoint: str
-    round_to: int | None = 1  # None: the latency table's channel multiple (1 without a table)
+    # None: the multiple the masks trained at (a distilled checkpoint records it), else the latency
+    # table's channel multiple, else 1
+    round_to: int | None = 1
     data: DataConfig = DataConfig(name=None)  # images for the exactness check; None: the checkpoint's dataset
     check_images: int = 256
     # Close the weakest open channels until the pruned model removes at least this share of the
@@ -79,8 +81,15 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     table = load_checked(cfg.latency_table, model=info.model, input_hw=input_hw) if cfg.latency_table else None
     dense_ms = float(table.predict_counts(masked.arch)) if table is not None else None
     latency = None if cfg.latency_target is None else (table, cfg.latency_target.requested_ms(dense_ms))
-    round_to = cfg.round_to if cfg.round_to is not None else (table.channel_multiple if table is not None else 1)
-    plan = plan_from_masks(masked, round_to, max_macs, input_hw, latency)
+    round_to = cfg.round_to
+    if round_to is None:
+        round_to = masked.multiple or (table.channel_multiple if table is not None else 1)
+    if _trained_for(info.record, round_to, masked, cfg.min_macs_reduction, latency):
+        # the distillation fitted these widths to this very budget and trained them: keep them
+        max_macs, fit_latency = None, None
+    else:
+        fit_latency = latency
+    plan = plan_from_masks(masked, round_to, max_macs, input_hw, fit_latency)
     pruned = prune(masked, info.model, plan)
     reference = masked_reference(masked, plan)
     exactness = _check_exact(reference, pruned, info, cfg)
@@ -101,7 +110,7 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
         "reopened_channels": plan.reopened_total,
         "min_macs_reduction": cfg.min_macs_reduction,
         "closed_channels": plan.closed_total,
-        "notes": plan.notes,
+        "notes": _fixed_notes(info.record.get("widths_fixed")) + plan.notes,
         "layers": _layers(masked, plan),
         "latency": None if table is None else _latency_report(cfg, table, latency, dense_ms, reference, plan),
     }
@@ -113,6 +122,29 @@ def prune_checkpoint(cfg: PruneConfig, out: str | Path) -> dict[str, Any]:
     )
     checkpoint.save(out, ckpt)
     return report
+
+
+def _trained_for(record: dict[str, Any], round_to: int, masked: MaskedNetwork, min_macs_reduction: float | None,
+                 latency: tuple | None) -> bool:
+    """Whether the distillation fixed its widths at this multiple for this budget (the same MACs
+    target, or the same requested latency): then they were fitted to it already, and fitting them
+    again could close a group the trained network needs."""
+    fixed = record.get("widths_fixed")
+    if not isinstance(fixed, dict) or not fixed.get("epoch") or masked.multiple != round_to:
+        return False
+    if latency is not None:
+        asked = (record.get("latency_budget") or {}).get("requested_ms")
+        return isinstance(asked, (int, float)) and abs(asked - latency[1]) <= 1e-9 * max(1.0, abs(asked))
+    return min_macs_reduction is not None and record.get("target_macs_reduction") == min_macs_reduction
+
+
+def _fixed_notes(fixed: Any) -> list[str]:
+    """What the distillation did to the widths it fixed (stages/distill.DeployedWidths), for the report."""
+    if not isinstance(fixed, dict) or not fixed.get("epoch"):
+        return []
+    done = [n for n in fixed.get("notes") or [] if isinstance(n, str)]
+    return [f"the distillation fixed the masks on the deployed widths at the start of epoch {fixed['epoch']} "
+            "and trained that network from there" + (f" ({'; '.join(done)})" if done else "")]
 
 
 def _check_exact(reference: MaskedNetwork, pruned: torch.nn.Module, info, cfg: PruneConfig) -> dict[str, Any]:
@@ -183,20 +215,24 @@ def channel_multiple(target: str, measure: bool) -> int | None:
     return multiple.here(t, progress=lambda line: print(line, file=sys.stderr))  # stdout may carry --json
 
 
-def config(run: RunDir, cfg: CompressConfig, measure: bool = False) -> PruneConfig:
+def deploy_multiple(cfg: CompressConfig, measure: bool = False) -> int | None:
+    """The multiple the run's widths are pruned to (the distillation's masks train at it): `--round-to`,
+    else the first target's `channel_multiple` (measured here when the target declares none and
+    this machine is its device: `measure`, which the up-front validation leaves off), else with a
+    latency target the latency table's (None), else 1."""
+    if cfg.round_to is not None:
+        return cfg.round_to  # a given 0 is refused by DistillConfig / PruneConfig, as by `prune`
+    if cfg.latency_target is not None:
+        return channel_multiple(cfg.targets[0], measure=False)  # None: the latency table's
+    return channel_multiple(cfg.targets[0], measure) or 1
+
+
+def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
     """The distilled student, pruned to at least its MACs or latency target (when the run has one),
-    with widths rounded to `--round-to`, else to the first target's `channel_multiple` (measured
-    here when the target declares none and this machine is its device: `measure`, which the
-    up-front validation leaves off), else (with a latency target) to the multiple the latency
-    table measured."""
+    with widths rounded to the multiple its masks trained at (recorded in the checkpoint:
+    `deploy_multiple`) unless `--round-to` says otherwise."""
     latency = cfg.latency_target is not None
-    round_to = cfg.round_to  # a given 0 is refused by PruneConfig, as by `prune`
-    if round_to is None:
-        if latency:
-            round_to = channel_multiple(cfg.targets[0], measure=False)  # None: the latency table's
-        else:
-            round_to = channel_multiple(cfg.targets[0], measure) or 1
-    return PruneConfig(checkpoint=str(run.best("distill")), round_to=round_to,
+    return PruneConfig(checkpoint=str(run.best("distill")), round_to=cfg.round_to,
                        min_macs_reduction=cfg.target_macs_reduction or None,
                        latency_table=str(run.latency_table()) if latency else None,
                        target_latency_ms=cfg.target_latency_ms, target_speedup=cfg.target_speedup)
@@ -204,6 +240,6 @@ def config(run: RunDir, cfg: CompressConfig, measure: bool = False) -> PruneConf
 
 def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     out = run.pruned()
-    report = prune_checkpoint(config(run, cfg, measure=True), out)
+    report = prune_checkpoint(config(run, cfg), out)
     write_json(run.prune_report(), report)
     return StageResult([out, run.prune_report()], {k: v for k, v in report.items() if k not in ("source", "output")})

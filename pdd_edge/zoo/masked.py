@@ -13,6 +13,9 @@ Three ways to one:
 
 It holds the mask modules, not copies of their values, so it stays true while the masks train;
 a mask attached to the network by other means afterwards is not seen (build a new one then).
+
+`set_multiple(N)` makes the masks stand for the widths prune deploys at multiples of N (zoo/masks.py,
+"deployed widths"): counts, costs and evaluation are then those of that network.
 """
 
 from __future__ import annotations
@@ -80,16 +83,37 @@ class MaskedNetwork:
             if values.shape != (channels,):
                 raise PddError(f"mask {name} has {tuple(values.shape)} values, the layer has {channels} channels")
 
+    def set_multiple(self, multiple: int) -> MaskedNetwork:
+        """Every mask lets through the channels prune keeps at widths in multiples of `multiple`
+        (1: the open channels, at least one where a point may not vanish)."""
+        for name, mask in self.masks.items():
+            mask.rule = (int(multiple), self.arch.may_vanish(name))
+        return self
+
+    def fix(self, kept: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Keep every mask's deployed channels (or `kept[point]`) for good (`ChannelMask.fix`)."""
+        for name, mask in self.masks.items():
+            mask.fix(None if kept is None else kept[name])
+
+    @property
+    def multiple(self) -> int | None:
+        """The channel multiple the masks deploy at (`set_multiple`); None: raw gates."""
+        rules = {m.rule for m in self.masks.values()}
+        if not rules or None in rules:
+            return None
+        return next(iter(rules))[0]
+
     def logits(self) -> dict[str, torch.Tensor]:
-        """The mask values by point (detached copies; empty when unmasked)."""
-        return {name: m.logits.detach().clone() for name, m in self.masks.items()}
+        """The mask values by point (detached copies; +/-1 on a fixed set; empty when unmasked)."""
+        return {name: m.values() for name, m in self.masks.items()}
 
     def open_counts(self, soft: bool = False) -> dict[str, torch.Tensor | int]:
         """Channels each mask point lets through.
 
         Hard counts are ints (unmasked points count all their channels). With `soft=True` masked
         points give the sum of their straight-through gates: a tensor with the same value as the
-        hard count whose gradient reaches the mask logits (used by the MACs budget term).
+        hard count whose gradient reaches the mask logits (used by the budget terms). With a
+        multiple set, the counts are the deployed widths.
         """
         counts: dict[str, torch.Tensor | int] = {}
         for name, channels in self.points.items():
@@ -99,7 +123,7 @@ class MaskedNetwork:
             elif soft:
                 counts[name] = mask.gate().sum()
             else:
-                counts[name] = int((mask.logits.detach() >= 0).sum())
+                counts[name] = int(mask.kept().sum())
         return counts
 
     def kept_fraction(self) -> float:

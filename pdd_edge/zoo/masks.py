@@ -13,11 +13,24 @@ Models expose mask points as `nn.Identity` placeholders (no parameters, so plain
 load with `strict=True`); `MaskedNetwork.attach` (zoo/masked.py) swaps them for `ChannelMask`
 modules and answers every question about them.
 
+Deployed widths: a network pruned to widths in multiples of N (the device's channel multiple)
+keeps, per mask point, the open channels rounded to the nearest multiple (`deployed_width`) — not
+the open channels themselves (`kept_channels`: the open channels, less the weakest or plus the
+strongest closed ones). With a rule set (`ChannelMask.rule`, from `MaskedNetwork.set_multiple`),
+evaluation passes that deployed set while training steps keep the raw gates, and `fix` keeps
+it for good. Why (issue 23): ResNet20 distilled on CIFAR-10
+images to 62-65 % top-1 with its raw open channels fell to 15-17 % once prune rounded 9 layers to
+multiples of 16 (reopening about 45 channels and closing about 45), and the four fine-tuning
+epochs only climbed back to where it had been; stages/distill.DeployedWidths says when the masks
+are fixed, and why not from the first step.
+
 Part of the zoo, not of `nn`: a traced model (`zoo.traced`) gates its channel groups with these
 masks, and pruning (`nn.pruning`) sits above the models it rebuilds.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -50,6 +63,43 @@ def binary_gate(logits: torch.Tensor) -> torch.Tensor:
     return _BiRealSign.apply(logits)
 
 
+def deployed_width(n_open: int, width: int, multiple: int, may_vanish: bool, nearest: bool = True) -> int:
+    """The width a mask point with `n_open` open channels is pruned to: the nearest multiple of
+    `multiple` (ties up; `nearest=False`: the next multiple up), at most `width`, and at least
+    `multiple` (or `width`; 1 with no multiple) unless the point may vanish. Nearest, not up, where the
+    masks trained under the rule or a latency constraint priced it: rounding up made the constraint
+    push on while no layer had reached the next multiple down (nn/constraint.deployed_counts)."""
+    if multiple > 1:
+        steps = math.floor(n_open / multiple + 0.5) if nearest else math.ceil(n_open / multiple)
+        want = min(width, steps * multiple)
+    else:
+        want = n_open
+    if want == 0 and not may_vanish:
+        want = min(width, max(multiple, 1))
+    return want
+
+
+def kept_channels(logits: torch.Tensor, multiple: int, may_vanish: bool, nearest: bool = True) -> torch.Tensor:
+    """Which channels the pruned network keeps (a bool tensor): the `deployed_width` strongest mask
+    values, ties to the lower index. Those are the open channels (values >= 0), less the weakest
+    of them or plus the strongest closed ones. Tensor arithmetic only, so that a training step on
+    a GPU never waits for the host."""
+    is_open = logits >= 0
+    width = logits.numel()
+    n_open = is_open.sum()
+    if multiple > 1:
+        steps = torch.floor(n_open / multiple + 0.5) if nearest else torch.ceil(n_open / multiple)
+        want = (steps * multiple).clamp(max=width)
+    else:
+        want = n_open
+    if not may_vanish:
+        want = torch.where(want == 0, min(width, max(multiple, 1)), want)
+    order = torch.argsort(logits, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(width, device=logits.device)
+    return rank < want
+
+
 def check_init(init: str) -> None:
     if init not in INIT_CHOICES:
         raise PddError(f"mask init must be one of: {', '.join(INIT_CHOICES)}; got {init!r}")
@@ -67,9 +117,43 @@ class ChannelMask(nn.Module):
             # features at the start and training decides what to close.
             logits = logits.abs()
         self.logits = nn.Parameter(logits)
+        # (multiple, may_vanish): the widths prune deploys (module docstring); None: the raw gates.
+        # Not state: a checkpoint records the multiple and loading sets it again (MaskedNetwork).
+        self.rule: tuple[int, bool] | None = None
+        # The channels kept for good once `fix` ran (bool), or None. Not state either: the
+        # training's resume state holds it (stages/distill.DeployedWidths), a checkpoint the +/-1
+        # mask values that `values` gives for it.
+        self.fixed: torch.Tensor | None = None
+
+    def kept(self) -> torch.Tensor:
+        """The channels the deployed network keeps (bool): the rule applied."""
+        if self.fixed is not None:
+            return self.fixed
+        m = self.logits.detach()
+        return m >= 0 if self.rule is None else kept_channels(m, *self.rule)
 
     def gate(self) -> torch.Tensor:
-        return binary_gate(self.logits)
+        """Training steps pass the raw gates; evaluation, with a rule, the deployed set; a fixed
+        mask its set, with a zero gradient (kept in the graph: DDP expects one for every parameter)."""
+        if self.fixed is not None:
+            return self.fixed.to(self.logits.dtype) + 0.0 * self.logits
+        g = binary_gate(self.logits)
+        if self.rule is None or self.training:
+            return g
+        return g + (self.kept().to(g.dtype) - g).detach()
+
+    def fix(self, kept: torch.Tensor | None = None) -> None:
+        """Keep the deployed set (or `kept`) for good: the mask values no longer move it. Why not
+        snap the values to +/-1 and let Bi-Real's zero slope hold them: weight decay moves them
+        off +/-1, and the distillation's gradient, summed over a batch's pixels, then reopened
+        two vanished blocks of ResNet20 within an epoch (val top-1 64 % raw, 13 % deployed)."""
+        self.fixed = (self.kept() if kept is None else kept).detach().clone().to(self.logits.device)
+
+    def values(self) -> torch.Tensor:
+        """The mask values to save: the logits, or +/-1 on a fixed set (which loads as that set)."""
+        if self.fixed is not None:
+            return torch.where(self.fixed, 1.0, -1.0).to(self.logits.dtype)
+        return self.logits.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The gate and its straight-through gradient are float32 (the logits are); the 0/1 gate is
@@ -79,4 +163,5 @@ class ChannelMask(nn.Module):
         return x * g.view(shape).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"channels={self.logits.numel()}"
+        rule = "" if self.rule is None else f", multiple={self.rule[0]}"
+        return f"channels={self.logits.numel()}{rule}"

@@ -62,13 +62,19 @@ def test_distill_resume_with_changed_options_is_usage_error(teacher, tmp_path):
     assert_usage_error(result, "different options")
 
 
-def test_distill_with_macs_budget_lands_within_three_points(digits_teacher, tmp_path):
+def test_distill_with_macs_budget_at_a_multiple_lands_within_three_points_and_validates_the_pruned_network(
+        digits_teacher, tmp_path):
     out = tmp_path / "budget"
     summary = cli_json("distill", "--student", "resnet20", "--teacher-weights", digits_teacher, "--epochs", "10",
-                       "--batch-size", "64", "--lr", "0.05", "--target-macs-reduction", "0.5", "--out", out, "--json")
-    report = cli_json("prune", out / "best.pt", "--out", tmp_path / "p.pt", "--json")
-    assert abs(report["macs_reduction_pct"] - 50.0) <= 3.0
+                       "--batch-size", "64", "--lr", "0.05", "--target-macs-reduction", "0.5", "--round-to", "8",
+                       "--budget-ramp-epochs", "4", "--out", out, "--json")
+    report = cli_json("prune", out / "best.pt", "--out", tmp_path / "p.pt", "--json")  # the multiple the masks trained at
+    assert report["round_to"] == 8 and report["macs_reduction_pct"] >= 47.0
+    assert all(layer["kept"] % 8 == 0 for layer in report["layers"].values())
     assert summary["macs_reduction_pct"] == pytest.approx(report["macs_reduction_pct"])
+    # the epoch kept was validated as the network prune writes: the same top-1, not a rounded relative of it
+    pruned = cli_json("evaluate", tmp_path / "p.pt", "--json")
+    assert pruned["top1"] == pytest.approx(summary["val_top1"], abs=1e-9)
 
 
 def test_distill_budget_out_of_range_is_usage_error(digits_teacher, tmp_path):

@@ -139,3 +139,23 @@ def test_deployed_counts_round_to_the_nearest_multiple_with_a_floor_unless_the_p
         if value.requires_grad:
             value.backward()
             assert float(soft.grad) == 1.0, (point, n)
+
+
+def test_macs_constraint_prices_the_deployed_widths_of_masks_trained_at_a_multiple():
+    model = zoo.build("resnet20")
+    torch.manual_seed(0)
+    masked = MaskedNetwork.attach(model, "normal").set_multiple(16)  # about half open: rounding decides
+    dense = masked.dense_cost((32, 32))["macs"]
+    out = MacsConstraint(0.5, dense, (32, 32), multiple=16)(model)
+    plan = plan_from_masks(masked, round_to=16)  # what prune deploys from these masks
+    deployed = {p: len(plan.local[p]) for p in model.mask_points()}
+    assert float(out["cost_rel"]) == pytest.approx(model.cost(deployed, (32, 32)).macs / dense)
+    out["loss"].backward()
+    for point, mask in masked.masks.items():
+        raw = int((mask.logits >= 0).sum())  # training steps pass the raw gates
+        # no push where nothing is left to buy: a point priced as gone, or one that may not vanish
+        # with no more open channels than its narrowest deployable width
+        pays = deployed[point] > 0 and (model.may_vanish(point) or raw > 16)
+        pushed = mask.logits.grad is not None and bool(mask.logits.grad.abs().sum() > 0)
+        assert pushed == pays, point
+    assert any(deployed[p] == 0 for p in deployed) and any(deployed[p] > 16 for p in deployed)

@@ -208,3 +208,51 @@ def test_prune_latency_target_far_below_the_masks_closes_at_most_a_tenth_and_rec
     assert plan.latency_limit == {"requested_ms": pytest.approx(0.45 * dense), "masks_predicted_ms": pytest.approx(dense),
                                   "stopped_at_ms": pytest.approx(stop), "max_unrecovered_share": MAX_UNRECOVERED_LATENCY}
     assert any("so the target is missed; distill longer or ask for less" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize("name, multiple", [("resnet20", 16), ("resnet20", 4), ("vgg11", 8), ("resnet32", 1)])
+def test_masks_trained_at_a_multiple_prune_to_the_network_they_computed_exactly(name, multiple):
+    g = torch.Generator().manual_seed(7)
+    model = masked_model(name, lambda p, c: torch.randn(c, generator=g))
+    masked = MaskedNetwork(model).set_multiple(multiple)
+    raw = {p: int((m.logits >= 0).sum()) for p, m in masked.masks.items()}
+    plan = plan_from_masks(masked, multiple)
+    pruned = prune(masked, name, plan)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    # the masked network as it trained, not an adjusted copy of it
+    assert max_logit_gap(model, pruned, x) <= TOL
+    assert fvcore_counts(pruned, (32, 32)) == masked.cost((32, 32)).as_ints()
+    for point, kept in plan.local.items():
+        if point in masked.points:
+            assert len(kept) == masked.open_counts()[point]
+            assert len(kept) - raw[point] == plan.reopened.get(point, 0) - plan.closed.get(point, 0)
+    if multiple > 1:
+        assert plan.reopened_total > 0 and plan.closed_total > 0  # the draw needs both roundings
+
+
+def test_masks_faster_than_a_latency_target_reopen_their_strongest_channels_only_when_asked():
+    model = zoo.build("resnet20")
+    table = synthetic_table(model)
+    g = torch.Generator().manual_seed(5)
+    masked = MaskedNetwork.attach(model, "normal")
+    with torch.no_grad():
+        for mask in masked.masks.values():
+            mask.logits.copy_(torch.randn(mask.logits.shape, generator=g) - 0.8)  # most channels closed
+    dense = table.predict(model.layer_widths(model.mask_points()))
+
+    def latency_of(plan):
+        return table.predict(model.layer_widths({p: len(plan.local[p]) for p in model.mask_points()}))
+
+    target = 0.8 * dense
+    kept = plan_from_masks(masked, round_to=16, latency=(table, target))
+    assert latency_of(kept) < 0.7 * dense and kept.reopened_total < 16 * 8  # prune keeps a faster network
+    plan = plan_from_masks(masked, round_to=16, latency=(table, target), reopen=True)
+    got = latency_of(plan)
+    assert plan.reopened_total > kept.reopened_total and any(n.startswith("re-opened") for n in plan.notes)
+    assert all(len(k) % 16 == 0 for k in plan.local.values())
+    # nearest the target: opening one more 16-channel group anywhere lands no nearer
+    for point, width in masked.points.items():
+        if len(plan.local[point]) + 16 <= width:
+            more = {p: len(plan.local[p]) + (16 if p == point else 0) for p in model.mask_points()}
+            assert abs(table.predict(model.layer_widths(more)) - target) >= abs(got - target) or got >= target
+    assert abs(got - target) < 0.1 * target

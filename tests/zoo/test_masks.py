@@ -4,7 +4,7 @@ import torch
 from pdd_edge import zoo
 from pdd_edge.errors import PddError
 from pdd_edge.zoo.masked import MaskedNetwork
-from pdd_edge.zoo.masks import ChannelMask, binary_gate
+from pdd_edge.zoo.masks import ChannelMask, binary_gate, deployed_width, kept_channels
 
 
 def test_binary_gate_is_one_for_nonnegative_logits_and_zero_for_negative():
@@ -96,3 +96,94 @@ def test_load_mask_logits_rejects_masks_of_another_architecture():
     theirs = MaskedNetwork.attach(other).masks
     with pytest.raises(PddError, match="do not fit"):
         MaskedNetwork.load(model, {p: m.logits for p, m in theirs.items()})
+
+
+# --- trained as deployed: the rule `set_multiple` puts on every mask ---------------------------
+
+@pytest.mark.parametrize(
+    "n_open, width, multiple, may_vanish, nearest, expected",
+    [(7, 16, 16, True, True, 0), (8, 16, 16, True, True, 16), (7, 16, 16, False, True, 16),
+     (23, 32, 16, True, True, 16), (24, 32, 16, True, True, 32), (20, 24, 16, True, True, 16),
+     (24, 24, 16, True, True, 24), (17, 32, 16, True, False, 32), (1, 32, 16, True, False, 16),
+     (0, 32, 16, True, False, 0), (0, 32, 16, False, False, 16), (0, 5, 1, False, True, 1),
+     (3, 5, 1, True, True, 3)],
+)
+def test_kept_channels_keeps_the_deployed_width_of_strongest_mask_values(n_open, width, multiple, may_vanish,
+                                                                        nearest, expected):
+    g = torch.Generator().manual_seed(n_open * 100 + width)
+    values = torch.rand(width, generator=g) + 0.01
+    logits = torch.cat([values[:n_open], -values[n_open:]])[torch.randperm(width, generator=g)]
+    kept = kept_channels(logits, multiple, may_vanish, nearest)
+    assert int(kept.sum()) == expected == deployed_width(n_open, width, multiple, may_vanish, nearest)
+    # the kept channels are the strongest: every kept value is above every dropped one
+    if 0 < expected < width:
+        assert logits[kept].min() > logits[~kept].max()
+
+
+def test_kept_channels_breaks_ties_toward_the_lower_index():
+    logits = torch.tensor([0.5, 0.1, 0.1, 0.1, -0.2, -0.2])  # 4 open: nearest multiple of 2 is 4, of 4 is 4
+    assert kept_channels(logits, 4, True).tolist() == [True, True, True, True, False, False]
+    logits = torch.tensor([0.5, 0.1, 0.1, -0.2, -0.2, -0.2])  # 3 open -> 4: the first closed one of the tie
+    assert kept_channels(logits, 4, True).tolist() == [True, True, True, True, False, False]
+    logits = torch.tensor([0.5, 0.1, 0.1, 0.1, 0.1, -0.2])  # 5 open -> 4: the last of the tie is dropped
+    assert kept_channels(logits, 4, True).tolist() == [True, True, True, True, False, False]
+
+
+def test_mask_with_a_multiple_trains_raw_gates_and_evaluates_the_deployed_set():
+    mask = ChannelMask(4)
+    with torch.no_grad():
+        mask.logits.copy_(torch.tensor([0.5, 0.25, 0.75, -0.5]))  # 3 open -> 4 at a multiple of 2 (ties up)
+    mask.rule = (2, True)
+    x = torch.ones(1, 4, 1, 1)
+    assert mask.train()(x).flatten().tolist() == [1.0, 1.0, 1.0, 0.0]  # raw gates
+    assert mask.eval()(x).flatten().tolist() == [1.0, 1.0, 1.0, 1.0]  # what prune deploys: the closed one reopened
+    mask(x).sum().backward()
+    # the deployed value keeps every mask value's Bi-Real slope (2 - 2m)/2 for m >= 0, (2 + 2m)/2 below
+    assert mask.logits.grad.tolist() == pytest.approx([0.5, 0.75, 0.25, 0.5])
+    with torch.no_grad():
+        mask.logits.copy_(torch.tensor([0.5, -0.25, -0.75, -0.5]))  # 1 open -> 0 at a multiple of 4 (may vanish)
+    mask.rule = (4, True)
+    assert mask.eval()(x).flatten().tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_fixed_mask_keeps_its_deployed_set_whatever_its_values_do_and_saves_it_as_plus_minus_one():
+    mask = ChannelMask(6)
+    with torch.no_grad():
+        mask.logits.copy_(torch.tensor([0.3, -0.1, 0.2, 0.05, 0.4, -0.6]))  # 4 open -> 4 at a multiple of 4
+    mask.rule = (4, True)
+    deployed = mask.kept().clone()
+    mask.fix()
+    x = torch.ones(1, 6, 1, 1)
+    mask.train()(x).sum().backward()
+    assert mask.logits.grad is not None and mask.logits.grad.abs().sum() == 0  # in the graph, never pushed
+    with torch.no_grad():
+        mask.logits.copy_(torch.tensor([-0.3, 0.9, 0.2, 0.05, 0.4, 0.6]))  # values drift (weight decay, momentum)
+    assert torch.equal(mask.kept(), deployed)
+    assert mask.train()(x).flatten().tolist() == deployed.float().tolist() == mask.eval()(x).flatten().tolist()
+    assert mask.values().tolist() == [1.0, -1.0, 1.0, 1.0, 1.0, -1.0]
+    fresh = ChannelMask(6)
+    with torch.no_grad():
+        fresh.logits.copy_(mask.values())
+    fresh.rule = (4, True)
+    assert torch.equal(fresh.kept(), deployed)  # a checkpoint of it loads as the same set
+
+
+def test_set_multiple_makes_counts_and_cost_those_of_the_deployed_widths():
+    model = zoo.build("resnet20")
+    masked = MaskedNetwork.attach(model, "normal")
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for mask in masked.masks.values():
+            mask.logits.copy_(torch.randn(mask.logits.shape, generator=g))
+    raw = masked.open_counts()
+    assert masked.multiple is None
+    masked.set_multiple(16)
+    assert masked.multiple == 16
+    deployed = masked.open_counts()
+    for point, width in masked.points.items():
+        assert deployed[point] == deployed_width(raw[point], width, 16, model.may_vanish(point))
+    model.eval()  # evaluation passes the deployed widths; training steps the raw gates
+    assert {p: int(v) for p, v in masked.open_counts(soft=True).items()} == deployed
+    model.train()
+    assert {p: int(v) for p, v in masked.open_counts(soft=True).items()} == raw
+    assert masked.cost((32, 32)).as_ints() == model.cost(deployed, (32, 32)).as_ints()
