@@ -49,7 +49,7 @@ def compress_command(
     fused_sgd: options.FusedSgd = False,
     compile_mode: options.Compile = "off",
     resume: options.Resume = False,
-    recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits), standard (default otherwise: the paper's schedule, warm-started PDD with a 1.9x speed target) or paper (the authors' recipe exactly).")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="quick (default for digits), standard (default otherwise: the paper's schedule, warm-started PDD with a 2x speed target) or paper (the authors' recipe exactly).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(help=f"Teacher training epochs ({recipe_help('teacher_epochs')}).")] = None,
     teacher_lr: Annotated[Optional[float], typer.Option(help=f"Teacher training learning rate ({recipe_help('teacher_lr')}).")] = None,
     distill_epochs: Annotated[Optional[int], typer.Option(help=f"PDD distillation epochs ({recipe_help('distill_epochs')}).")] = None,
@@ -66,10 +66,9 @@ def compress_command(
     profile_min_runs: Annotated[int, typer.Option(help="Timed runs per variant when profiling, at least.")] = 100,
     profile_min_time: Annotated[float, typer.Option(help="Seconds of timed runs per target, at least.")] = 2.0,
 ) -> None:
-    """distill-prune -> prune -> finetune -> export -> simplify -> quantize -> profile -> report, in one run directory.\f
-    Long only in its signature: one parameter per command-line option, which is where Typer
-    reads them; the work is the few lines below.
-    """
+    """distill-prune -> prune -> finetune -> export -> simplify -> quantize -> profile -> report, in one run directory."""
+    # Long only in its signature: one parameter per command-line option, which is where Typer
+    # reads them; the work is the few lines below.
     require_torch("pdd-edge compress")
     from pdd_edge import config
     from pdd_edge.profiling.targets import load_target

@@ -8,7 +8,7 @@ from pdd_edge.artifact import RunDir
 from pdd_edge.data.options import DataConfig
 from pdd_edge.errors import PddError
 from pdd_edge.nn.constraint import MacsConstraint
-from pdd_edge.stages import distill, finetune, latency
+from pdd_edge.stages import distill, finetune, latency, prune
 
 
 def cfg_for(recipe=None, dataset="digits", **overrides):
@@ -109,6 +109,21 @@ def test_warm_start_makes_distill_depend_on_the_baseline():
     assert pipeline.stage_hashes(warm)["distill"] != pipeline.stage_hashes(more)["distill"]
 
 
+def test_masks_train_at_the_multiple_prune_deploys_and_retrain_when_it_changes(tmp_path):
+    target = tmp_path / "board.toml"
+    target.write_text('name = "board"\narch = "aarch64"\nchannel_multiple = 8\n')
+    run = RunDir("run")
+    macs = cfg_for("paper", target_macs_reduction=0.5, targets=[str(target)])
+    assert distill.config(run, macs).round_to == 8  # the first target's declared multiple
+    assert prune.config(run, macs).round_to is None  # prune reads it from the distilled checkpoint
+    assert distill.config(run, config.resolve(macs, round_to=4)).round_to == 4
+    speed = cfg_for("quick")  # a speed target on local, which declares no multiple: the latency table's
+    assert distill.config(run, speed).round_to is None
+    a, b = pipeline.stage_hashes(macs), pipeline.stage_hashes(config.resolve(macs, round_to=4))
+    assert a["teacher"] == b["teacher"] and a["baseline"] == b["baseline"]
+    assert all(a[s] != b[s] for s in ("distill", "prune", "finetune"))
+
+
 def test_student_builder_arguments_retrain_everything_the_student_is_in():
     plain = cfg_for("paper")
     staged = config.resolve(plain, student_args={"mask_placement": "stage"})
@@ -117,14 +132,16 @@ def test_student_builder_arguments_retrain_everything_the_student_is_in():
     assert all(a[s] != b[s] for s in ("baseline", "distill", "prune", "finetune", "export", "report"))
 
 
-def test_warm_started_recipes_aim_at_a_1_9x_speedup_and_fall_back_to_half_the_macs():
+def test_warm_started_recipes_aim_at_a_2x_speedup_fine_tune_with_kd_and_fall_back_to_half_the_macs():
     for recipe in ("quick", "standard"):
         cfg = cfg_for(recipe)
-        assert (cfg.target_speedup, cfg.target_latency_ms, cfg.target_macs_reduction) == (1.9, None, None)
-        assert cfg.speed_fallback_macs == 0.5
+        assert (cfg.target_speedup, cfg.target_latency_ms, cfg.target_macs_reduction) == (2.0, None, None)
+        assert cfg.speed_fallback_macs == 0.5 and cfg.finetune_kd
+        f = finetune.config(RunDir("run"), cfg)
+        assert f.teacher_weights == str(RunDir("run").teacher())
         assert list(pipeline.stage_hashes(cfg))[:2] == ["latency", "teacher"]  # the table comes first
         d = distill.config(RunDir("run"), cfg)
-        assert d.target_macs_reduction is None and d.target_speedup == 1.9
+        assert d.target_macs_reduction is None and d.target_speedup == 2.0
         assert d.latency_table == str(RunDir("run").latency_table()) and d.budget_ramp_epochs > 0
     paper = cfg_for("paper")
     assert (paper.target_speedup, paper.speed_fallback_macs) == (None, None) and "latency" not in pipeline.stage_hashes(paper)
@@ -170,7 +187,7 @@ def test_default_speed_target_on_another_machines_target_becomes_the_macs_fallba
     assert (fallback.target_speedup, fallback.target_macs_reduction) == (None, 0.5)
     # exactly the run an explicit --target-macs-reduction 0.5 makes: same stages, same hashes
     assert pipeline.stage_hashes(fallback) == pipeline.stage_hashes(config.with_objective(rpi, macs=0.5))
-    assert note.startswith("the recipe's speed target (--target-speedup 1.9 on rpi4) needs rpi4's latency table")
+    assert note.startswith("the recipe's speed target (--target-speedup 2 on rpi4) needs rpi4's latency table")
     assert "pruning to a 50 % MACs target instead" in note and "--latency-table T.json" in note
     given = config.resolve(rpi, latency_table="t.json")  # a table made on the board: the speed target stays
     assert latency.objective(given, table_of=_table_of(4.0)) == (given, None)
@@ -182,10 +199,10 @@ def test_default_speed_target_on_another_machines_target_becomes_the_macs_fallba
 
 def test_default_speed_target_stays_where_it_is_reachable_and_gives_way_where_it_is_not():
     local = cfg_for("quick")
-    assert latency.objective(local, table_of=_table_of(4.0)) == (local, None)  # 1.9x of at most 4x
-    fallback, note = latency.objective(local, table_of=_table_of(1.5))  # a network already too small for 1.9x
+    assert latency.objective(local, table_of=_table_of(4.0)) == (local, None)  # 2x of at most 4x
+    fallback, note = latency.objective(local, table_of=_table_of(1.5))  # a network already too small for 2x
     assert fallback == latency.fallback(local) and fallback.target_macs_reduction == 0.5
-    assert note.startswith("the recipe's --target-speedup 1.9 is out of reach on local: the best the student's "
+    assert note.startswith("the recipe's --target-speedup 2 is out of reach on local: the best the student's "
                            "structures can reach is ")
     assert note.endswith("ask for at most a 1.50x speed-up; pruning to a 50 % MACs target instead")
     asked = config.with_objective(local, speedup=1.9)  # asked for by the user: kept, and refused by the latency stage
@@ -198,7 +215,7 @@ def test_a_resumed_default_run_keeps_the_objective_it_started_with_without_measu
     fell_back = {"target_speedup": None, "target_macs_reduction": 0.5, "speed_fallback_macs": 0.5}
     decided, note = latency.objective(local, table_of=never, started=fell_back)
     assert decided == latency.fallback(local) and note.startswith("resuming a run that fell back")
-    kept = {"target_speedup": 1.9, "target_macs_reduction": None, "speed_fallback_macs": 0.5}
+    kept = {"target_speedup": 2.0, "target_macs_reduction": None, "speed_fallback_macs": 0.5}
     assert latency.objective(local, table_of=never, started=kept) == (local, None)
     # a run begun with the user's own budget decided nothing: the recipe's objective is decided afresh
     assert latency.objective(local, table_of=_table_of(4.0), started={**fell_back, "speed_fallback_macs": None}) == (
@@ -211,7 +228,7 @@ def test_default_speed_target_gives_way_where_the_latency_table_misses_its_check
     fallback, note = latency.objective(local, table_of=_table_of(4.0, check_error_pct=10.5))
     assert fallback == latency.fallback(local)
     assert note.startswith("the latency table of resnet20 on local is off by up to 10.5 % on its check networks (more "
-                           "than 10 %), too far to price the recipe's speed target (--target-speedup 1.9): pruning to a "
+                           "than 10 %), too far to price the recipe's speed target (--target-speedup 2): pruning to a "
                            "50 % MACs target instead.")
     asked = config.with_objective(local, speedup=1.9)  # the user's own request: kept whatever the table's error
     assert latency.objective(asked, table_of=_table_of(4.0, check_error_pct=22.0)) == (asked, None)

@@ -48,7 +48,7 @@ def test_compress_default_speed_target_on_another_machine_falls_back_to_the_macs
     result = run_cli("compress", "--student", "resnet20", "--teacher", "resnet20", "--target", "rpi4",
                      "--out", tmp_path / "run")
     text = " ".join(result.stderr.split())
-    assert "note: the recipe's speed target (--target-speedup 1.9 on rpi4) needs rpi4's latency table" in text
+    assert "note: the recipe's speed target (--target-speedup 2 on rpi4) needs rpi4's latency table" in text
     assert "pruning to a 50 % MACs target instead" in text
     assert result.exit_code == 2 and "make the table on the device" not in text  # not refused, as an explicit request is
     assert files_in(tmp_path) == ["notes.txt"]
@@ -98,11 +98,11 @@ def test_compress_runs_the_whole_chain_for_a_user_file_model(tmp_path, digits_te
     cwd.mkdir()
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
-    # So small a network runs mostly session overhead: its measured table cannot price 1.9x (out of
+    # So small a network runs mostly session overhead: its measured table cannot price 2x (out of
     # reach, or too far off on its check networks), and the recipe's speed target gives way to its
     # MACs target, saying so.
     note = " ".join(done.stderr.split())
-    assert "note: the recipe's --target-speedup 1.9 is out of reach on local" in note or (
+    assert "note: the recipe's --target-speedup 2 is out of reach on local" in note or (
         "note: the latency table of" in note and "too far to price the recipe's speed target" in note), done.stderr[-3000:]
     assert "pruning to a 50 % MACs target instead" in note
     assert json.loads((out / "manifest.json").read_text())["config"]["target_macs_reduction"] == 0.5
@@ -136,4 +136,4 @@ def test_compress_help_says_each_recipe_default_of_options_without_a_fixed_defau
     assert "default by --recipe: quick 0.05, standard 0.01, paper 0.01" in text  # --lr, --finetune-lr
     assert "warm start by --recipe: quick yes, standard yes, paper no" in text
     assert "KD: no in every recipe" in text
-    assert "default by --recipe: quick 1.9, standard 1.9, paper none" in text  # --target-speedup
+    assert "default by --recipe: quick 2, standard 2, paper none" in text  # --target-speedup
