@@ -115,7 +115,7 @@ def test_compress_by_default_aims_at_a_2x_speedup_where_the_table_measured_here_
     assert table.key["target"] == "local" and table.key["model"] == "resnet20" and table.key["num_classes"] == 10
     prune = json.loads((out / "prune" / "pruned.json").read_text())
     worst = table.record["error"]["check_max_abs_pct"]
-    if worst > 10.0:  # a table too noisy to price 2x: the recipe's MACs target, and the note says why
+    if worst > 5.0:  # a table too noisy to price 2x: the recipe's MACs target, and the note says why
         assert (manifest["config"]["target_speedup"], manifest["config"]["target_macs_reduction"]) == (None, 0.5)
         assert f"is off by up to {worst:.1f} % on its check networks" in " ".join(stderr.split())
         assert prune["macs_after"] <= 0.5 * prune["macs_before"]

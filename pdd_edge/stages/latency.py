@@ -56,8 +56,10 @@ def check_given(cfg: CompressConfig, num_classes: int | None = None):
 # landed within 10 % on real images; at two threads on a shared 2-vCPU machine four tables were
 # off by 10.5-22 %, and a ResNet20 whose target emptied its layer-1 blocks for a predicted 1.7-2.1x
 # measured 1.32x: the digits main job deployed a file no faster than the unpruned INT8 one, where
-# the MACs target's was 1.77x.
-TRUSTED_MODEL_ERROR_PCT = 10.0
+# the MACs target's was 1.77x. A fifth 2-thread table was off by 8.5 %, under the first ceiling
+# (10 %), and its 2x target deployed 1.46x (FP32; INT8 1.65x against the unpruned INT8 file's
+# 1.62x): half the +/-10 % a request promises is the most a table may miss by.
+TRUSTED_MODEL_ERROR_PCT = 5.0
 
 
 def objective(cfg: CompressConfig, table_of=None, started: dict | None = None) -> tuple[CompressConfig, str | None]:
