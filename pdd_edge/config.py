@@ -54,7 +54,7 @@ def config_hash(cfg: Any) -> str:
 # the target is this machine (`local`, a file describing it), or given with --latency-table. The
 # default falls back to the 50 % MACs target (`speed_fallback_macs`) and says so where that table
 # cannot be had (another machine, no table), cannot be trusted (it misses its own check networks by
-# over 10 %, as 2-thread tables on a shared 2-vCPU machine did, whose speed target then deployed a
+# over 5 %, as 2-thread tables on a shared 2-vCPU machine did, whose speed target then deployed a
 # file no faster than the unpruned INT8 one) or says the student cannot reach 2x:
 # `stages.latency.objective`.
 #

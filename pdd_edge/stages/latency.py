@@ -8,7 +8,7 @@ student, input size and first target and copies it into the run; otherwise it me
 here, which a target naming another machine (rpi4 on an x86 CI runner) refuses before any work.
 
 The recipes' default speed target is the exception to these refusals (`objective`): where its
-table cannot be had, cannot be trusted (it misses its own check networks by over 10 %), or says the
+table cannot be had, cannot be trusted (it misses its own check networks by over 5 %), or says the
 student cannot reach it, it becomes the recipe's MACs target, and the command says so; a budget the
 user gave is never swapped.
 """
