@@ -192,9 +192,10 @@ class DeployedWidths:
     then the weakest channels closed until the MACs or the predicted latency fit, at most a tenth
     of the dense latency beyond the masks; and, where masks overshot a latency request, the
     strongest closed channels re-opened until the prediction is nearest it, since a request is met
-    within +/-10 % either side and the epochs left train the channels given back). The remaining epochs distill the network prune writes,
-    and prune has nothing left to change. A distillation too short to reach that epoch leaves the
-    masks free, and prune rounds and fits them after training, as before.
+    within +/-10 % either side and the epochs left train the channels given back). The remaining
+    epochs distill the network prune writes, and prune has nothing left to change. A distillation
+    too short to reach that epoch leaves the masks free, and prune rounds and fits them after
+    training, as before.
 
     Why (issue 23): with raw gates to the end, ResNet20 on CIFAR-10 images lost 45-50 points when
     prune rounded its widths (65 -> 15 % top-1), and the fine-tuning only climbed back: 63.15 /
