@@ -88,10 +88,15 @@ def _options(
     pass
 
 
+def _first_line(function) -> str:
+    return (function.__doc__ or "").split("\f")[0].strip()
+
+
 # (name, function, click settings) of every command, in the order `pdd-edge --help` lists them.
 COMMANDS = [
-    ("compress", compress.compress_command, {}),
-    ("distill", distill.distill_command, {}),
+    # Their docstrings go on past a \f (why they are long); the command list shows the first line.
+    ("compress", compress.compress_command, {"short_help": _first_line(compress.compress_command)}),
+    ("distill", distill.distill_command, {"short_help": _first_line(distill.distill_command)}),
     ("evaluate", evaluate.evaluate_command, {}),
     ("export", export.export_command, {}),
     ("finetune", finetune.finetune_command, {}),

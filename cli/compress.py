@@ -66,9 +66,11 @@ def compress_command(
     profile_min_runs: Annotated[int, typer.Option(help="Timed runs per variant when profiling, at least.")] = 100,
     profile_min_time: Annotated[float, typer.Option(help="Seconds of timed runs per target, at least.")] = 2.0,
 ) -> None:
-    """distill-prune -> prune -> finetune -> export -> simplify -> quantize -> profile -> report, in one run directory."""
-    # Long only in its signature: one parameter per command-line option, which is where Typer
-    # reads them; the work is the few lines below.
+    """distill-prune -> prune -> finetune -> export -> simplify -> quantize -> profile -> report, in one run directory.\f
+    Long only in its signature: one parameter per command-line option, which is where Typer
+    reads them; the work is the few lines below. (`cli/app.py` gives the command list the first
+    line alone: Typer's list would show this paragraph too.)
+    """
     require_torch("pdd-edge compress")
     from pdd_edge import config
     from pdd_edge.profiling.targets import load_target

@@ -58,9 +58,11 @@ def distill_command(
     resume: options.Resume = False,
     json_out: options.Json = False,
 ) -> None:
-    """PDD: distill a student from a teacher while learning which channels to keep."""
-    # Long only in its signature: one parameter per command-line option, which is where Typer
-    # reads them; the work is the few lines below.
+    """PDD: distill a student from a teacher while learning which channels to keep.\f
+    Long only in its signature: one parameter per command-line option, which is where Typer
+    reads them; the work is the few lines below. (`cli/app.py` gives the command list the first
+    line alone: Typer's list would show this paragraph too.)
+    """
     require_torch("pdd-edge distill")
     from pdd_edge.stages import distill
 

@@ -109,6 +109,10 @@ class DistillConfig:
 
 def distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool | str = False,
             setup: TrainSetup | None = None) -> FitResult:
+    """Distill `cfg.student` from the teacher into `out_dir` (the training loop's files).
+
+    Long only because it wires the run's pieces in order (checkpoints, data, masks, budget,
+    deployed widths, the training loop), a few lines each, and its closures share them."""
     spec = specs.parse(cfg.student, cfg.student_args)
     TrainFiles.check_dir(out_dir, cfg.teacher_weights, cfg.student_weights)
     table = load_checked(cfg.latency_table, model=spec.text) if cfg.latency_table else None

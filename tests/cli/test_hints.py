@@ -54,7 +54,7 @@ def teacher(tmp_path) -> Path:
     (("--dataset", "cifar10", "--data-dir", "/missing"), "cifar10 not found (or corrupted) in /missing"),
     (("--dataset", "cifar10"), "cifar10 needs --data-dir"),
     (("--dataset", "imagefolder", "--data-dir", "."), "imagefolder: train is missing"),
-    (("--round-to", "0"), "prune stage: --round-to must be a positive integer, got 0"),
+    (("--round-to", "0"), "distill stage: --round-to must be a positive integer, got 0"),
     (("--device", "cpu", "--amp", "fp16"), "--amp fp16 on the CPU runs many times slower than float32"),
 ])
 def test_compress_refuses_bad_data_round_to_and_amp_before_the_run_folder_exists(tmp_path, monkeypatch, args, message):
