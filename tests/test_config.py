@@ -117,6 +117,8 @@ def test_masks_train_at_the_multiple_prune_deploys_and_retrain_when_it_changes(t
     assert distill.config(run, macs).round_to == 8  # the first target's declared multiple
     assert prune.config(run, macs).round_to is None  # prune reads it from the distilled checkpoint
     assert distill.config(run, config.resolve(macs, round_to=4)).round_to == 4
+    pure = cfg_for("paper", targets=[str(target)])  # pure PDD: raw masks, rounded by prune to the target's multiple
+    assert prune.config(run, pure).round_to == 8
     speed = cfg_for("quick")  # a speed target on local, which declares no multiple: the latency table's
     assert distill.config(run, speed).round_to is None
     a, b = pipeline.stage_hashes(macs), pipeline.stage_hashes(config.resolve(macs, round_to=4))

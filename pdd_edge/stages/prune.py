@@ -227,12 +227,14 @@ def deploy_multiple(cfg: CompressConfig, measure: bool = False) -> int | None:
     return channel_multiple(cfg.targets[0], measure) or 1
 
 
-def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
+def config(run: RunDir, cfg: CompressConfig, measure: bool = False) -> PruneConfig:
     """The distilled student, pruned to at least its MACs or latency target (when the run has one),
-    with widths rounded to the multiple its masks trained at (recorded in the checkpoint:
-    `deploy_multiple`) unless `--round-to` says otherwise."""
+    with widths rounded to the multiple its masks trained at under a budget (recorded in the
+    checkpoint), or for pure PDD (raw masks) to `deploy_multiple`, unless `--round-to` says otherwise."""
     latency = cfg.latency_target is not None
-    return PruneConfig(checkpoint=str(run.best("distill")), round_to=cfg.round_to,
+    budget = latency or bool(cfg.target_macs_reduction)
+    round_to = cfg.round_to if budget else deploy_multiple(cfg, measure)
+    return PruneConfig(checkpoint=str(run.best("distill")), round_to=round_to,
                        min_macs_reduction=cfg.target_macs_reduction or None,
                        latency_table=str(run.latency_table()) if latency else None,
                        target_latency_ms=cfg.target_latency_ms, target_speedup=cfg.target_speedup)
@@ -240,6 +242,6 @@ def config(run: RunDir, cfg: CompressConfig) -> PruneConfig:
 
 def run(run: RunDir, cfg: CompressConfig, setup: TrainSetup) -> StageResult:
     out = run.pruned()
-    report = prune_checkpoint(config(run, cfg), out)
+    report = prune_checkpoint(config(run, cfg, measure=True), out)
     write_json(run.prune_report(), report)
     return StageResult([out, run.prune_report()], {k: v for k, v in report.items() if k not in ("source", "output")})
