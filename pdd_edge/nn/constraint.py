@@ -74,6 +74,14 @@ class Constraint:
         # host wait for the GPU. float64, the arithmetic of the Python floats it replaced.
         self._integral = torch.zeros((), dtype=torch.float64)
         self.lr_compensation = 1.0
+        self.settled = False  # `settle`
+
+    def settle(self) -> None:
+        """The widths are fixed (stages/distill.DeployedWidths): the term has nothing left to move.
+        It adds zero from now on, and the controller stops. Why: kept as it was, its value (lambda
+        times the cost, times lr0/lr) still entered the printed loss, with a zero gradient, and
+        climbed to 5.4 by the last epoch of the digits main job as the learning rate vanished."""
+        self.settled = True
 
     @property
     def integral(self) -> float:
@@ -94,6 +102,9 @@ class Constraint:
 
     def __call__(self, model: nn.Module) -> dict[str, torch.Tensor]:
         relative = self.relative(model)
+        if self.settled:  # a zero term still in the graph: DDP expects a gradient for every mask
+            zero = relative.detach().new_zeros(())
+            return {"loss": 0.0 * relative, "cost_rel": relative.detach(), "lambda": zero}
         # The soft count equals the hard count in the forward pass, so `error` is exact.
         error = relative.detach().double() - (1.0 - self.current_target)
         integral = self._integral.to(error.device)

@@ -228,6 +228,7 @@ class DeployedWidths:
             kept[point] = torch.zeros(width, dtype=torch.bool)
             kept[point][plan.local[point]] = True
         self.masked.fix(kept)
+        self.constraint.settle()
         self.fixed_at = epoch
         self.notes = list(plan.notes)
 
@@ -254,6 +255,7 @@ class DeployedWidths:
         self.notes = list(state.get("notes", []))
         if self.fixed_at is not None:
             self.masked.fix(state["kept"])
+            self.constraint.settle()
 
 
 def _student_weights(cfg: DistillConfig) -> tuple[Any, Any]:

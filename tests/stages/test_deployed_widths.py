@@ -75,3 +75,21 @@ def test_a_distillation_shorter_than_the_ramp_leaves_the_masks_free():
     for epoch in range(3):  # a 3-epoch run never starts epoch 3
         widths.on_epoch_start(epoch, 0.01, 0.01)
     assert widths.fixed_at is None and widths.record() == {"epoch": None, "notes": []}
+
+
+def test_once_the_widths_are_fixed_the_budget_term_adds_zero_and_its_controller_stops():
+    masked = _masked()
+    widths, _ = _widths(masked)
+    constraint = widths.constraint
+    out = constraint(masked.net)  # before the fix: a push on the masks
+    assert float(out["loss"].detach()) > 0 and float(out["lambda"]) != 0
+    integral = constraint.integral
+    widths.on_epoch_start(3, 0.0001, 0.01)  # lr0/lr = 100 would scale a live term a hundredfold
+    out = constraint(masked.net)
+    assert float(out["loss"].detach()) == 0.0 and float(out["lambda"]) == 0.0 and constraint.integral == integral
+    out["loss"].backward()  # still in the graph (DDP), with a zero gradient
+    grads = [m.logits.grad for m in masked.masks.values() if m.logits.grad is not None]
+    assert grads and not any(g.any() for g in grads)
+    resumed, _ = _widths(_masked(seed=1))
+    resumed.load_state_dict(widths.state_dict())
+    assert resumed.constraint.settled
