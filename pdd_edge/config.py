@@ -52,11 +52,18 @@ def config_hash(cfg: Any) -> str:
 # target neither sees that odd widths fall off the fast kernels nor that layer-1 blocks cost more
 # per MAC than layer 3. A speed target needs the first target's latency table: measured here when
 # the target is this machine (`local`, a file describing it), or given with --latency-table. The
-# default falls back to the 50 % MACs target (`speed_fallback_macs`) and says so where that table
+# default falls back to a 60 % MACs target (`speed_fallback_macs`) and says so where that table
 # cannot be had (another machine, no table), cannot be trusted (it misses its own check networks by
 # over 5 %, as 2-thread tables on a shared 2-vCPU machine did, whose speed target then deployed a
 # file no faster than the unpruned INT8 one) or says the student cannot reach 2x:
 # `stages.latency.objective`.
+#
+# Why 60 % and not the 50 % that a 2x speed-up would be if latency followed MACs (issue 23,
+# docs/BENCHMARKS.md "A 60 % MACs fallback"): it does not on small networks, whose fixed costs
+# (session, per-op overhead, the stem and classifier) do not shrink. On the `digits` main job (2
+# threads) a 50 % MACs target deployed 1.42-1.63x (FP32) in three runs (the masks fixed at epoch 9,
+# 12 or 14 of 15), 60 % deployed 1.90x at the same top-1 (98.89 %). MobileNetV2 on real CIFAR-10
+# images (one thread) kept its accuracy at 60 % too (figures in that section).
 #
 # Why 2x and KD fine-tuning (docs/BENCHMARKS.md "Training the deployed widths"): on real CIFAR-10
 # images, 10 epochs, a one-thread x86 target, with the deployed widths trained, ResNet20 at 2x with
@@ -79,7 +86,7 @@ def config_hash(cfg: Any) -> str:
 # the first distill epoch fell from the KD student's 66.8 % to 33.7 %, the first fine-tuning epoch
 # from 60.7 % to 50.5 %; at lr x 0.2 the pruned student ended at 63.60 / 65.20 % (KD student
 # 64.05 / 66.80) instead of 62.70 / 61.10 %.
-WARM_PDD: dict[str, Any] = {"warm_start": True, "target_speedup": 2.0, "speed_fallback_macs": 0.5,
+WARM_PDD: dict[str, Any] = {"warm_start": True, "target_speedup": 2.0, "speed_fallback_macs": 0.6,
                             "target_macs_reduction": None, "budget_ramp": 0.5, "finetune_kd": True,
                             "lr_schedule": "cosine", "warm_lr_scale": 0.2}
 PAPER_PDD: dict[str, Any] = {"warm_start": False, "target_speedup": None, "speed_fallback_macs": None,

@@ -138,7 +138,7 @@ def test_warm_started_recipes_aim_at_a_2x_speedup_fine_tune_with_kd_and_fall_bac
     for recipe in ("quick", "standard"):
         cfg = cfg_for(recipe)
         assert (cfg.target_speedup, cfg.target_latency_ms, cfg.target_macs_reduction) == (2.0, None, None)
-        assert cfg.speed_fallback_macs == 0.5 and cfg.finetune_kd
+        assert cfg.speed_fallback_macs == 0.6 and cfg.finetune_kd
         f = finetune.config(RunDir("run"), cfg)
         assert f.teacher_weights == str(RunDir("run").teacher())
         assert list(pipeline.stage_hashes(cfg))[:2] == ["latency", "teacher"]  # the table comes first
@@ -186,11 +186,11 @@ def _table_of(speedup_floor, check_error_pct=0.0):
 def test_default_speed_target_on_another_machines_target_becomes_the_macs_fallback_and_says_so():
     rpi = cfg_for("quick", targets=("rpi4",))  # an aarch64 board: its latency cannot be measured on this x86 machine
     fallback, note = latency.objective(rpi, table_of=lambda cfg: pytest.fail("no table is measured for another machine"))
-    assert (fallback.target_speedup, fallback.target_macs_reduction) == (None, 0.5)
-    # exactly the run an explicit --target-macs-reduction 0.5 makes: same stages, same hashes
-    assert pipeline.stage_hashes(fallback) == pipeline.stage_hashes(config.with_objective(rpi, macs=0.5))
+    assert (fallback.target_speedup, fallback.target_macs_reduction) == (None, 0.6)
+    # exactly the run an explicit --target-macs-reduction 0.6 makes: same stages, same hashes
+    assert pipeline.stage_hashes(fallback) == pipeline.stage_hashes(config.with_objective(rpi, macs=0.6))
     assert note.startswith("the recipe's speed target (--target-speedup 2 on rpi4) needs rpi4's latency table")
-    assert "pruning to a 50 % MACs target instead" in note and "--latency-table T.json" in note
+    assert "pruning to a 60 % MACs target instead" in note and "--latency-table T.json" in note
     given = config.resolve(rpi, latency_table="t.json")  # a table made on the board: the speed target stays
     assert latency.objective(given, table_of=_table_of(4.0)) == (given, None)
     asked = config.with_objective(rpi, speedup=1.9)  # the user's own request is never swapped: refused later
@@ -203,10 +203,10 @@ def test_default_speed_target_stays_where_it_is_reachable_and_gives_way_where_it
     local = cfg_for("quick")
     assert latency.objective(local, table_of=_table_of(4.0)) == (local, None)  # 2x of at most 4x
     fallback, note = latency.objective(local, table_of=_table_of(1.5))  # a network already too small for 2x
-    assert fallback == latency.fallback(local) and fallback.target_macs_reduction == 0.5
+    assert fallback == latency.fallback(local) and fallback.target_macs_reduction == 0.6
     assert note.startswith("the recipe's --target-speedup 2 is out of reach on local: the best the student's "
                            "structures can reach is ")
-    assert note.endswith("ask for at most a 1.50x speed-up; pruning to a 50 % MACs target instead")
+    assert note.endswith("ask for at most a 1.50x speed-up; pruning to a 60 % MACs target instead")
     asked = config.with_objective(local, speedup=1.9)  # asked for by the user: kept, and refused by the latency stage
     assert latency.objective(asked, table_of=_table_of(1.5)) == (asked, None)
 
@@ -214,10 +214,10 @@ def test_default_speed_target_stays_where_it_is_reachable_and_gives_way_where_it
 def test_a_resumed_default_run_keeps_the_objective_it_started_with_without_measuring_again():
     local = cfg_for("quick")
     never = lambda cfg: pytest.fail("a resumed run measures no table to decide its objective")  # noqa: E731
-    fell_back = {"target_speedup": None, "target_macs_reduction": 0.5, "speed_fallback_macs": 0.5}
+    fell_back = {"target_speedup": None, "target_macs_reduction": 0.6, "speed_fallback_macs": 0.6}
     decided, note = latency.objective(local, table_of=never, started=fell_back)
     assert decided == latency.fallback(local) and note.startswith("resuming a run that fell back")
-    kept = {"target_speedup": 2.0, "target_macs_reduction": None, "speed_fallback_macs": 0.5}
+    kept = {"target_speedup": 2.0, "target_macs_reduction": None, "speed_fallback_macs": 0.6}
     assert latency.objective(local, table_of=never, started=kept) == (local, None)
     # a run begun with the user's own budget decided nothing: the recipe's objective is decided afresh
     assert latency.objective(local, table_of=_table_of(4.0), started={**fell_back, "speed_fallback_macs": None}) == (
@@ -231,12 +231,12 @@ def test_default_speed_target_gives_way_where_the_latency_table_misses_its_check
     assert fallback == latency.fallback(local)
     assert note.startswith("the latency table of resnet20 on local is off by up to 8.5 % on its check networks (more "
                            "than 5 %), too far to price the recipe's speed target (--target-speedup 2): pruning to a "
-                           "50 % MACs target instead.")
+                           "60 % MACs target instead.")
     asked = config.with_objective(local, speedup=1.9)  # the user's own request: kept whatever the table's error
     assert latency.objective(asked, table_of=_table_of(4.0, check_error_pct=22.0)) == (asked, None)
     given = config.resolve(local, latency_table="t.json")  # a given table too noisy: the MACs run drops it
     fallback, _ = latency.objective(given, table_of=_table_of(4.0, check_error_pct=22.0))
-    assert fallback.latency_table is None and fallback.target_macs_reduction == 0.5
+    assert fallback.latency_table is None and fallback.target_macs_reduction == 0.6
     latency.validate(fallback)  # no "--latency-table is for a latency target": the run goes on
 
 

@@ -42,14 +42,14 @@ def test_compress_latency_options_are_checked_before_training(tmp_path):
 
 def test_compress_default_speed_target_on_another_machine_falls_back_to_the_macs_target_and_says_so(tmp_path):
     # rpi4 is an aarch64 board: no table can be measured here, so the recipe's speed target becomes its
-    # 50 % MACs target; the run then goes on (here: into a folder that is not a run, refused up front).
+    # 60 % MACs target; the run then goes on (here: into a folder that is not a run, refused up front).
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
     result = run_cli("compress", "--student", "resnet20", "--teacher", "resnet20", "--target", "rpi4",
                      "--out", tmp_path / "run")
     text = " ".join(result.stderr.split())
     assert "note: the recipe's speed target (--target-speedup 2 on rpi4) needs rpi4's latency table" in text
-    assert "pruning to a 50 % MACs target instead" in text
+    assert "pruning to a 60 % MACs target instead" in text
     assert result.exit_code == 2 and "make the table on the device" not in text  # not refused, as an explicit request is
     assert files_in(tmp_path) == ["notes.txt"]
 
@@ -104,7 +104,7 @@ def test_compress_runs_the_whole_chain_for_a_user_file_model(tmp_path, digits_te
     note = " ".join(done.stderr.split())
     assert "note: the recipe's --target-speedup 2 is out of reach on local" in note or (
         "note: the latency table of" in note and "too far to price the recipe's speed target" in note), done.stderr[-3000:]
-    assert "pruning to a 50 % MACs target instead" in note
+    assert "pruning to a 60 % MACs target instead" in note
     assert json.loads((out / "manifest.json").read_text())["config"]["target_macs_reduction"] == 0.5
     assert list(cwd.iterdir()) == []  # onnxruntime's shape-inference scratch files stay in a temp folder
     ckpt = torch.load(out / "prune" / "pruned.pt", weights_only=True)

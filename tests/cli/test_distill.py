@@ -83,6 +83,14 @@ def test_distill_budget_out_of_range_is_usage_error(digits_teacher, tmp_path):
     assert_usage_error(result, "between 0 and 1")
 
 
+@pytest.mark.parametrize("value", ["0", "-16"])
+def test_distill_round_to_below_one_is_a_usage_error_that_writes_nothing(digits_teacher, tmp_path, value):
+    result = run_cli("distill", "--student", "resnet20", "--teacher-weights", digits_teacher, "--out", tmp_path / "d",
+                     "--target-macs-reduction", "0.5", "--round-to", value)
+    assert_usage_error(result, f"--round-to must be a positive integer, got {value}")
+    assert files_in(tmp_path) == []
+
+
 def test_distill_latency_budget_usage_errors(digits_teacher, tmp_path):
     base = ("distill", "--student", "resnet20", "--teacher-weights", digits_teacher, "--out", tmp_path / "d", "--epochs", "1")
     assert_usage_error(run_cli(*base, "--target-latency-ms", "0.2"), "needs the device's latency table")
