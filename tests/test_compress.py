@@ -116,9 +116,9 @@ def test_compress_by_default_aims_at_a_2x_speedup_where_the_table_measured_here_
     prune = json.loads((out / "prune" / "pruned.json").read_text())
     worst = table.record["error"]["check_max_abs_pct"]
     if worst > 5.0:  # a table too noisy to price 2x: the recipe's MACs target, and the note says why
-        assert (manifest["config"]["target_speedup"], manifest["config"]["target_macs_reduction"]) == (None, 0.5)
+        assert (manifest["config"]["target_speedup"], manifest["config"]["target_macs_reduction"]) == (None, 0.6)
         assert f"is off by up to {worst:.1f} % on its check networks" in " ".join(stderr.split())
-        assert prune["macs_after"] <= 0.5 * prune["macs_before"]
+        assert prune["macs_after"] <= 0.4 * prune["macs_before"]
         return
     assert (manifest["config"]["target_speedup"], manifest["config"]["target_macs_reduction"]) == (2.0, None)
     assert (out / "latency" / "table.json").read_bytes() == cached.read_bytes()  # the run holds the table it used
