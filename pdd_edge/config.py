@@ -62,7 +62,7 @@ def config_hash(cfg: Any) -> str:
 # docs/BENCHMARKS.md "A 60 % MACs fallback"): it does not on small networks, whose fixed costs
 # (session, per-op overhead, the stem and classifier) do not shrink. On the `digits` main job (2
 # threads) a 50 % MACs target deployed 1.42-1.63x (FP32) in three runs (the masks fixed at epoch 9,
-# 12 or 14 of 15), 60 % deployed 1.90x at the same top-1 (98.89 %). MobileNetV2 on real CIFAR-10
+# 12 or 14 of 15), 60 % deployed 1.81-1.90x at the same top-1 (98.89 %). MobileNetV2 on real CIFAR-10
 # images (one thread) kept its accuracy at 60 % too (2.27x / 2.21x, 4.8 points above its KD student),
 # and so did ResNet20 there (1.99x / 2.05x at 0.00 / +0.20 points).
 #
