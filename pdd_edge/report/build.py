@@ -367,6 +367,11 @@ def _md_pruning(r: dict[str, Any]) -> list[str]:
         f"{fmt(t['baseline_top1'], '.2f')} %, distilled student {fmt(t['masked_top1'], '.2f')} %, pruned + fine-tuned "
         f"{fmt(t['finetuned_top1'], '.2f')} %.",
     ]
+    # How the widths were decided (fixed in the distillation, rounded, closed or re-opened to fit the
+    # budget): prune's own notes, so that the reader of the report sees what the JSON records.
+    notes = p.get("notes") or []
+    if notes:
+        lines += ["", "How the widths were decided:", "", *[f"- {n}" for n in notes]]
     if r["plots"].get("channels"):
         lines += ["", f"![channels kept per layer]({r['plots']['channels']})"]
     lines += ["", "| layer | kept | of |", "|---|---:|---:|"]
