@@ -30,8 +30,6 @@ masks, and pruning (`nn.pruning`) sits above the models it rebuilds.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -63,17 +61,22 @@ def binary_gate(logits: torch.Tensor) -> torch.Tensor:
     return _BiRealSign.apply(logits)
 
 
+def _rounded(n_open, multiple: int, nearest: bool):
+    """`n_open` (an int, or an integer tensor: the same integer arithmetic) rounded to a multiple of
+    `multiple`: the nearest (ties up), or with `nearest=False` the next one up."""
+    if multiple <= 1:
+        return n_open
+    steps = (2 * n_open + multiple) // (2 * multiple) if nearest else (n_open + multiple - 1) // multiple
+    return steps * multiple
+
+
 def deployed_width(n_open: int, width: int, multiple: int, may_vanish: bool, nearest: bool = True) -> int:
     """The width a mask point with `n_open` open channels is pruned to: the nearest multiple of
     `multiple` (ties up; `nearest=False`: the next multiple up), at most `width`, and at least
     `multiple` (or `width`; 1 with no multiple) unless the point may vanish. Nearest, not up, where the
     masks trained under the rule or a latency constraint priced it: rounding up made the constraint
     push on while no layer had reached the next multiple down (nn/constraint.deployed_counts)."""
-    if multiple > 1:
-        steps = math.floor(n_open / multiple + 0.5) if nearest else math.ceil(n_open / multiple)
-        want = min(width, steps * multiple)
-    else:
-        want = n_open
+    want = min(width, _rounded(n_open, multiple, nearest))
     if want == 0 and not may_vanish:
         want = min(width, max(multiple, 1))
     return want
@@ -84,14 +87,8 @@ def kept_channels(logits: torch.Tensor, multiple: int, may_vanish: bool, nearest
     values, ties to the lower index. Those are the open channels (values >= 0), less the weakest
     of them or plus the strongest closed ones. Tensor arithmetic only, so that a training step on
     a GPU never waits for the host."""
-    is_open = logits >= 0
     width = logits.numel()
-    n_open = is_open.sum()
-    if multiple > 1:
-        steps = torch.floor(n_open / multiple + 0.5) if nearest else torch.ceil(n_open / multiple)
-        want = (steps * multiple).clamp(max=width)
-    else:
-        want = n_open
+    want = _rounded((logits >= 0).sum(), multiple, nearest).clamp(max=width)  # `deployed_width`, on the device
     if not may_vanish:
         want = torch.where(want == 0, min(width, max(multiple, 1)), want)
     order = torch.argsort(logits, descending=True, stable=True)
